@@ -1,0 +1,254 @@
+"""Video files through PyAV: a reader that yields upright RGB frames with their timestamps,
+and a writer that encodes them and copies the input's audio packets through unchanged.
+
+The two are symmetric (Real-ESRGAN's reader/writer pair): the reader probes the metadata once
+(`VideoInfo`), the writer is built from that metadata, so frame rate, time base, timestamps
+and audio all come from one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, OutputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: Path
+    width: int  # after rotation and resizing: the size of the frames the reader yields
+    height: int
+    rate: Fraction  # average frame rate
+    time_base: Fraction
+    frames: int  # from the container; an estimate when it does not say
+    duration: float  # seconds
+    rotation: int  # degrees counter-clockwise the decoded picture is turned to stand upright
+    audio_streams: int
+    source_size: tuple[int, int]  # coded width, height
+
+
+@dataclass
+class VideoFrame:
+    image: np.ndarray  # H x W x 3 uint8 RGB, upright
+    pts: int | None  # in VideoInfo.time_base
+
+
+def _open(path: Path):
+    import av
+
+    if not path.exists():
+        raise InputError(f"input not found: {path}")
+    if path.is_dir():
+        raise InputError(f"input is a directory, not a file: {path}")
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not a video or image file that can be read ({exc.__class__.__name__})") from exc
+    if not container.streams.video:
+        container.close()
+        raise InputError(f"{path} has no video stream")
+    return container
+
+
+def fit_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """Scale down to at most `max_side` on the long side, keeping sides even for 4:2:0 video."""
+    if not max_side or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+class VideoReader:
+    """Decodes a video file into upright RGB frames (rotation metadata applied)."""
+
+    def __init__(self, path: str | Path, max_side: int | None = None, threaded: bool = True):
+        self.path = Path(path)
+        self._container = _open(self.path)
+        stream = self._container.streams.video[0]
+        # Frame threading is several times faster for files; it adds latency, so live sources skip it.
+        stream.thread_type = "AUTO" if threaded else "SLICE"
+        self._stream = stream
+        rotation = self._probe_rotation()
+        coded = (stream.codec_context.width, stream.codec_context.height)
+        if coded[0] <= 0 or coded[1] <= 0:
+            raise InputError(f"{self.path} has a video stream without a picture size")
+        self._scaled = fit_size(*coded, max_side)
+        width, height = self._scaled if rotation % 180 == 0 else self._scaled[::-1]
+        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        duration = float(stream.duration * stream.time_base) if stream.duration else (
+            self._container.duration / 1e6 if self._container.duration else 0.0)
+        frames = stream.frames or round(duration * rate)
+        self.info = VideoInfo(self.path, width, height, Fraction(rate), Fraction(stream.time_base), int(frames),
+                              duration, rotation, len(self._container.streams.audio), coded)
+
+    def _probe_rotation(self) -> int:
+        """Rotation from the first frame's display matrix (PyAV exposes it per frame)."""
+        try:
+            first = next(self._container.decode(self._stream))
+        except StopIteration:
+            raise InputError(f"{self.path} has no decodable video frames") from None
+        except Exception as exc:  # av raises many FFmpegError subclasses on corrupt data
+            raise InputError(f"{self.path}: cannot decode video ({exc})") from exc
+        self._first = first
+        return int(round(getattr(first, "rotation", 0) or 0)) % 360
+
+    def __iter__(self) -> Iterator[VideoFrame]:
+        import av
+
+        first = self._first
+        self._first = None
+        if first is not None:
+            yield self._convert(first)
+        try:
+            for frame in self._container.decode(self._stream):
+                yield self._convert(frame)
+        except av.error.FFmpegError as exc:
+            raise InputError(f"{self.path}: decoding failed mid-stream ({exc})") from exc
+
+    def _convert(self, frame) -> VideoFrame:
+        width, height = self._scaled
+        image = frame.to_ndarray(format="rgb24", width=width, height=height)
+        # A display matrix turning the picture by `rotation` degrees counter-clockwise;
+        # np.rot90 turns counter-clockwise for positive k.
+        if self.info.rotation:
+            image = np.ascontiguousarray(np.rot90(image, k=self.info.rotation // 90))
+        return VideoFrame(image, frame.pts)
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def check_writable(path: Path) -> None:
+    """Fail before any work if `path` cannot be created."""
+    import os
+
+    if path.is_dir():
+        raise OutputError(f"output is a directory: {path}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"output folder does not exist: {parent}")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise OutputError(f"cannot write to {path}: permission denied")
+
+
+class VideoWriter:
+    """Encodes RGB frames with H.264 and remuxes the audio of `info.path` alongside.
+
+    Learns nothing from its frames: size, rate and time base come from `info`, and a frame of
+    another size is refused rather than silently rescaled.
+    """
+
+    def __init__(self, path: str | Path, info: VideoInfo, crf: int = 18, preset: str = "veryfast",
+                 copy_audio: bool = True):
+        import av
+
+        self.path = Path(path)
+        self.info = info
+        try:
+            self._out = av.open(str(self.path), mode="w")
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise OutputError(f"cannot create {self.path} ({exc})") from exc
+        try:
+            stream = self._out.add_stream("libx264", rate=info.rate)
+            stream.width, stream.height = info.width, info.height
+            # 4:2:0 needs even sides; odd-sized video keeps its exact size in 4:4:4.
+            even = info.width % 2 == 0 and info.height % 2 == 0
+            stream.pix_fmt = "yuv420p" if even else "yuv444p"
+            if not even:
+                log.warning("odd frame size %dx%d: encoding 4:4:4 to keep every pixel", info.width, info.height)
+            stream.options = {"crf": str(crf), "preset": preset}
+            stream.time_base = info.time_base
+            stream.codec_context.time_base = info.time_base
+            self._video = stream
+            self._audio_in = None
+            self._audio_map: dict[int, object] = {}
+            if copy_audio and info.audio_streams:
+                self._audio_in = av.open(str(info.path), metadata_errors="ignore")
+                for source in self._audio_in.streams.audio:
+                    self._audio_map[source.index] = self._out.add_stream_from_template(source)
+                self._audio_packets = self._audio_in.demux(*self._audio_in.streams.audio)
+                self._pending_audio = None
+        except Exception as exc:
+            self._out.close()
+            if isinstance(exc, av.error.FFmpegError | ValueError):
+                raise OutputError(f"cannot set up {self.path} ({exc})") from exc
+            raise
+        self.frames_written = 0
+        self._last_pts = -1
+
+    def write(self, image: np.ndarray, pts: int | None) -> None:
+        import av
+
+        if image.shape != (self.info.height, self.info.width, 3):
+            raise OutputError(f"frame of shape {image.shape} does not match the video "
+                              f"({self.info.height}x{self.info.width}x3)")
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        # Keep the input's timestamps (variable frame rate survives); repair missing or
+        # non-increasing ones, which the encoder would reject.
+        if pts is None or pts <= self._last_pts:
+            pts = self._last_pts + 1
+        frame.pts = pts
+        self._last_pts = pts
+        frame.time_base = self.info.time_base
+        for packet in self._video.encode(frame):
+            self._mux_audio_until(packet)
+            self._out.mux(packet)
+        self.frames_written += 1
+
+    def _mux_audio_until(self, packet) -> None:
+        """Interleave: send audio packets up to the time of this video packet."""
+        if self._audio_in is None:
+            return
+        limit = float(packet.pts * packet.time_base) if packet is not None and packet.pts is not None else None
+        while True:
+            audio = self._pending_audio
+            if audio is None:
+                audio = next(self._audio_packets, None)
+                if audio is None:
+                    self._audio_in.close()
+                    self._audio_in = None
+                    return
+            if audio.dts is None:  # demuxer flush packets carry no data
+                self._pending_audio = None
+                continue
+            if limit is not None and float(audio.dts * audio.time_base) > limit:
+                self._pending_audio = audio
+                return
+            self._pending_audio = None
+            audio.stream = self._audio_map[audio.stream.index]
+            self._out.mux(audio)
+
+    def close(self) -> None:
+        """Flush the encoder, copy the remaining audio and finalise the container."""
+        try:
+            for packet in self._video.encode(None):
+                self._mux_audio_until(packet)
+                self._out.mux(packet)
+            self._mux_audio_until(None)
+        finally:
+            if self._audio_in is not None:
+                self._audio_in.close()
+            self._out.close()
+
+    def abort(self) -> None:
+        """Close without flushing (the file is about to be deleted)."""
+        if self._audio_in is not None:
+            self._audio_in.close()
+        try:
+            self._out.close()
+        except Exception:  # closing a half-written container can fail; the file is discarded anyway
+            log.debug("closing aborted output failed", exc_info=True)

@@ -1,0 +1,106 @@
+"""The adapter file format, where training and runtime meet.
+
+An adapter is a safetensors file holding, for each adapted layer, either LoRA factors
+(``<layer>.lora_A`` of shape (r, in, k, k) and ``<layer>.lora_B`` of shape (out, r, 1, 1)) or
+instance-norm deltas (``<layer>.norm_scale`` and ``<layer>.norm_shift``), plus string metadata:
+the format version, the style name, the base it was made for (id and weight hash), rank and
+alpha, the targets, and free-form JSON for provenance and training settings. The scaling
+alpha/r is derived, never stored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import AdapterError
+
+FORMAT = "rtstyle-adapter/1"
+
+
+@dataclass
+class Adapter:
+    """One style adapter for one base network."""
+
+    name: str
+    base_id: str
+    base_hash: str
+    lora: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    norm: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    alpha: float = 1.0
+    description: str = ""
+    provenance: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+
+    @property
+    def rank(self) -> int:
+        ranks = {a.shape[0] for a, _ in self.lora.values()}
+        if len(ranks) > 1:
+            raise AdapterError(f"adapter {self.name!r} mixes LoRA ranks {sorted(ranks)}")
+        return ranks.pop() if ranks else 0
+
+    def save(self, path: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        tensors: dict[str, torch.Tensor] = {}
+        for layer, (a, b) in self.lora.items():
+            tensors[f"{layer}.lora_A"] = a.detach().float().contiguous().cpu()
+            tensors[f"{layer}.lora_B"] = b.detach().float().contiguous().cpu()
+        for layer, (scale, shift) in self.norm.items():
+            tensors[f"{layer}.norm_scale"] = scale.detach().float().contiguous().cpu()
+            tensors[f"{layer}.norm_shift"] = shift.detach().float().contiguous().cpu()
+        metadata = {
+            "format": FORMAT,
+            "style_name": self.name,
+            "description": self.description,
+            "base_id": self.base_id,
+            "base_hash": self.base_hash,
+            "rank": str(self.rank),
+            "alpha": repr(float(self.alpha)),
+            "targets": json.dumps(sorted(self.lora)),
+            "norm_targets": json.dumps(sorted(self.norm)),
+            "provenance": json.dumps(self.provenance, sort_keys=True),
+            "training": json.dumps(self.training, sort_keys=True),
+        }
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file(tensors, str(tmp), metadata=metadata)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Adapter:
+        from safetensors import SafetensorError, safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise AdapterError(f"adapter file not found: {path}")
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                meta = handle.metadata() or {}
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise AdapterError(f"{path} is not a readable safetensors adapter ({exc})") from exc
+        if meta.get("format") != FORMAT:
+            raise AdapterError(f"{path} is not an rtstyle adapter (format {meta.get('format')!r})")
+        try:
+            adapter = cls(
+                name=meta["style_name"],
+                base_id=meta["base_id"],
+                base_hash=meta["base_hash"],
+                alpha=float(meta["alpha"]),
+                description=meta.get("description", ""),
+                provenance=json.loads(meta.get("provenance", "{}")),
+                training=json.loads(meta.get("training", "{}")),
+            )
+            for layer in json.loads(meta["targets"]):
+                adapter.lora[layer] = (tensors.pop(f"{layer}.lora_A"), tensors.pop(f"{layer}.lora_B"))
+            for layer in json.loads(meta["norm_targets"]):
+                adapter.norm[layer] = (tensors.pop(f"{layer}.norm_scale"), tensors.pop(f"{layer}.norm_shift"))
+        except (KeyError, ValueError) as exc:
+            raise AdapterError(f"{path} is an incomplete adapter (missing {exc})") from exc
+        if tensors:
+            raise AdapterError(f"{path} has tensors no target names: {sorted(tensors)[:3]}")
+        return adapter

@@ -1,0 +1,128 @@
+"""The feed-forward stylizer network.
+
+The layout follows Johnson et al. 2016 ("Perceptual Losses for Real-Time Style Transfer"):
+a wide first convolution, two stride-2 convolutions, residual blocks at 1/4 resolution,
+and a decoder of nearest-neighbour upsampling followed by a convolution, which avoids the
+checkerboard artefacts of transposed convolutions (Odena et al. 2016, "Deconvolution and
+Checkerboard Artifacts"). Every convolution uses reflection padding and is followed by an
+affine instance norm (Ulyanov et al. 2016). With one set of norm scales and shifts per
+style this is the conditional-instance-norm network of Dumoulin et al. 2017 ("A Learned
+Representation for Artistic Style"): many styles share all conv weights and differ only in
+the norm parameters, which is how the built-in styles are stored (see `styles.py`).
+
+Pixels are RGB in 0..1 in and out (a sigmoid closes the net), which keeps activations in
+fp16 range, unlike Johnson's 0..255 convention.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: The network halves the resolution twice, so inputs are padded to a multiple of this.
+SIZE_MULTIPLE = 4
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Shape of a stylizer. Two specs are the same network iff they compare equal."""
+
+    contract: tuple[int, ...] = (32, 32, 32)  # first conv, then the two stride-2 convs
+    res_blocks: int = 6
+    expand: tuple[int, ...] = (8, 4)  # upsample+conv stages
+    outer_kernel: int = 9  # kernel of the first and the last conv
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> NetworkSpec:
+        raw = json.loads(text)
+        return cls(
+            contract=tuple(raw["contract"]),
+            res_blocks=int(raw["res_blocks"]),
+            expand=tuple(raw["expand"]),
+            outer_kernel=int(raw["outer_kernel"]),
+        )
+
+
+class ConvNorm(nn.Module):
+    """Optional 2x nearest upsampling, reflection-padded conv, affine instance norm."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, upsample: bool = False):
+        super().__init__()
+        self.upsample = upsample
+        self.conv = nn.Conv2d(
+            cin, cout, kernel, stride=stride, padding=kernel // 2, padding_mode="reflect", bias=False
+        )
+        self.norm = nn.InstanceNorm2d(cout, affine=True, eps=1e-5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        return self.norm(self.conv(x))
+
+
+class ResidualBlock(nn.Module):
+    """conv-norm-relu-conv-norm plus identity (He et al. 2016), no activation after the sum."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.first = ConvNorm(channels, channels, 3)
+        self.second = ConvNorm(channels, channels, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.second(F.relu(self.first(x)))
+
+
+class Stylizer(nn.Module):
+    """Image transformation network: (N, 3, H, W) RGB 0..1 -> (N, 3, H, W) RGB 0..1, any H and W."""
+
+    def __init__(self, spec: NetworkSpec):
+        super().__init__()
+        self.spec = spec
+        c0, c1, c2 = spec.contract
+        self.contract = nn.ModuleList(
+            [ConvNorm(3, c0, spec.outer_kernel), ConvNorm(c0, c1, 3, stride=2), ConvNorm(c1, c2, 3, stride=2)]
+        )
+        self.res = nn.ModuleList([ResidualBlock(c2) for _ in range(spec.res_blocks)])
+        widths = (c2, *spec.expand)
+        self.expand = nn.ModuleList(
+            [ConvNorm(cin, cout, 3, upsample=True) for cin, cout in zip(widths[:-1], widths[1:])]
+        )
+        self.output = ConvNorm(widths[-1], 3, spec.outer_kernel)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2], x.shape[-1]
+        x = pad_to_multiple(x, SIZE_MULTIPLE)
+        for layer in self.contract:
+            x = F.relu(layer(x))
+        for block in self.res:
+            x = block(x)
+        for layer in self.expand:
+            x = F.relu(layer(x))
+        x = torch.sigmoid(self.output(x))
+        return x[..., :height, :width]
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Reflect-pad the bottom and right edges so both sides are multiples of `multiple`."""
+    pad_h = (multiple - x.shape[-2] % multiple) % multiple
+    pad_w = (multiple - x.shape[-1] % multiple) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    # Reflection needs the pad to be smaller than the side; tiny inputs fall back to replicate.
+    mode = "reflect" if pad_h < x.shape[-2] and pad_w < x.shape[-1] else "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+#: The two sizes the project ships. The quality spec matches the Magenta multi-style network
+#: the built-in styles come from; the fast spec is narrower with fewer blocks.
+BUILTIN_SPECS: dict[str, NetworkSpec] = {
+    "quality": NetworkSpec(contract=(32, 32, 32), res_blocks=6, expand=(8, 4), outer_kernel=9),
+    "fast": NetworkSpec(contract=(16, 32, 32), res_blocks=3, expand=(8, 4), outer_kernel=5),
+}
