@@ -91,8 +91,10 @@ class VideoReader:
 
     def _probe_rotation(self) -> int:
         """Rotation from the first frame's display matrix (PyAV exposes it per frame)."""
+        # One decoder generator for the whole file: a second one would restart a flushed decoder.
+        self._decoded = self._container.decode(self._stream)
         try:
-            first = next(self._container.decode(self._stream))
+            first = next(self._decoded)
         except StopIteration:
             raise InputError(f"{self.path} has no decodable video frames") from None
         except Exception as exc:  # av raises many FFmpegError subclasses on corrupt data
@@ -108,7 +110,7 @@ class VideoReader:
         if first is not None:
             yield self._convert(first)
         try:
-            for frame in self._container.decode(self._stream):
+            for frame in self._decoded:
                 yield self._convert(frame)
         except av.error.FFmpegError as exc:
             raise InputError(f"{self.path}: decoding failed mid-stream ({exc})") from exc
@@ -133,16 +135,18 @@ class VideoReader:
 
 
 def check_writable(path: Path) -> None:
-    """Fail before any work if `path` cannot be created."""
-    import os
-
+    """Fail before any work if `path` cannot be created: try to create a file beside it."""
     if path.is_dir():
         raise OutputError(f"output is a directory: {path}")
-    parent = path.parent if str(path.parent) else Path(".")
+    parent = path.parent
     if not parent.is_dir():
         raise OutputError(f"output folder does not exist: {parent}")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise OutputError(f"cannot write to {path}: permission denied")
+    probe = parent / f".{path.name}.rtstyle-probe"
+    try:
+        probe.open("wb").close()
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write to {parent}: {exc.strerror or exc}") from None
 
 
 class VideoWriter:

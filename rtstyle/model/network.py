@@ -109,14 +109,18 @@ class Stylizer(nn.Module):
         return x[..., :height, :width]
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Reflect-pad the bottom and right edges so both sides are multiples of `multiple`."""
-    pad_h = (multiple - x.shape[-2] % multiple) % multiple
-    pad_w = (multiple - x.shape[-1] % multiple) % multiple
+def pad_to_multiple(x: torch.Tensor, multiple: int, min_side: int = 4 * SIZE_MULTIPLE) -> torch.Tensor:
+    """Pad the bottom and right edges so both sides are multiples of `multiple` and at least `min_side`.
+
+    Reflection matches what the convolutions do at the borders; inputs too small to reflect
+    (a few pixels) are replicated instead.
+    """
+    height, width = x.shape[-2], x.shape[-1]
+    pad_h = max(min_side, -(-height // multiple) * multiple) - height
+    pad_w = max(min_side, -(-width // multiple) * multiple) - width
     if pad_h == 0 and pad_w == 0:
         return x
-    # Reflection needs the pad to be smaller than the side; tiny inputs fall back to replicate.
-    mode = "reflect" if pad_h < x.shape[-2] and pad_w < x.shape[-1] else "replicate"
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
     return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
 
 

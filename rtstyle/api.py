@@ -1,0 +1,33 @@
+"""Python entry points: build a stylizer once, then convert files or frames with it.
+
+    from rtstyle.api import load_stylizer, stylize_file
+    stylizer = load_stylizer("quality", StyleChoice({"starry-swirl": 1.0}, strength=0.8))
+    stylize_file("in.mp4", "out.mp4", stylizer)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .backends.base import create_engine
+from .config import ConvertConfig, EngineConfig
+from .model.loader import fuse, load_base
+from .model.styles import StyleChoice
+from .pipeline.convert import ConvertResult, Progress, convert_file
+from .pipeline.frames import FrameStylizer
+
+
+def load_stylizer(model: str | Path = "quality", style: StyleChoice | None = None,
+                  engine: EngineConfig | None = None) -> FrameStylizer:
+    """Fuse the chosen styles into the base network and compile it for the chosen backend."""
+    style = style or StyleChoice()
+    base = load_base(model)
+    net = fuse(base, style.resolve(base.base_id))
+    blend = ", ".join(f"{name} {w:.2f}" for name, w in style.weights().items())
+    built = create_engine(net, engine or EngineConfig())
+    return FrameStylizer(built, f"{base.base_id} model, {blend}, {built.describe()}")
+
+
+def stylize_file(src: str | Path, dst: str | Path, stylizer: FrameStylizer,
+                 config: ConvertConfig | None = None, progress: Progress | None = None) -> ConvertResult:
+    return convert_file(src, dst, stylizer, config or ConvertConfig(), progress)

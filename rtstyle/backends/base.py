@@ -1,0 +1,108 @@
+"""The engine interface and the backend registry.
+
+An engine takes a float batch (N, 3, H, W) in 0..1 that already lives on its device and
+returns the stylized batch on the same device, so a GPU pipeline never round-trips through
+the host between stages.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import torch
+
+from ..config import EngineConfig
+from ..errors import BackendError
+from ..model.network import Stylizer
+
+log = logging.getLogger(__name__)
+
+
+class Engine(ABC):
+    name: str = ""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype):
+        self.device = device
+        self.dtype = dtype  # the dtype the engine wants its input in
+
+    @abstractmethod
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) in 0..1 on `self.device` -> same shape, 0..1, on `self.device`."""
+
+    def describe(self) -> str:
+        return f"{self.name} on {self.device} ({str(self.dtype).removeprefix('torch.')})"
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise BackendError(f"device {device!r} asked for, but no CUDA GPU is usable (torch "
+                               f"{torch.__version__}, {build}); use --device cpu")
+        return torch.device(device)
+    raise BackendError(f"unknown device {device!r}; use auto, cpu or cuda")
+
+
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise BackendError("fp16 needs a CUDA device here; use --precision fp32 on CPU")
+        return torch.float16
+    if precision == "fp32":
+        return torch.float32
+    raise BackendError(f"unknown precision {precision!r}; use auto, fp32 or fp16")
+
+
+EngineFactory = Callable[[Stylizer, torch.device, torch.dtype, EngineConfig], Engine]
+_REGISTRY: dict[str, EngineFactory] = {}
+#: Preference order for `auto`, fastest first.
+AUTO_ORDER = ("torch",)
+
+
+def register(name: str) -> Callable[[EngineFactory], EngineFactory]:
+    def wrap(factory: EngineFactory) -> EngineFactory:
+        _REGISTRY[name] = factory
+        return factory
+
+    return wrap
+
+
+def available_backends() -> list[str]:
+    _load_builtin_backends()
+    return sorted(_REGISTRY)
+
+
+def _load_builtin_backends() -> None:
+    from . import torch_eager  # noqa: F401  (registers itself)
+
+
+def create_engine(net: Stylizer, config: EngineConfig) -> Engine:
+    """Build the engine `config` asks for around an already fused network."""
+    _load_builtin_backends()
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.precision, device)
+    names = AUTO_ORDER if config.backend == "auto" else (config.backend,)
+    failures = []
+    for name in names:
+        factory = _REGISTRY.get(name)
+        if factory is None:
+            raise BackendError(f"unknown backend {name!r}; available: {', '.join(available_backends())}")
+        try:
+            engine = factory(net, device, dtype, config)
+        except BackendError as exc:
+            if config.backend != "auto":
+                raise
+            failures.append(f"{name}: {exc}")
+            continue
+        reason = f" (skipped {'; '.join(failures)})" if failures else ""
+        log.info("engine: %s%s", engine.describe(), reason)
+        return engine
+    raise BackendError("no backend works here: " + "; ".join(failures))

@@ -1,0 +1,38 @@
+"""Eager PyTorch: the reference backend, and the one every other backend is checked against."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from ..config import EngineConfig
+from ..model.network import Stylizer
+from .base import Engine, register
+
+
+class TorchEngine(Engine):
+    name = "torch"
+
+    def __init__(self, net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig):
+        super().__init__(device, dtype)
+        if config.threads and device.type == "cpu":
+            torch.set_num_threads(config.threads)
+        net = copy.deepcopy(net).to(device=device, dtype=dtype).eval()
+        # channels-last lets cuDNN pick tensor-core kernels for fp16 convolutions.
+        self.channels_last = device.type == "cuda"
+        if self.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        self.net = net
+
+    @torch.inference_mode()
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.to(self.dtype)
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return self.net(batch)
+
+
+@register("torch")
+def build(net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig) -> Engine:
+    return TorchEngine(net, device, dtype, config)

@@ -1,0 +1,105 @@
+"""The CLI commands. Each takes the parsed arguments and returns an exit code; the terminal is theirs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from ..config import ConvertConfig, EngineConfig
+from ..model.styles import StyleChoice
+from ..pipeline.convert import ConvertResult
+from .main import EXIT_INTERRUPTED
+
+
+def _engine_config(args: argparse.Namespace) -> EngineConfig:
+    return EngineConfig(backend=args.backend, device=args.device, precision=args.precision)
+
+
+def _default_output(src: Path, choice: StyleChoice) -> Path:
+    label = "+".join(Path(name).stem for name in choice.blend)
+    return src.with_name(f"{src.stem}_{label}{src.suffix}")
+
+
+def _convert(src: Path, dst: Path, args: argparse.Namespace, config: ConvertConfig, quiet: bool) -> ConvertResult:
+    from tqdm import tqdm
+
+    from ..api import load_stylizer
+    from ..pipeline.convert import check_paths, convert_file
+
+    check_paths(src, dst)  # fail on bad paths before the model is built
+    choice = StyleChoice.parse(args.style, args.blend, args.strength)
+    stylizer = load_stylizer(args.model, choice, _engine_config(args))
+    if not quiet:
+        print(f"{src.name} -> {dst}  [{stylizer.description}]", file=sys.stderr)
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total or None, unit="frame", dynamic_ncols=True, disable=quiet or None,
+                       file=sys.stderr)
+        bar.update(done - bar.n)
+
+    try:
+        return convert_file(src, dst, stylizer, config, progress)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def stylize(args: argparse.Namespace) -> int:
+    src = Path(args.input)
+    choice = StyleChoice.parse(args.style, args.blend, args.strength)
+    dst = Path(args.output) if args.output else _default_output(src, choice)
+    config = ConvertConfig(batch=args.batch, max_side=args.max_side, crf=args.crf, copy_audio=not args.no_audio)
+    result = _convert(src, dst, args, config, quiet=args.quiet or args.json)
+    return _report(result, args.json)
+
+
+def _report(result: ConvertResult, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"output": str(result.output), "frames": result.frames, "seconds": round(result.seconds, 3),
+                          "fps": round(result.fps, 2), "width": result.width, "height": result.height,
+                          "interrupted": result.interrupted}))
+    else:
+        print(f"wrote {result.output} ({result.width}x{result.height}, {result.frames} "
+              f"frame{'s' * (result.frames != 1)}, {result.seconds:.1f} s, {result.fps:.1f} fps)")
+    if result.interrupted:
+        print(f"rtstyle: interrupted: {result.output} holds the first {result.frames} frames", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def styles(args: argparse.Namespace) -> int:
+    from ..model.adapters import Adapter
+    from ..model.styles import builtin_styles, styles_dir
+
+    names = builtin_styles(args.model)
+    rows = []
+    for name in names:
+        adapter = Adapter.load(styles_dir(args.model) / f"{name}.safetensors")
+        rows.append({"name": name, "description": adapter.description,
+                     "teacher_style": adapter.provenance.get("teacher_style")})
+    if args.json:
+        print(json.dumps({"model": args.model, "styles": rows}, indent=2))
+        return 0
+    if not rows:
+        print(f"the {args.model} model has no built-in styles")
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    print(f"{len(rows)} built-in styles for the {args.model} model:")
+    for row in rows:
+        print(f"  {row['name']:<{width}}  {row['description']}")
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from ..io.synthetic import write_clip
+
+    with tempfile.TemporaryDirectory(prefix="rtstyle-demo-") as folder:
+        clip = write_clip(Path(folder) / "sample.mp4", seconds=args.seconds)
+        result = _convert(clip, Path(args.output), args, ConvertConfig(), quiet=False)
+    return _report(result, as_json=False)

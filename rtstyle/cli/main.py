@@ -1,0 +1,135 @@
+"""Command line: argument parsing and error reporting. The commands live in `commands.py`.
+
+Every error a user can cause ends as one line on stderr and exit code 2; Ctrl-C during a
+conversion keeps what was written and exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .. import __version__
+from ..config import BACKENDS, DEVICES, PRECISIONS, ConvertConfig
+from ..errors import RtstyleError
+from ..model.styles import DEFAULT_STYLE, MAX_STRENGTH
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line (and still exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def strength(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= MAX_STRENGTH:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_STRENGTH:g}, got {text}")
+    return value
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("engine")
+    group.add_argument("--model", default="quality",
+                       help="base network: quality, fast, or a base .safetensors file (default: quality)")
+    group.add_argument("--device", choices=DEVICES, default="auto", help="default: cuda if available, else cpu")
+    group.add_argument("--backend", choices=BACKENDS, default="auto", help="default: auto")
+    group.add_argument("--precision", choices=PRECISIONS, default="auto",
+                       help="default: fp16 on CUDA, fp32 on CPU")
+
+
+def add_style_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("style")
+    group.add_argument("--style", help=f"built-in style name or adapter .safetensors file (default: {DEFAULT_STYLE}; "
+                                       "see `rtstyle styles`)")
+    group.add_argument("--blend", help="weighted mix of styles, e.g. mosaic:0.6,woodcut:0.4")
+    group.add_argument("--strength", type=strength, default=1.0,
+                       help=f"0 = no style, 1 = as trained, up to {MAX_STRENGTH:g} = exaggerated (default: 1)")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="rtstyle", description="Real-time style transfer for video files, images and webcams.")
+    parser.add_argument("--version", action="version", version=f"rtstyle {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    defaults = ConvertConfig()
+    stylize = sub.add_parser("stylize", help="stylize a video or image file",
+                             description="Stylize a video (audio, frame rate and timestamps kept) or an image.")
+    stylize.add_argument("input", help="video (mp4, mov, mkv, ...) or image (png, jpg, ...)")
+    stylize.add_argument("-o", "--output", help="output file (default: INPUT_STYLE.EXT beside the input)")
+    add_style_options(stylize)
+    add_engine_options(stylize)
+    group = stylize.add_argument_group("conversion")
+    group.add_argument("--batch", type=positive_int, default=defaults.batch,
+                       help=f"frames per batch (default: {defaults.batch})")
+    group.add_argument("--max-side", type=positive_int, help="scale the long side down to this many pixels")
+    group.add_argument("--crf", type=int, default=defaults.crf, help=f"x264 quality, 0-51 (default: {defaults.crf})")
+    group.add_argument("--no-audio", action="store_true", help="drop the audio instead of copying it")
+    group.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
+    group.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    styles = sub.add_parser("styles", help="list the built-in styles")
+    styles.add_argument("--model", default="quality", help="list the styles of this model (default: quality)")
+    styles.add_argument("--json", action="store_true", help="print JSON")
+
+    demo = sub.add_parser("demo", help="make a sample clip with audio and stylize it (no files needed)")
+    demo.add_argument("-o", "--output", default="rtstyle-demo.mp4", help="default: rtstyle-demo.mp4")
+    demo.add_argument("--seconds", type=positive_int, default=4)
+    add_style_options(demo)
+    add_engine_options(demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors
+        return int(exc.code or 0)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    logging.basicConfig(level=logging.INFO if args.verbose or args.debug else logging.WARNING,
+                        format="rtstyle: %(levelname)s: %(message)s")
+    from . import commands
+
+    try:
+        return getattr(commands, args.command)(args)
+    except RtstyleError as exc:
+        if args.debug:
+            raise
+        print(f"rtstyle: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("rtstyle: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"rtstyle: internal error: {exc.__class__.__name__}: {exc} (rerun with --debug for details)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Configuration for every stage, as plain dataclasses: the one home of defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BACKENDS = ("auto", "torch")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "fp16")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the fused network runs."""
+
+    backend: str = "auto"
+    device: str = "auto"
+    precision: str = "auto"  # fp16 on CUDA, fp32 on CPU
+    threads: int | None = None  # CPU intra-op threads; None leaves torch's default
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """File conversion: batching, resizing, queue depth and encoder settings."""
+
+    batch: int = 4
+    max_side: int | None = None  # scale the long side down to this many pixels
+    queue_frames: int = 16  # bound on frames waiting between two stages
+    crf: int = 18  # x264 quality: lower is better, 18 is visually lossless for most content
+    preset: str = "veryfast"
+    copy_audio: bool = True
+
+    def __post_init__(self) -> None:
+        from .errors import InputError
+
+        if not 1 <= self.batch <= 256:
+            raise InputError(f"batch must be between 1 and 256, got {self.batch}")
+        if self.max_side is not None and self.max_side < 16:
+            raise InputError(f"max side must be at least 16 pixels, got {self.max_side}")
+        if not 0 <= self.crf <= 51:
+            raise InputError(f"crf must be between 0 and 51, got {self.crf}")

@@ -1,0 +1,1 @@
+"""Threads and queues that move frames: source -> stylizer -> sink."""

@@ -1,0 +1,172 @@
+"""File conversion: decode -> stylize -> encode in three threads, ordered and lossless.
+
+Output goes to a hidden temporary file beside the target and is renamed into place only
+when complete, so an error never leaves partial garbage under the output name. Ctrl-C is
+the exception: it drains the frames already decoded, closes the file properly and keeps it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import ConvertConfig
+from ..errors import InputError, OutputError, PipelineError, RtstyleError
+from ..io.images import is_image_path, probe_image, read_image, write_image
+from ..io.video import VideoReader, VideoWriter, check_writable
+from .frames import FrameStylizer
+from .stages import END, Stages
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".avi"}
+Progress = Callable[[int, int], None]  # (frames done, frames expected)
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    output: Path
+    frames: int
+    seconds: float
+    interrupted: bool = False
+    width: int = 0
+    height: int = 0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def temporary_path(dst: Path) -> Path:
+    return dst.with_name(f".{dst.stem}.rtstyle-partial{dst.suffix}")
+
+
+def check_paths(src: Path, dst: Path) -> None:
+    """Refuse bad inputs and outputs before any model is built: cheap, and nothing gets written."""
+    if not src.exists():
+        raise InputError(f"input not found: {src}")
+    if src.resolve() == dst.resolve():
+        raise OutputError("output would overwrite the input; choose another output path")
+    if is_image_path(src) != is_image_path(dst):
+        kind = "an image" if is_image_path(src) else "a video"
+        raise OutputError(f"input is {kind}, so the output needs a matching extension, got {dst.name!r}")
+    if not is_image_path(dst) and dst.suffix.lower() not in VIDEO_SUFFIXES:
+        raise OutputError(f"unsupported output type {dst.suffix!r}; use one of {sorted(VIDEO_SUFFIXES)}")
+    check_writable(dst)
+    if is_image_path(src):
+        probe_image(src)
+    else:
+        VideoReader(src).close()
+
+
+def convert_file(src: str | Path, dst: str | Path, stylizer: FrameStylizer, config: ConvertConfig,
+                 progress: Progress | None = None) -> ConvertResult:
+    """Stylize an image or a video file into `dst`."""
+    src, dst = Path(src), Path(dst)
+    check_paths(src, dst)
+    if is_image_path(src):
+        return convert_image(src, dst, stylizer, config)
+    return convert_video(src, dst, stylizer, config, progress)
+
+
+def convert_image(src: Path, dst: Path, stylizer: FrameStylizer, config: ConvertConfig) -> ConvertResult:
+    start = time.perf_counter()
+    rgb, alpha = read_image(src, config.max_side)
+    (out,) = stylizer([rgb])
+    tmp = temporary_path(dst)
+    try:
+        write_image(tmp, out, alpha)
+        tmp.replace(dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ConvertResult(dst, 1, time.perf_counter() - start, width=out.shape[1], height=out.shape[0])
+
+
+def convert_video(src: Path, dst: Path, stylizer: FrameStylizer, config: ConvertConfig,
+                  progress: Progress | None = None) -> ConvertResult:
+    reader = VideoReader(src, config.max_side)
+    info = reader.info
+    tmp = temporary_path(dst)
+    try:
+        writer = VideoWriter(tmp, info, crf=config.crf, preset=config.preset, copy_audio=config.copy_audio)
+    except BaseException:
+        reader.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    stages = Stages()
+    decoded, stylized = stages.queue(config.queue_frames), stages.queue(config.queue_frames)
+    start = time.perf_counter()
+
+    def read() -> None:
+        try:
+            for frame in reader:
+                if stages.drain.is_set():
+                    break
+                stages.put(decoded, frame)
+        finally:
+            reader.close()
+        stages.put(decoded, END)
+
+    def stylize() -> None:
+        done = False
+        while not done:
+            batch = []
+            while len(batch) < config.batch:
+                item = stages.get(decoded)
+                if item is END:
+                    done = True
+                    break
+                batch.append(item)
+            for frame, image in zip(batch, stylizer([f.image for f in batch])):
+                frame.image = image
+                stages.put(stylized, frame)
+        stages.put(stylized, END)
+
+    def write() -> None:
+        while True:
+            item = stages.get(stylized)
+            if item is END:
+                break
+            writer.write(item.image, item.pts)
+            if progress:
+                progress(writer.frames_written, info.frames)
+        writer.close()
+
+    stages.spawn("decode", read)
+    stages.spawn("stylize", stylize)
+    stages.spawn("encode", write)
+    interrupted = _wait(stages)
+    if stages.error is not None:
+        writer.abort()
+        tmp.unlink(missing_ok=True)
+        exc = stages.error
+        if isinstance(exc, RtstyleError | KeyboardInterrupt):
+            raise exc
+        raise PipelineError(f"{stages.failed_stage} stage failed: {exc.__class__.__name__}: {exc}") from exc
+    if writer.frames_written == 0:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"{src}: no frames were decoded")
+    tmp.replace(dst)
+    seconds = time.perf_counter() - start
+    return ConvertResult(dst, writer.frames_written, seconds, interrupted, info.width, info.height)
+
+
+def _wait(stages: Stages) -> bool:
+    """Join the stages; a first Ctrl-C drains and finishes the file, a second one aborts."""
+    interrupted = False
+    while True:
+        try:
+            stages.join()
+            return interrupted
+        except KeyboardInterrupt:
+            if interrupted:
+                stages.fail("main", KeyboardInterrupt())
+                continue
+            interrupted = True
+            log.warning("interrupted: finishing the frames already read (Ctrl-C again to abort)")
+            stages.drain.set()
+        except BaseException:
+            return interrupted

@@ -1,0 +1,41 @@
+"""Shared fixtures: clips made on the fly, the shared data folder, small networks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from rtstyle.io.synthetic import write_clip
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is not beside the project")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory) -> Path:
+    """2 s, 160x96, 24 fps, with a stereo AAC tone."""
+    return write_clip(tmp_path_factory.mktemp("clips") / "clip.mp4", seconds=2.0, width=160, height=96, fps=24)
+
+
+@pytest.fixture(scope="session")
+def fast_stylizer():
+    from rtstyle.api import load_stylizer
+    from rtstyle.config import EngineConfig
+    from rtstyle.model.styles import StyleChoice
+
+    return load_stylizer("quality", StyleChoice({"woodcut": 1.0}), EngineConfig(device="cpu"))

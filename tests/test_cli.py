@@ -1,0 +1,118 @@
+"""The command line: happy paths, one-line errors with exit code 2, and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import av
+import pytest
+
+from rtstyle import __version__
+from rtstyle.cli.main import main
+from rtstyle.model.styles import styles_dir
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_version_and_styles(capsys):
+    assert main(["--version"]) == 0
+    assert __version__ in capsys.readouterr().out
+    code, out, _ = run(capsys, "styles")
+    assert code == 0 and "starry-swirl" in out and "26 built-in styles" in out
+    code, out, _ = run(capsys, "styles", "--model", "fast", "--json")
+    assert code == 0 and len(json.loads(out)["styles"]) >= 8
+
+
+def test_stylize_video_json_summary(capsys, clip, tmp_path):
+    out = tmp_path / "o.mp4"
+    code, stdout, _ = run(capsys, "stylize", clip, "-o", out, "--style", "mosaic", "--strength", "0.8",
+                          "--batch", "5", "--device", "cpu", "--json")
+    assert code == 0
+    summary = json.loads(stdout)
+    assert summary["frames"] == 48 and summary["width"] == 160 and not summary["interrupted"]
+    with av.open(str(out)) as container:
+        assert container.streams.audio and container.streams.video[0].frames == 48
+
+
+def test_stylize_blend_with_adapter_file_and_default_output(capsys, tmp_path, shared_data):
+    import shutil
+
+    src = tmp_path / "cat.png"
+    shutil.copy(shared_data / "content" / "chelsea.png", src)
+    adapter = styles_dir("quality") / "woodcut.safetensors"
+    code, out, err = run(capsys, "stylize", src, "--blend", f"mosaic:0.5,{adapter}:0.5", "--max-side", "120")
+    assert code == 0, err
+    assert (tmp_path / "cat_mosaic+woodcut.png").exists()
+
+
+def error_line(capsys, *argv):
+    code, out, err = run(capsys, *argv)
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["stylize", "{tmp}/missing.mp4", "-o", "{tmp}/o.mp4"], "input not found"),
+    (["stylize", "{tmp}/notes.txt", "-o", "{tmp}/o.mp4"], "not a video or image"),
+    (["stylize", "{clip}", "-o", "{tmp}/o.mp4", "--style", "picasso"], "unknown style 'picasso'; built-in styles"),
+    (["stylize", "{clip}", "-o", "{tmp}/nowhere/o.mp4"], "output folder does not exist"),
+    (["stylize", "{clip}", "-o", "/proc/o.mp4"], "cannot write"),
+    (["stylize", "{clip}", "-o", "{tmp}/o.mp4", "--batch", "0"], "must be at least 1"),
+    (["stylize", "{clip}", "-o", "{tmp}/o.mp4", "--batch", "many"], "expected a whole number"),
+    (["stylize", "{clip}", "-o", "{tmp}/o.mp4", "--strength", "-1"], "between 0 and 2"),
+    (["stylize", "{clip}", "-o", "{tmp}/o.mp4", "--crf", "99"], "crf must be between"),
+    (["stylize", "{clip}", "-o", "{tmp}/o.mp4", "--blend", "mosaic=1"], "bad blend"),
+    (["stylize", "{clip}", "-o", "{tmp}/o.mp4", "--style", "mosaic", "--blend", "a:1"], "not both"),
+    (["stylize", "{clip}", "-o", "{tmp}/o.mp4", "--model", "huge"], "unknown model 'huge'"),
+    (["stylize", "{clip}", "-o", "{tmp}/o.mp4", "--model", "fast", "--style", "{quality_adapter}"],
+     "was made for base 'quality'"),
+    (["stylize", "{clip}", "-o", "{tmp}/o.mp4", "--style", "{tmp}/fake.safetensors"], "not a readable"),
+    (["stylize", "{clip}", "-o", "{tmp}/o.png"], "matching extension"),
+])
+def test_errors_are_one_line_exit_2_and_leave_nothing(capsys, tmp_path, clip, args, message):
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "fake.safetensors").write_bytes(b"garbage")
+    values = {"tmp": tmp_path, "clip": clip, "quality_adapter": styles_dir("quality") / "mosaic.safetensors"}
+    line = error_line(capsys, *[a.format(**values) for a in args])
+    assert message in line
+    assert not list(tmp_path.glob("o.*")) and not list(tmp_path.glob(".*rtstyle*"))
+
+
+def test_no_cuda_is_a_clear_error(capsys, clip, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert "no CUDA GPU is usable" in error_line(capsys, "stylize", clip, "-o", tmp_path / "o.mp4", "--device", "cuda")
+
+
+def test_ctrl_c_leaves_a_playable_file(tmp_path):
+    """SIGINT mid-conversion: the frames read so far are written and the file plays."""
+    from rtstyle.io.synthetic import write_clip
+
+    src = write_clip(tmp_path / "long.mp4", seconds=20, width=320, height=180, fps=24)
+    out = tmp_path / "partial.mp4"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "rtstyle.cli.main", "stylize", str(src), "-o", str(out),
+                             "--device", "cpu", "--batch", "2"], stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(6)  # model load plus a few seconds of frames
+    assert proc.poll() is None, proc.stderr.read()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    with av.open(str(out)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+        assert container.streams.audio
+    assert 0 < frames < 480

@@ -1,0 +1,195 @@
+"""File conversion through the real threads, PyAV decode/encode and audio remux."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from rtstyle.config import ConvertConfig
+from rtstyle.errors import InputError, OutputError, PipelineError
+from rtstyle.io.synthetic import scene_frame
+from rtstyle.io.video import VideoReader
+from rtstyle.pipeline.convert import convert_file, temporary_path
+
+
+def probe(path):
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        result = {
+            "rate": video.average_rate,
+            "video_duration": float(video.duration * video.time_base),
+            "audio": [(s.codec_context.name, float(s.duration * s.time_base), s.frames)
+                      for s in container.streams.audio],
+        }
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    result["frames"] = frames
+    return result
+
+
+def test_video_keeps_frames_rate_duration_and_audio(clip, tmp_path, fast_stylizer):
+    out = tmp_path / "out.mp4"
+    result = convert_file(clip, out, fast_stylizer, ConvertConfig(batch=3))
+    before, after = probe(clip), probe(out)
+    assert result.frames == len(before["frames"]) == len(after["frames"]) == 48
+    assert after["rate"] == before["rate"] == 24
+    assert after["video_duration"] == pytest.approx(before["video_duration"], abs=1e-3)
+    assert len(after["audio"]) == 1
+    codec, duration, packets = after["audio"][0]
+    assert (codec, packets) == (before["audio"][0][0], before["audio"][0][2])
+    assert duration == pytest.approx(before["audio"][0][1], abs=1e-3)
+    # Really stylized: far from the input frames, and not a constant picture.
+    diff = np.mean([np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(before["frames"], after["frames"])])
+    assert diff > 20
+    assert np.std(after["frames"][10]) > 10
+    assert not temporary_path(out).exists()
+
+
+def test_audio_packets_are_copied_bit_exact(clip, tmp_path, fast_stylizer):
+    out = tmp_path / "out.mkv"
+    convert_file(clip, out, fast_stylizer, ConvertConfig())
+
+    def packets(path):
+        with av.open(str(path)) as container:
+            return [bytes(p) for p in container.demux(audio=0) if p.size]
+
+    assert packets(out) == packets(clip)
+
+
+def test_no_audio_option_drops_audio(clip, tmp_path, fast_stylizer):
+    out = tmp_path / "silent.mp4"
+    convert_file(clip, out, fast_stylizer, ConvertConfig(copy_audio=False))
+    assert probe(out)["audio"] == []
+
+
+def write_frames(path, frames, fps=24, rotation=0, audio=False):
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for index, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = index, Fraction(1, fps)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_odd_size_video_keeps_its_size(tmp_path, fast_stylizer):
+    src = write_frames(tmp_path / "odd.mp4", [scene_frame(i, 75, 41) for i in range(7)])
+    out = tmp_path / "odd_out.mp4"
+    result = convert_file(src, out, fast_stylizer, ConvertConfig(batch=4))
+    frames = probe(out)["frames"]
+    assert (result.width, result.height) == (75, 41)
+    assert len(frames) == 7 and frames[0].shape == (41, 75, 3)
+
+
+def test_rotation_metadata_is_applied(tmp_path, fast_stylizer):
+    image = np.zeros((48, 80, 3), np.uint8)
+    image[:, :40] = 255  # left half white: after a 90-degree counter-clockwise turn it is the bottom half
+    src = write_frames(tmp_path / "rotated.mp4", [image] * 3, rotation=90)
+    with VideoReader(src) as reader:
+        upright = next(iter(reader)).image
+    assert upright.shape == (80, 48, 3)
+    assert upright[60:].mean() > 200 and upright[:20].mean() < 50
+    out = tmp_path / "rotated_out.mp4"
+    convert_file(src, out, fast_stylizer, ConvertConfig())
+    with av.open(str(out)) as container:
+        frame = next(container.decode(video=0))
+        assert (frame.width, frame.height) == (48, 80)
+        assert not (frame.rotation or 0)
+
+
+def test_max_side_scales_down(clip, tmp_path, fast_stylizer):
+    out = tmp_path / "small.mp4"
+    result = convert_file(clip, out, fast_stylizer, ConvertConfig(max_side=80))
+    assert (result.width, result.height) == (80, 48)
+    assert probe(out)["frames"][0].shape == (48, 80, 3)
+
+
+def test_still_image_with_alpha_and_exif_orientation(tmp_path, fast_stylizer):
+    from PIL import Image
+
+    rgba = Image.fromarray(np.dstack([scene_frame(3, 60, 40), np.full((40, 60), 128, np.uint8)]), "RGBA")
+    rgba.save(tmp_path / "in.png")
+    result = convert_file(tmp_path / "in.png", tmp_path / "out.png", fast_stylizer, ConvertConfig())
+    with Image.open(tmp_path / "out.png") as out:
+        assert out.mode == "RGBA" and out.size == (60, 40)
+        assert np.asarray(out)[..., 3].max() == 128
+        diff = np.abs(np.asarray(out.convert("RGB"), int) - np.asarray(rgba.convert("RGB"), int)).mean()
+        assert diff > 20
+    assert result.frames == 1
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 clockwise to display
+    Image.fromarray(scene_frame(3, 60, 40)).save(tmp_path / "exif.jpg", exif=exif)
+    convert_file(tmp_path / "exif.jpg", tmp_path / "exif_out.jpg", fast_stylizer, ConvertConfig())
+    with Image.open(tmp_path / "exif_out.jpg") as out:
+        assert out.size == (40, 60)
+
+
+@pytest.mark.parametrize("name, content", [("notes.mp4", b"this is text, not video"), ("empty.mp4", b""),
+                                           ("broken.png", b"\x89PNG\r\n\x1a\nbroken")])
+def test_unreadable_inputs_are_input_errors(tmp_path, fast_stylizer, name, content):
+    src = tmp_path / name
+    src.write_bytes(content)
+    out = tmp_path / f"out{src.suffix}"
+    with pytest.raises(InputError):
+        convert_file(src, out, fast_stylizer, ConvertConfig())
+    assert not out.exists() and not temporary_path(out).exists()
+
+
+def test_truncated_video_is_converted_up_to_the_damage_or_refused(clip, tmp_path, fast_stylizer):
+    data = clip.read_bytes()
+    src = tmp_path / "truncated.mp4"
+    src.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "t_out.mp4"
+    try:
+        convert_file(src, out, fast_stylizer, ConvertConfig())
+    except InputError:
+        assert not out.exists()
+    else:
+        assert 0 < len(probe(out)["frames"]) <= 48
+
+
+@pytest.mark.parametrize("output", ["missing_dir/out.mp4", "out.png", "out.xyz", "clip_dir"])
+def test_bad_outputs_are_refused_before_work(clip, tmp_path, fast_stylizer, output):
+    (tmp_path / "clip_dir").mkdir()
+    with pytest.raises(OutputError):
+        convert_file(clip, tmp_path / output, fast_stylizer, ConvertConfig())
+
+
+def test_output_may_not_overwrite_input(clip, fast_stylizer):
+    with pytest.raises(OutputError, match="overwrite the input"):
+        convert_file(clip, clip, fast_stylizer, ConvertConfig())
+
+
+class ExplodingStylizer:
+    """Fails on the n-th batch, like a backend that runs out of memory."""
+
+    def __init__(self, inner, fail_at: int):
+        self.inner, self.fail_at, self.calls = inner, fail_at, 0
+
+    def __call__(self, images):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("simulated device failure")
+        return self.inner(images)
+
+
+def test_a_failing_stage_stops_everything_and_leaves_nothing(clip, tmp_path, fast_stylizer):
+    import threading
+    import time
+
+    out = tmp_path / "fail.mp4"
+    start = time.perf_counter()
+    with pytest.raises(PipelineError, match="stylize stage failed: RuntimeError: simulated device failure"):
+        convert_file(clip, out, ExplodingStylizer(fast_stylizer, 3), ConvertConfig(batch=2))
+    assert time.perf_counter() - start < 10
+    assert not out.exists() and not temporary_path(out).exists()
+    assert not [t for t in threading.enumerate() if t.name.startswith("rtstyle-")]

