@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-BACKENDS = ("auto", "torch")
+BACKENDS = ("auto", "torch", "jit", "onnx")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16")
 

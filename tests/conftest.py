@@ -39,3 +39,11 @@ def fast_stylizer():
     from rtstyle.model.styles import StyleChoice
 
     return load_stylizer("quality", StyleChoice({"woodcut": 1.0}), EngineConfig(device="cpu"))
+
+
+@pytest.fixture(autouse=True)
+def engine_cache(tmp_path_factory, monkeypatch):
+    """Keep compiled engines made by tests out of the checkout's engines/ folder."""
+    folder = tmp_path_factory.getbasetemp() / "engines"
+    monkeypatch.setenv("RTSTYLE_ENGINE_DIR", str(folder))
+    return folder

@@ -63,8 +63,8 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
 
 EngineFactory = Callable[[Stylizer, torch.device, torch.dtype, EngineConfig], Engine]
 _REGISTRY: dict[str, EngineFactory] = {}
-#: Preference order for `auto`, fastest first.
-AUTO_ORDER = ("torch",)
+#: Preference order for `auto`, fastest first (measured: benchmarks/results/engines_*.md).
+AUTO_ORDER = {"cuda": ("tensorrt", "onnx", "jit", "torch"), "cpu": ("onnx", "torch", "jit")}
 
 
 def register(name: str) -> Callable[[EngineFactory], EngineFactory]:
@@ -81,7 +81,8 @@ def available_backends() -> list[str]:
 
 
 def _load_builtin_backends() -> None:
-    from . import torch_eager  # noqa: F401  (registers itself)
+    # Each module registers itself; optional dependencies are imported only when an engine is built.
+    from . import onnxrt, torch_eager, torchscript  # noqa: F401
 
 
 def create_engine(net: Stylizer, config: EngineConfig) -> Engine:
@@ -89,11 +90,13 @@ def create_engine(net: Stylizer, config: EngineConfig) -> Engine:
     _load_builtin_backends()
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.precision, device)
-    names = AUTO_ORDER if config.backend == "auto" else (config.backend,)
+    names = AUTO_ORDER[device.type] if config.backend == "auto" else (config.backend,)
     failures = []
     for name in names:
         factory = _REGISTRY.get(name)
         if factory is None:
+            if config.backend == "auto":
+                continue
             raise BackendError(f"unknown backend {name!r}; available: {', '.join(available_backends())}")
         try:
             engine = factory(net, device, dtype, config)

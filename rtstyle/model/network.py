@@ -98,18 +98,36 @@ class Stylizer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2], x.shape[-1]
-        x = pad_to_multiple(x, SIZE_MULTIPLE)
+        x = self.transform(pad_to_multiple(x, 4))  # 4 == SIZE_MULTIPLE; TorchScript cannot read globals
+        return x[..., :height, :width]
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        """The network proper, for inputs whose sides are multiples of SIZE_MULTIPLE.
+
+        Compiled backends export this alone and pad outside: shape arithmetic inside a
+        traced or exported graph would be frozen to the example's size.
+        """
         for layer in self.contract:
             x = F.relu(layer(x))
         for block in self.res:
             x = block(x)
         for layer in self.expand:
             x = F.relu(layer(x))
-        x = torch.sigmoid(self.output(x))
-        return x[..., :height, :width]
+        return torch.sigmoid(self.output(x))
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int, min_side: int = 4 * SIZE_MULTIPLE) -> torch.Tensor:
+class PaddedStylizer(nn.Module):
+    """`Stylizer.transform` as a module's forward, for exporters that take one."""
+
+    def __init__(self, net: Stylizer):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.transform(x)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int, min_side: int = 16) -> torch.Tensor:
     """Pad the bottom and right edges so both sides are multiples of `multiple` and at least `min_side`.
 
     Reflection matches what the convolutions do at the borders; inputs too small to reflect

