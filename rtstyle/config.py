@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-BACKENDS = ("auto", "torch", "jit", "onnx")
+BACKENDS = ("auto", "torch", "jit", "onnx", "tensorrt")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16")
 
@@ -17,6 +17,12 @@ class EngineConfig:
     device: str = "auto"
     precision: str = "auto"  # fp16 on CUDA, fp32 on CPU
     threads: int | None = None  # CPU intra-op threads; None leaves torch's default
+    # Shape range for engines built ahead of time (TensorRT profiles). Both sides share one
+    # range so portrait and landscape frames fit the same profile.
+    max_batch: int = 8
+    min_side: int = 64
+    max_side: int = 1920
+    opt_shape: tuple[int, int] = (720, 1280)  # (height, width) TensorRT tunes for
 
 
 @dataclass(frozen=True)

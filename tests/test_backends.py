@@ -113,3 +113,10 @@ def test_cuda_without_gpu_and_fp16_on_cpu_are_clear_errors(fused):
 
 def test_registry_lists_backends():
     assert {"torch", "jit", "onnx"} <= set(available_backends())
+
+
+def test_tensorrt_without_gpu_or_package_is_a_clear_error(fused):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(BackendError, match="TensorRT needs a CUDA device"):
+        create_engine(fused, EngineConfig(backend="tensorrt", device="cpu"))

@@ -116,3 +116,29 @@ def test_ctrl_c_leaves_a_playable_file(tmp_path):
         frames = sum(1 for _ in container.decode(video=0))
         assert container.streams.audio
     assert 0 < frames < 480
+
+
+def test_info_reports_runtimes(capsys):
+    code, out, _ = run(capsys, "info", "--json")
+    report = json.loads(out)
+    assert code == 0 and {"torch", "cuda", "onnxruntime", "tensorrt", "engine_cache"} <= set(report)
+
+
+def test_export_writes_an_onnx_graph_that_matches_eager(capsys, tmp_path, engine_cache):
+    np = pytest.importorskip("numpy")
+    ort = pytest.importorskip("onnxruntime")
+    import torch
+
+    from rtstyle.model.loader import fuse, load_base
+    from rtstyle.model.styles import load_style
+
+    code, out, err = run(capsys, "export", "woodcut", "--backend", "onnx", "--device", "cpu", "--model", "fast",
+                         "-o", tmp_path)
+    assert code == 0, err
+    graph = tmp_path / "woodcut-fast.onnx"
+    assert graph.exists() and any(p.suffix == ".onnx" for p in engine_cache.iterdir())
+    x = np.random.default_rng(0).random((1, 3, 48, 64), dtype=np.float32)
+    ours = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    with torch.no_grad():
+        expected = fuse(load_base("fast"), [(load_style("woodcut", "fast"), 1.0)])(torch.from_numpy(x)).numpy()
+    assert np.abs(ours - expected).max() < 1e-3

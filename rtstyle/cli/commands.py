@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from ..config import ConvertConfig, EngineConfig
+from ..errors import OutputError
 from ..model.styles import StyleChoice
 from ..pipeline.convert import ConvertResult
 from .main import EXIT_INTERRUPTED
@@ -103,3 +104,46 @@ def demo(args: argparse.Namespace) -> int:
         clip = write_clip(Path(folder) / "sample.mp4", seconds=args.seconds)
         result = _convert(clip, Path(args.output), args, ConvertConfig(), quiet=False)
     return _report(result, as_json=False)
+
+
+def info(args: argparse.Namespace) -> int:
+    from ..backends.cache import default_cache_dir, list_cached
+    from ..runtime_info import runtime_info
+
+    report = runtime_info()
+    cache = default_cache_dir()
+    report["engine_cache"] = {"folder": str(cache),
+                              "engines": [{"file": p.name, "bytes": p.stat().st_size} for p in list_cached(cache)]}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for key, value in report.items():
+        if key == "engine_cache":
+            continue
+        print(f"{key:<22} {value}")
+    engines = report["engine_cache"]["engines"]
+    print(f"{'engine cache':<22} {cache} ({len(engines)} file{'s' * (len(engines) != 1)})")
+    for entry in engines:
+        print(f"  {entry['file']}  {entry['bytes'] / 1e6:.1f} MB")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    import shutil
+
+    from ..api import load_stylizer
+    from ..model.styles import parse_blend
+
+    out_dir = Path(args.output_dir) if args.output_dir else None
+    if out_dir is not None and not out_dir.is_dir():
+        raise OutputError(f"output folder does not exist: {out_dir}")
+    for spec in args.styles:
+        blend = parse_blend(spec) if ":" in spec else {spec: 1.0}
+        stylizer = load_stylizer(args.model, StyleChoice(blend, args.strength), _engine_config(args))
+        artefact = getattr(stylizer.engine, "path", None)
+        where = f" -> {artefact}" if artefact else " (nothing to cache for this backend)"
+        print(f"{spec}: {stylizer.engine.describe()}{where}")
+        if out_dir is not None and artefact is not None:
+            label = "+".join(Path(name).stem for name in blend)
+            shutil.copy(artefact, out_dir / f"{label}-{args.model}{Path(artefact).suffix}")
+    return 0

@@ -97,6 +97,15 @@ def build_parser() -> Parser:
     demo.add_argument("--seconds", type=positive_int, default=4)
     add_style_options(demo)
     add_engine_options(demo)
+    info = sub.add_parser("info", help="show devices, runtimes and cached engines")
+    info.add_argument("--json", action="store_true", help="print JSON")
+
+    export = sub.add_parser("export", help="build and cache compiled engines for given styles",
+                            description="Fuse each style into the model and build its engine into the engine cache.")
+    export.add_argument("styles", nargs="+", help="style names or adapter files (a blend counts as one: a:0.5,b:0.5)")
+    export.add_argument("--strength", type=strength, default=1.0)
+    export.add_argument("-o", "--output-dir", help="also copy each exported ONNX graph here")
+    add_engine_options(export)
     return parser
 
 

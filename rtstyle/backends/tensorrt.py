@@ -1,0 +1,131 @@
+"""Native TensorRT: build from the ONNX graph, cache the serialized plan, run on torch's stream.
+
+The plan is keyed by the graph bytes (fused weights included), precision, shape profile,
+TensorRT version and GPU model and compute capability (cache.py), and a timing cache per GPU
+and version makes rebuilds for new styles fast. A plan that fails to deserialize is deleted
+and rebuilt. One optimisation profile covers batch 1..max_batch and, for both height and
+width, min_side..max_side, so portrait and landscape frames share it.
+
+Not verified on real hardware yet: no TensorRT wheel was available on the machines this was
+written on (see benchmarks/results/ for what has been measured).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from ..config import EngineConfig
+from ..errors import BackendError
+from ..model.network import Stylizer, pad_to_multiple
+from .base import Engine, register
+from .cache import cache_key, default_cache_dir, write_atomic
+from .onnx_export import INPUT, OUTPUT, export_onnx
+
+log = logging.getLogger(__name__)
+
+
+def import_trt():
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise BackendError("TensorRT is not installed: pip install 'rtstyle[tensorrt]' (needs an NVIDIA GPU)") from None
+    return trt
+
+
+class TensorRTEngine(Engine):
+    name = "tensorrt"
+
+    def __init__(self, net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig):
+        if device.type != "cuda":
+            raise BackendError("TensorRT needs a CUDA device; use --device cuda or another backend")
+        trt = import_trt()
+        # Inputs and outputs stay fp32; the FP16 flag lets TensorRT pick half-precision kernels inside.
+        super().__init__(device, torch.float32)
+        self.precision = "fp16" if dtype == torch.float16 else "fp32"
+        self.config = config
+        self._trt = trt
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        graph = export_onnx(net)
+        props = torch.cuda.get_device_properties(device)
+        self.gpu = f"{props.name} sm_{props.major}{props.minor}"
+        profile = {"max_batch": config.max_batch, "min_side": config.min_side, "max_side": config.max_side,
+                   "opt": list(config.opt_shape)}
+        key = cache_key(graph, self.precision, profile, trt.__version__, self.gpu)
+        cache = default_cache_dir()
+        self.path = cache / f"trt-{key}.plan"
+        self._timing_cache = cache / f"trt-timing-{cache_key(trt.__version__, self.gpu)}.cache"
+        with torch.cuda.device(device):
+            self.engine = self._load() or self._build(graph)
+            self.context = self.engine.create_execution_context()
+
+    def describe(self) -> str:
+        return f"tensorrt on {self.device} ({self.precision})"
+
+    def _load(self):
+        if not self.path.exists():
+            return None
+        runtime = self._trt.Runtime(self._logger)
+        try:
+            engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
+        except Exception:  # corrupt files raise or return None depending on the version
+            engine = None
+        if engine is None:
+            log.warning("cached TensorRT engine %s is unreadable; rebuilding it", self.path.name)
+            self.path.unlink(missing_ok=True)
+        return engine
+
+    def _build(self, graph: bytes):
+        trt = self._trt
+        log.warning("building a TensorRT engine for %s (%s); this takes a while once, then it is cached",
+                    self.gpu, self.precision)
+        builder = trt.Builder(self._logger)
+        network = builder.create_network(0)
+        parser = trt.OnnxParser(network, self._logger)
+        if not parser.parse(graph):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise BackendError(f"TensorRT could not parse the model: {errors}")
+        config = builder.create_builder_config()
+        if self.precision == "fp16":
+            config.set_flag(trt.BuilderFlag.FP16)
+        timing = config.create_timing_cache(self._timing_cache.read_bytes() if self._timing_cache.exists() else b"")
+        config.set_timing_cache(timing, ignore_mismatch=True)
+        c = self.config
+        opt_h, opt_w = (max(c.min_side, min(c.max_side, side)) // 4 * 4 for side in c.opt_shape)
+        profile = builder.create_optimization_profile()
+        profile.set_shape(INPUT, (1, 3, c.min_side, c.min_side), (max(1, c.max_batch // 2), 3, opt_h, opt_w),
+                          (c.max_batch, 3, c.max_side, c.max_side))
+        config.add_optimization_profile(profile)
+        plan = builder.build_serialized_network(network, config)
+        if plan is None:
+            raise BackendError("TensorRT failed to build an engine (see its log above)")
+        write_atomic(self.path, bytes(plan))
+        write_atomic(self._timing_cache, bytes(config.get_timing_cache().serialize()))
+        engine = self._trt.Runtime(self._logger).deserialize_cuda_engine(bytes(plan))
+        if engine is None:
+            raise BackendError("TensorRT built an engine it cannot load")
+        return engine
+
+    @torch.inference_mode()
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        height, width = batch.shape[-2:]
+        padded = pad_to_multiple(batch.float(), 4).contiguous()
+        n, _, h, w = padded.shape
+        c = self.config
+        if n > c.max_batch or min(h, w) < c.min_side or max(h, w) > c.max_side:
+            raise BackendError(f"batch {n} of {w}x{h} frames is outside this TensorRT engine's profile "
+                               f"(batch <= {c.max_batch}, sides {c.min_side}..{c.max_side}); "
+                               "use --max-side or rebuild with a wider range")
+        out = torch.empty_like(padded)
+        self.context.set_input_shape(INPUT, tuple(padded.shape))
+        self.context.set_tensor_address(INPUT, padded.data_ptr())
+        self.context.set_tensor_address(OUTPUT, out.data_ptr())
+        if not self.context.execute_async_v3(torch.cuda.current_stream(self.device).cuda_stream):
+            raise BackendError("TensorRT execution failed")
+        return out[..., :height, :width]
+
+
+@register("tensorrt")
+def build(net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig) -> Engine:
+    return TensorRTEngine(net, device, dtype, config)
