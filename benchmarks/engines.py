@@ -87,7 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--models", nargs="+", default=["quality", "fast"])
-    parser.add_argument("--backends", nargs="+", default=["torch", "jit", "onnx", "tensorrt"])
+    parser.add_argument("--backends", nargs="+", default=["torch", "jit", "compile", "onnx", "tensorrt"])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 4, 8])
     parser.add_argument("--resolutions", nargs="+", default=list(RESOLUTIONS))
     parser.add_argument("--repeats", type=int, default=5)

@@ -120,3 +120,16 @@ def test_tensorrt_without_gpu_or_package_is_a_clear_error(fused):
         pytest.skip("this machine has CUDA")
     with pytest.raises(BackendError, match="TensorRT needs a CUDA device"):
         create_engine(fused, EngineConfig(backend="tensorrt", device="cpu"))
+
+
+def test_torch_compile_matches_eager():
+    """torch.compile is optional; when Inductor works here it must agree with eager (one model: it is slow)."""
+    net = fuse(load_base("fast"), StyleChoice({"mosaic": 1.0}).resolve("fast"))
+    try:
+        engine = create_engine(net, EngineConfig(backend="compile", device="cpu"))
+        batch = torch.rand(2, 3, 48, 72, generator=torch.Generator().manual_seed(0))
+        out = engine(batch)
+    except BackendError as exc:
+        pytest.skip(f"torch.compile does not work here: {exc}")
+    with torch.no_grad():
+        assert (out - net(batch)).abs().max().item() <= 1e-3

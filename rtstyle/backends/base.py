@@ -82,7 +82,7 @@ def available_backends() -> list[str]:
 
 def _load_builtin_backends() -> None:
     # Each module registers itself; optional dependencies are imported only when an engine is built.
-    from . import onnxrt, tensorrt, torch_eager, torchscript  # noqa: F401
+    from . import compiled, onnxrt, tensorrt, torch_eager, torchscript  # noqa: F401
 
 
 def create_engine(net: Stylizer, config: EngineConfig) -> Engine:
