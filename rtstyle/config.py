@@ -7,6 +7,7 @@ from dataclasses import dataclass
 BACKENDS = ("auto", "torch", "jit", "compile", "onnx", "tensorrt")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16")
+SMOOTHERS = ("none", "ema", "adaptive", "flow")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ def _convert(src: Path, dst: Path, args: argparse.Namespace, config: ConvertConf
 
     check_paths(src, dst)  # fail on bad paths before the model is built
     choice = StyleChoice.parse(args.style, args.blend, args.strength)
-    stylizer = load_stylizer(args.model, choice, _engine_config(args))
+    stylizer = load_stylizer(args.model, choice, _engine_config(args), getattr(args, "smooth", "none"),
+                             getattr(args, "smooth_strength", 0.7))
     if not quiet:
         print(f"{src.name} -> {dst}  [{stylizer.description}]", file=sys.stderr)
     bar = None

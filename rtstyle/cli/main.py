@@ -11,7 +11,7 @@ import logging
 import sys
 
 from .. import __version__
-from ..config import BACKENDS, DEVICES, PRECISIONS, ConvertConfig
+from ..config import BACKENDS, DEVICES, PRECISIONS, SMOOTHERS, ConvertConfig
 from ..errors import RtstyleError
 from ..model.styles import DEFAULT_STYLE, MAX_STRENGTH
 
@@ -65,6 +65,23 @@ def add_style_options(parser: argparse.ArgumentParser) -> None:
                        help=f"0 = no style, 1 = as trained, up to {MAX_STRENGTH:g} = exaggerated (default: 1)")
 
 
+def smooth_strength(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 0.95:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 0.95, got {text}")
+    return value
+
+
+def add_smooth_options(group) -> None:
+    group.add_argument("--smooth", choices=SMOOTHERS, default="none",
+                       help="temporal smoothing against flicker: flow is steadiest (default: none)")
+    group.add_argument("--smooth-strength", type=smooth_strength, default=0.7,
+                       help="0..0.95, the most weight the previous frame gets (default: 0.7)")
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="rtstyle", description="Real-time style transfer for video files, images and webcams.")
     parser.add_argument("--version", action="version", version=f"rtstyle {__version__}")
@@ -85,6 +102,7 @@ def build_parser() -> Parser:
     group.add_argument("--max-side", type=positive_int, help="scale the long side down to this many pixels")
     group.add_argument("--crf", type=int, default=defaults.crf, help=f"x264 quality, 0-51 (default: {defaults.crf})")
     group.add_argument("--no-audio", action="store_true", help="drop the audio instead of copying it")
+    add_smooth_options(group)
     group.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
     group.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 

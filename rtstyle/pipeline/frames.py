@@ -9,14 +9,19 @@ import numpy as np
 import torch
 
 from ..backends.base import Engine
+from ..temporal.smoothers import Smoother
 
 
 class FrameStylizer:
-    """Runs batches of H x W x 3 uint8 RGB frames through an engine."""
+    """Runs batches of H x W x 3 uint8 RGB frames through an engine, then an optional smoother.
 
-    def __init__(self, engine: Engine, description: str = ""):
+    A smoother carries state from frame to frame, so one FrameStylizer serves one stream.
+    """
+
+    def __init__(self, engine: Engine, description: str = "", smoother: Smoother | None = None):
         self.engine = engine
         self.description = description or engine.describe()
+        self.smoother = smoother
 
     @property
     def device(self) -> torch.device:
@@ -36,5 +41,8 @@ class FrameStylizer:
         if not images:
             return []
         with torch.inference_mode():
-            out = self.to_uint8(self.engine(self.to_tensor(images))).contiguous().cpu().numpy()
+            out = self.engine(self.to_tensor(images))
+            if self.smoother is not None:
+                out = torch.stack([self.smoother(image, frame) for image, frame in zip(images, out)])
+            out = self.to_uint8(out).contiguous().cpu().numpy()
         return list(out)

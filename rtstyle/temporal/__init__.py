@@ -1,0 +1,1 @@
+"""Temporal consistency: smoothers for video output and the warping-error metric."""

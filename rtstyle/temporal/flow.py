@@ -1,0 +1,70 @@
+"""Dense optical flow (OpenCV DIS) on input frames, warping, and occlusion masks.
+
+Flows are "backward": for each pixel of frame t, where it was in frame t-1, in pixels, as an
+H x W x 2 float32 array (x, y). Occlusion follows Ruder et al. 2016: a pixel is unreliable when
+the forward and backward flows disagree or when it sits on a motion boundary.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+class FlowEstimator:
+    """DIS optical flow, optionally on a downscaled copy (flow is scaled back to full size)."""
+
+    def __init__(self, preset: str = "medium", max_side: int | None = None):
+        import cv2
+
+        self._dis = cv2.DISOpticalFlow_create(PRESETS[preset])
+        self.max_side = max_side
+
+    def __call__(self, frame: np.ndarray, previous: np.ndarray) -> np.ndarray:
+        """Backward flow frame -> previous (both H x W gray uint8 or RGB)."""
+        import cv2
+
+        a = frame if frame.ndim == 2 else to_gray(frame)
+        b = previous if previous.ndim == 2 else to_gray(previous)
+        height, width = a.shape
+        scale = 1.0
+        if self.max_side and max(height, width) > self.max_side:
+            scale = self.max_side / max(height, width)
+            size = (max(8, round(width * scale)), max(8, round(height * scale)))
+            a = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
+            b = cv2.resize(b, size, interpolation=cv2.INTER_AREA)
+        flow = self._dis.calc(a, b, None)
+        if scale != 1.0:
+            flow = cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR) / scale
+        return flow
+
+
+def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Sample `image` (frame t-1) at x + flow(x): frame t-1 moved onto frame t."""
+    import cv2
+
+    height, width = flow.shape[:2]
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    return cv2.remap(image, grid_x + flow[..., 0], grid_y + flow[..., 1], interpolation=cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+def valid_mask(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
+    """1 where the backward flow t -> t-1 is trustworthy, 0 at occlusions and motion boundaries.
+
+    `forward` is the flow t-1 -> t. Thresholds are Ruder et al.'s.
+    """
+    forward_at_target = warp(forward, backward)
+    mismatch = np.sum((forward_at_target + backward) ** 2, axis=-1)
+    occluded = mismatch > 0.01 * (np.sum(forward_at_target**2, -1) + np.sum(backward**2, -1)) + 0.5
+    du_y, du_x = np.gradient(backward[..., 0])
+    dv_y, dv_x = np.gradient(backward[..., 1])
+    boundary = du_x**2 + du_y**2 + dv_x**2 + dv_y**2 > 0.01 * np.sum(backward**2, -1) + 0.002
+    return (~occluded & ~boundary).astype(np.float32)
