@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ConvertConfig
-from ..errors import InputError, OutputError, PipelineError, RtstyleError
+from ..errors import InputError, OutputError
 from ..io.images import is_image_path, probe_image, read_image, write_image
+from ..io.sinks import FileSink
+from ..io.sources import FileSource
 from ..io.video import VideoReader, VideoWriter, check_writable
-from .frames import FrameStylizer
-from .stages import END, Stages
+from .runner import StreamConfig, Stylize, run_stream
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class ConvertResult:
     interrupted: bool = False
     width: int = 0
     height: int = 0
+    metrics: dict | None = None
 
     @property
     def fps(self) -> float:
@@ -62,7 +64,7 @@ def check_paths(src: Path, dst: Path) -> None:
         VideoReader(src).close()
 
 
-def convert_file(src: str | Path, dst: str | Path, stylizer: FrameStylizer, config: ConvertConfig,
+def convert_file(src: str | Path, dst: str | Path, stylizer: Stylize, config: ConvertConfig,
                  progress: Progress | None = None) -> ConvertResult:
     """Stylize an image or a video file into `dst`."""
     src, dst = Path(src), Path(dst)
@@ -72,7 +74,7 @@ def convert_file(src: str | Path, dst: str | Path, stylizer: FrameStylizer, conf
     return convert_video(src, dst, stylizer, config, progress)
 
 
-def convert_image(src: Path, dst: Path, stylizer: FrameStylizer, config: ConvertConfig) -> ConvertResult:
+def convert_image(src: Path, dst: Path, stylizer: Stylize, config: ConvertConfig) -> ConvertResult:
     start = time.perf_counter()
     rgb, alpha = read_image(src, config.max_side)
     (out,) = stylizer([rgb])
@@ -85,88 +87,26 @@ def convert_image(src: Path, dst: Path, stylizer: FrameStylizer, config: Convert
     return ConvertResult(dst, 1, time.perf_counter() - start, width=out.shape[1], height=out.shape[0])
 
 
-def convert_video(src: Path, dst: Path, stylizer: FrameStylizer, config: ConvertConfig,
+def convert_video(src: Path, dst: Path, stylizer: Stylize, config: ConvertConfig,
                   progress: Progress | None = None) -> ConvertResult:
-    reader = VideoReader(src, config.max_side)
-    info = reader.info
+    source = FileSource(src, config.max_side)
+    info = source.info
     tmp = temporary_path(dst)
     try:
         writer = VideoWriter(tmp, info, crf=config.crf, preset=config.preset, copy_audio=config.copy_audio)
     except BaseException:
-        reader.close()
+        source.close()
         tmp.unlink(missing_ok=True)
         raise
-    stages = Stages()
-    decoded, stylized = stages.queue(config.queue_frames), stages.queue(config.queue_frames)
-    start = time.perf_counter()
-
-    def read() -> None:
-        try:
-            for frame in reader:
-                if stages.drain.is_set():
-                    break
-                stages.put(decoded, frame)
-        finally:
-            reader.close()
-        stages.put(decoded, END)
-
-    def stylize() -> None:
-        done = False
-        while not done:
-            batch = []
-            while len(batch) < config.batch:
-                item = stages.get(decoded)
-                if item is END:
-                    done = True
-                    break
-                batch.append(item)
-            for frame, image in zip(batch, stylizer([f.image for f in batch])):
-                frame.image = image
-                stages.put(stylized, frame)
-        stages.put(stylized, END)
-
-    def write() -> None:
-        while True:
-            item = stages.get(stylized)
-            if item is END:
-                break
-            writer.write(item.image, item.pts)
-            if progress:
-                progress(writer.frames_written, info.frames)
-        writer.close()
-
-    stages.spawn("decode", read)
-    stages.spawn("stylize", stylize)
-    stages.spawn("encode", write)
-    interrupted = _wait(stages)
-    if stages.error is not None:
-        writer.abort()
+    stream = StreamConfig(batch=config.batch, queue_frames=config.queue_frames, live=False)
+    try:
+        result = run_stream(source, stylizer, FileSink(writer), stream, progress)
+    except BaseException:
         tmp.unlink(missing_ok=True)
-        exc = stages.error
-        if isinstance(exc, RtstyleError | KeyboardInterrupt):
-            raise exc
-        raise PipelineError(f"{stages.failed_stage} stage failed: {exc.__class__.__name__}: {exc}") from exc
+        raise
     if writer.frames_written == 0:
         tmp.unlink(missing_ok=True)
         raise InputError(f"{src}: no frames were decoded")
     tmp.replace(dst)
-    seconds = time.perf_counter() - start
-    return ConvertResult(dst, writer.frames_written, seconds, interrupted, info.width, info.height)
-
-
-def _wait(stages: Stages) -> bool:
-    """Join the stages; a first Ctrl-C drains and finishes the file, a second one aborts."""
-    interrupted = False
-    while True:
-        try:
-            stages.join()
-            return interrupted
-        except KeyboardInterrupt:
-            if interrupted:
-                stages.fail("main", KeyboardInterrupt())
-                continue
-            interrupted = True
-            log.warning("interrupted: finishing the frames already read (Ctrl-C again to abort)")
-            stages.drain.set()
-        except BaseException:
-            return interrupted
+    return ConvertResult(dst, writer.frames_written, result.metrics["seconds"], result.interrupted, info.width,
+                         info.height, result.metrics)

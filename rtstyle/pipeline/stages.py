@@ -4,7 +4,7 @@ A stage that raises sets the stop event; every other stage notices it at its nex
 operation (queue calls use short timeouts, so none blocks forever) and leaves quietly. The
 first error is kept and re-raised by `Stages.join` in the calling thread. A separate *drain*
 event asks the source to end the stream early while everything already read still flows to
-the sink: that is what Ctrl-C does to a file conversion.
+the sink: that is what Ctrl-C does (see runner.py).
 """
 
 from __future__ import annotations
@@ -73,17 +73,8 @@ class Stages:
                 continue
         raise Stopped
 
-    def get_nowait(self, q: queue.Queue) -> object | None:
-        try:
-            return q.get_nowait()
-        except queue.Empty:
-            return None
-
-    def alive(self) -> bool:
-        return any(t.is_alive() for t in self._threads)
-
     def join(self, timeout: float | None = None) -> None:
-        """Wait for every stage; re-raise the first failure. Ctrl-C reaches the caller."""
+        """Wait for every stage; re-raise the first failure."""
         for thread in self._threads:
             while thread.is_alive():
                 thread.join(_POLL_S if timeout is None else timeout)

@@ -1,0 +1,192 @@
+"""The stream runner: source -> queue -> batcher/stylizer -> queue -> sink.
+
+Two modes. Lossless (files): queues block, so a slow stage slows the others and no frame is
+lost. Live (cameras): the capture queue keeps only the newest frames and counts what it throws
+away, so latency stays bounded when the stylizer is slower than the source.
+
+The sink runs in the calling thread (GUI toolkits want the main thread); source and stylizer
+run in their own. Any failure stops every stage and is re-raised here. While running in the
+main thread, SIGINT does not raise mid-write: the first one drains (everything already read is
+still written), a second one aborts.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import PipelineError, RtstyleError
+from ..io.sinks import Sink
+from ..io.sources import Frame, Source
+from .metrics import Metrics
+from .stages import END, Stages, Stopped
+
+log = logging.getLogger(__name__)
+
+Stylize = Callable[[list[np.ndarray]], list[np.ndarray]]
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    batch: int = 4
+    queue_frames: int = 16
+    live: bool = False
+    batch_wait_ms: float = 4.0  # live mode: how long the batcher waits to fill a batch
+    live_queue_frames: int = 1  # live mode: frames the capture queue keeps (newest)
+
+
+@dataclass
+class RunResult:
+    metrics: dict
+    interrupted: bool  # drained early (Ctrl-C, or the viewer quit)
+
+
+class Aborted(KeyboardInterrupt):
+    """A second Ctrl-C: stop without finishing."""
+
+
+def run_stream(source: Source, stylize: Stylize, sink: Sink, config: StreamConfig,
+               progress: Progress | None = None, quit_event: threading.Event | None = None) -> RunResult:
+    stages = Stages()
+    metrics = Metrics()
+    captured = stages.queue(config.live_queue_frames if config.live else config.queue_frames)
+    stylized = stages.queue(max(2, config.batch) if config.live else config.queue_frames)
+    quit_event = quit_event or threading.Event()
+
+    def capture() -> None:
+        try:
+            for frame in source.frames():
+                if stages.drain.is_set() or quit_event.is_set():
+                    break
+                if config.live:
+                    _put_newest(captured, frame, metrics)
+                else:
+                    stages.put(captured, frame)
+        finally:
+            source.close()
+        stages.put(captured, END)
+
+    def stylize_stage() -> None:
+        done = False
+        while not done:
+            batch, done = _collect(stages, captured, config)
+            if not batch:
+                continue
+            start = time.perf_counter()
+            images = stylize([f.image for f in batch])
+            metrics.stage("stylize", time.perf_counter() - start, len(batch))
+            for frame, image in zip(batch, images):
+                stages.put(stylized, (frame, image))
+        stages.put(stylized, END)
+
+    stages.spawn("capture", capture)
+    stages.spawn("stylize", stylize_stage)
+    interrupted = False
+    with _sigint_drains(stages):
+        try:
+            interrupted = _sink_loop(stages, stylized, sink, metrics, progress, source.expected_frames, quit_event)
+        except BaseException as exc:
+            stages.fail("sink", exc)
+    if source.live:  # unblock a camera waiting for its next frame; files stop at their next queue call
+        source.close()
+    try:
+        stages.join()
+    except BaseException as exc:
+        sink.abort()
+        if isinstance(exc, RtstyleError | KeyboardInterrupt):
+            raise
+        raise PipelineError(f"{stages.failed_stage} stage failed: {exc.__class__.__name__}: {exc}") from exc
+    finally:
+        metrics.finish()
+    sink.close()
+    return RunResult(metrics.summary(), interrupted or stages.drain.is_set() or quit_event.is_set())
+
+
+def _put_newest(q: queue.Queue, frame: Frame, metrics: Metrics) -> None:
+    """Live mode: make room by throwing away the oldest waiting frame."""
+    while True:
+        try:
+            q.put_nowait(frame)
+            return
+        except queue.Full:
+            try:
+                q.get_nowait()
+                metrics.dropped()
+            except queue.Empty:
+                pass
+
+
+def _collect(stages: Stages, q: queue.Queue, config: StreamConfig) -> tuple[list[Frame], bool]:
+    """Up to `batch` frames. Lossless: wait for a full batch. Live: wait at most batch_wait_ms."""
+    first = stages.get(q)
+    if first is END:
+        return [], True
+    batch = [first]
+    deadline = time.perf_counter() + config.batch_wait_ms / 1000
+    while len(batch) < config.batch:
+        if config.live:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            try:
+                item = q.get(timeout=remaining)
+            except queue.Empty:
+                break
+        else:
+            item = stages.get(q)
+        if item is END:
+            return batch, True
+        batch.append(item)
+    return batch, False
+
+
+def _sink_loop(stages: Stages, q: queue.Queue, sink: Sink, metrics: Metrics, progress: Progress | None,
+               expected: int, quit_event: threading.Event) -> bool:
+    while True:
+        try:
+            item = stages.get(q)
+        except Stopped:
+            return False
+        if item is END:
+            return False
+        frame, image = item
+        start = time.perf_counter()
+        sink.write(frame, image)
+        metrics.stage("sink", time.perf_counter() - start)
+        metrics.output(frame.captured)
+        if progress:
+            progress(metrics.frames, expected)
+        if quit_event.is_set():
+            stages.drain.set()
+
+
+class _sigint_drains:
+    """In the main thread: first SIGINT sets `drain`, a second one stops everything."""
+
+    def __init__(self, stages: Stages):
+        self.stages = stages
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.stages.drain.is_set():
+            self.stages.fail("main", Aborted("aborted by a second Ctrl-C"))
+        else:
+            log.warning("interrupted: finishing the frames already read (Ctrl-C again to abort)")
+            self.stages.drain.set()
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
