@@ -7,14 +7,20 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from .backends.base import create_engine
 from .config import ConvertConfig, EngineConfig
+from .io.sinks import NullSink, PreviewSink, Sink, TeeSink, Window
+from .io.sources import Source
 from .model.loader import fuse, load_base
-from .model.styles import StyleChoice
+from .model.styles import StyleChoice, builtin_styles
+from .pipeline.controls import LiveControls, StyleSwitcher
 from .pipeline.convert import ConvertResult, Progress, convert_file
 from .pipeline.frames import FrameStylizer
+from .pipeline.metrics import Metrics
+from .pipeline.runner import RunResult, StreamConfig, run_stream
 from .temporal.smoothers import make_smoother
 
 
@@ -38,3 +44,33 @@ def load_stylizer(model: str | Path = "quality", style: StyleChoice | None = Non
 def stylize_file(src: str | Path, dst: str | Path, stylizer: FrameStylizer,
                  config: ConvertConfig | None = None, progress: Progress | None = None) -> ConvertResult:
     return convert_file(src, dst, stylizer, config or ConvertConfig(), progress)
+
+
+def stylize_live(source: Source, model: str | Path = "quality", styles: list[str] | None = None,
+                 strength: float = 1.0, engine: EngineConfig | None = None, smooth: str = "none",
+                 smooth_strength: float = 0.7, record: Sink | None = None, window: Window | None = None,
+                 preview: bool = True, config: StreamConfig | None = None, duration: float | None = None
+                 ) -> RunResult:
+    """Stylize a live source (camera, synthetic scene) into a preview window and/or a recording.
+
+    `styles` is the list the n / p keys cycle through (default: every built-in style of the model).
+    """
+    base_id = load_base(model).base_id
+    controls = LiveControls(styles or builtin_styles(base_id), strength=strength)
+    switcher = StyleSwitcher(controls, lambda name, s: load_stylizer(model, StyleChoice({name: 1.0}, s), engine,
+                                                                      smooth, smooth_strength))
+    metrics = Metrics()
+    sinks: list[Sink] = [record] if record is not None else []
+    if preview:
+        sinks.insert(0, PreviewSink(controls, metrics, window))
+    sink = TeeSink(*sinks) if len(sinks) > 1 else (sinks[0] if sinks else NullSink())
+    timer = threading.Timer(duration, controls.quit.set) if duration else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    try:
+        return run_stream(source, switcher, sink, config or StreamConfig(batch=1, live=True),
+                          quit_event=controls.quit, metrics=metrics)
+    finally:
+        if timer is not None:
+            timer.cancel()

@@ -148,3 +148,47 @@ def export(args: argparse.Namespace) -> int:
             label = "+".join(Path(name).stem for name in blend)
             shutil.copy(artefact, out_dir / f"{label}-{args.model}{Path(artefact).suffix}")
     return 0
+
+
+def webcam(args: argparse.Namespace) -> int:
+    from ..api import stylize_live
+    from ..io.sinks import RecordSink, Window
+    from ..io.sources import SyntheticSource, WebcamSource
+    from ..io.video import check_writable
+    from ..model.loader import load_base
+    from ..model.styles import DEFAULT_STYLE, builtin_styles, parse_blend
+
+    if args.no_preview and not args.record and not args.stats_json and not args.duration:
+        raise OutputError("--no-preview needs --record, --stats-json or --duration, or nothing would happen")
+    record_path = Path(args.record) if args.record else None
+    if record_path is not None:
+        check_writable(record_path)
+    window = None if args.no_preview else Window("rtstyle")  # no display: fail before opening the camera
+    base_id = load_base(args.model).base_id
+    styles = args.styles.split(",") if args.styles else builtin_styles(base_id)
+    first = args.style or (next(iter(parse_blend(args.blend))) if args.blend else DEFAULT_STYLE)
+    if first in styles:
+        styles = styles[styles.index(first):] + styles[: styles.index(first)]
+    else:
+        styles = [first, *styles]
+    if args.synthetic:
+        source = SyntheticSource(*args.size, fps=args.fps)
+    else:
+        camera = int(args.camera) if args.camera.isdigit() else args.camera
+        source = WebcamSource(camera, args.size, args.fps)
+    record = RecordSink(record_path, source.size, source.fps) if record_path is not None else None
+    print(f"live: {source.size[0]}x{source.size[1]} @ {source.fps:g} fps, style {styles[0]}; q to quit",
+          file=sys.stderr)
+    result = stylize_live(source, args.model, styles, args.strength, _engine_config(args), args.smooth,
+                          args.smooth_strength, record=record, window=window, preview=not args.no_preview,
+                          duration=args.duration)
+    stats = result.metrics
+    latency = stats["latency_ms"]
+    print(f"{stats['frames']} frames in {stats['seconds']:.1f} s: {stats['fps']:.1f} fps, latency p50 "
+          f"{latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms, max {latency['max']:.0f} ms, "
+          f"{stats['drops']} dropped")
+    if args.stats_json:
+        Path(args.stats_json).write_text(json.dumps(stats, indent=2))
+    if record_path is not None:
+        print(f"recorded {record_path}")
+    return 0

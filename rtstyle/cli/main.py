@@ -65,6 +65,23 @@ def add_style_options(parser: argparse.ArgumentParser) -> None:
                        help=f"0 = no style, 1 = as trained, up to {MAX_STRENGTH:g} = exaggerated (default: 1)")
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or int(width) < 16 or int(height) < 16:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT like 640x480, got {text!r}")
+    return int(width), int(height)
+
+
 def smooth_strength(text: str) -> float:
     try:
         value = float(text)
@@ -115,6 +132,24 @@ def build_parser() -> Parser:
     demo.add_argument("--seconds", type=positive_int, default=4)
     add_style_options(demo)
     add_engine_options(demo)
+    webcam = sub.add_parser("webcam", help="stylize a webcam live in a preview window",
+                            description="Live preview. Keys: q/Esc quit, n/p next/previous style, [ ] strength, "
+                                        "o original / side by side, s snapshot.")
+    webcam.add_argument("--camera", default="0", help="camera index or device path/URL (default: 0)")
+    webcam.add_argument("--synthetic", action="store_true", help="use a generated moving scene instead of a camera")
+    webcam.add_argument("--size", type=frame_size, default=(640, 480),
+                        help="WIDTHxHEIGHT to ask for (default: 640x480)")
+    webcam.add_argument("--fps", type=positive_float, default=30.0, help="frame rate to ask for (default: 30)")
+    add_style_options(webcam)
+    webcam.add_argument("--styles", help="comma-separated styles for n/p (default: all built-in styles)")
+    add_engine_options(webcam)
+    group = webcam.add_argument_group("output")
+    add_smooth_options(group)
+    group.add_argument("--record", help="also record the stylized stream to this video file")
+    group.add_argument("--no-preview", action="store_true", help="no window (record or measure only)")
+    group.add_argument("--duration", type=positive_float, help="stop after this many seconds")
+    group.add_argument("--stats-json", help="write fps, latency and drop statistics here on exit")
+
     info = sub.add_parser("info", help="show devices, runtimes and cached engines")
     info.add_argument("--json", action="store_true", help="print JSON")
 

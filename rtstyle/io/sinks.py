@@ -7,13 +7,14 @@ import os
 import sys
 import time
 from abc import ABC, abstractmethod
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
 from .sources import Frame
-from .video import VideoWriter
+from .video import VideoInfo, VideoWriter
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,25 @@ class FileSink(Sink):
 
     def abort(self) -> None:
         self.writer.abort()
+
+
+class RecordSink(FileSink):
+    """A file sink for live sources: timestamps come from capture times (1 ms time base), so the
+    recording plays at the pace the frames really arrived, drops included."""
+
+    TIME_BASE = Fraction(1, 1000)
+
+    def __init__(self, path: Path, size: tuple[int, int], fps: float, crf: int = 20):
+        info = VideoInfo(path=path, width=size[0], height=size[1], rate=Fraction(fps).limit_denominator(1001),
+                         time_base=self.TIME_BASE, frames=0, duration=0.0, rotation=0, audio_streams=0,
+                         source_size=size)
+        super().__init__(VideoWriter(path, info, crf=crf, copy_audio=False))
+        self._start: float | None = None
+
+    def write(self, frame: Frame, image: np.ndarray) -> None:
+        if self._start is None:
+            self._start = frame.captured
+        self.writer.write(image, round((frame.captured - self._start) * 1000))
 
 
 class TeeSink(Sink):

@@ -172,7 +172,12 @@ class WebcamSource(Source):
         import cv2
 
         self._cv2 = cv2
-        self.capture = cv2.VideoCapture(camera)
+        quiet = cv2.utils.logging.LOG_LEVEL_SILENT
+        previous = cv2.utils.logging.setLogLevel(quiet)  # probing backends prints pages of warnings
+        try:
+            self.capture = cv2.VideoCapture(camera)
+        finally:
+            cv2.utils.logging.setLogLevel(previous)
         if not self.capture.isOpened():
             raise InputError(f"no camera at {camera!r} (is it connected, and free?)")
         if size:

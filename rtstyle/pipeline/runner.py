@@ -54,9 +54,10 @@ class Aborted(KeyboardInterrupt):
 
 
 def run_stream(source: Source, stylize: Stylize, sink: Sink, config: StreamConfig,
-               progress: Progress | None = None, quit_event: threading.Event | None = None) -> RunResult:
+               progress: Progress | None = None, quit_event: threading.Event | None = None,
+               metrics: Metrics | None = None) -> RunResult:
     stages = Stages()
-    metrics = Metrics()
+    metrics = metrics or Metrics()
     captured = stages.queue(config.live_queue_frames if config.live else config.queue_frames)
     stylized = stages.queue(max(2, config.batch) if config.live else config.queue_frames)
     quit_event = quit_event or threading.Event()

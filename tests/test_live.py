@@ -1,0 +1,196 @@
+"""The stream runner through its real threads: lossless and live modes, failures, keys, errors."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from rtstyle.errors import InputError, PipelineError
+from rtstyle.io.sinks import PreviewSink, Sink, Window
+from rtstyle.io.sources import SyntheticSource
+from rtstyle.pipeline.runner import StreamConfig, run_stream
+
+
+class Collect(Sink):
+    def __init__(self, fail_at: int | None = None):
+        self.indices, self.fail_at, self.closed = [], fail_at, False
+
+    def write(self, frame, image):
+        if self.fail_at is not None and len(self.indices) == self.fail_at:
+            raise OSError("disk full")
+        self.indices.append(frame.index)
+
+    def close(self):
+        self.closed = True
+
+
+def invert(images):
+    return [255 - image for image in images]
+
+
+def slow(seconds):
+    def stylize(images):
+        time.sleep(seconds)
+        return invert(images)
+    return stylize
+
+
+def no_rtstyle_threads_left():
+    deadline = time.time() + 2
+    while time.time() < deadline:
+        if not [t for t in threading.enumerate() if t.name.startswith("rtstyle-")]:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_lossless_mode_keeps_every_frame_in_order():
+    sink = Collect()
+    result = run_stream(SyntheticSource(64, 48, frames=37, realtime=False), invert, sink,
+                        StreamConfig(batch=4, queue_frames=3))
+    assert sink.indices == list(range(37)) and sink.closed
+    assert result.metrics["frames"] == 37 and result.metrics["drops"] == 0 and not result.interrupted
+
+
+def test_live_mode_drops_stale_frames_and_bounds_latency():
+    """A 60 fps source into a 20 fps stylizer: frames are dropped, not queued, so latency stays low."""
+    sink = Collect()
+    source = SyntheticSource(64, 48, fps=60, frames=90)
+    result = run_stream(source, slow(0.05), sink, StreamConfig(batch=1, live=True))
+    stats = result.metrics
+    assert stats["drops"] > 20
+    assert stats["frames"] + stats["drops"] >= 85  # every frame was either shown or counted as dropped
+    assert sink.indices == sorted(sink.indices)
+    assert stats["latency_ms"]["p95"] < 200  # one stylize call (50 ms) plus at most one waiting frame
+
+
+def test_live_batches_fill_within_the_wait():
+    sink = Collect()
+    config = StreamConfig(batch=4, live=True, live_queue_frames=8, batch_wait_ms=50)
+    result = run_stream(SyntheticSource(64, 48, fps=200, frames=80), slow(0.01), sink, config)
+    assert result.metrics["frames"] > 40
+
+
+@pytest.mark.parametrize("where", ["stylize", "sink", "source"])
+def test_a_failing_stage_stops_everything_within_two_seconds(where):
+    class BrokenSource(SyntheticSource):
+        def frames(self):
+            for frame in super().frames():
+                if frame.index == 5:
+                    raise OSError("camera unplugged")
+                yield frame
+
+    def broken_stylize(images):
+        raise RuntimeError("out of memory")
+
+    source = (BrokenSource if where == "source" else SyntheticSource)(64, 48, fps=30, frames=None)
+    stylize = broken_stylize if where == "stylize" else invert
+    sink = Collect(fail_at=3 if where == "sink" else None)
+    start = time.perf_counter()
+    with pytest.raises(PipelineError, match=f"{'capture' if where == 'source' else where} stage failed"):
+        run_stream(source, stylize, sink, StreamConfig(batch=1, live=True))
+    assert time.perf_counter() - start < 2.5
+    assert no_rtstyle_threads_left()
+
+
+class FakeWindow:
+    """Stands in for the OpenCV window: records frames, returns scripted keys."""
+
+    def __init__(self, keys):
+        self.keys, self.shown, self.closed = list(keys), [], False
+
+    def show(self, rgb):
+        self.shown.append(rgb.shape)
+        return self.keys.pop(0) if self.keys else -1
+
+    def close(self):
+        self.closed = True
+
+
+def test_preview_keys_drive_style_strength_view_snapshot_and_quit(tmp_path):
+    from rtstyle.pipeline.controls import LiveControls
+    from rtstyle.pipeline.metrics import Metrics
+
+    controls = LiveControls(["a", "b", "c"])
+    window = FakeWindow([ord("n"), ord("]"), ord("o"), ord("s"), -1, ord("p"), ord("p"), ord("["), ord("["),
+                         ord("o"), 27])
+    preview = PreviewSink(controls, Metrics(), window, snapshot_dir=tmp_path)
+    seen = []
+
+    def stylize(images):
+        seen.append(controls.state())
+        return invert(images)
+
+    result = run_stream(SyntheticSource(64, 48, fps=30, frames=None, realtime=False), stylize, preview,
+                        StreamConfig(batch=1, queue_frames=1), quit_event=controls.quit)
+    assert result.interrupted and window.closed
+    assert controls.style == "c" and controls.strength == pytest.approx(0.9) and controls.view == "original"
+    assert ("b", 1.1) in seen
+    assert len(list(tmp_path.glob("rtstyle-*.png"))) == 1
+    assert (48, 128, 3) in window.shown  # side by side
+
+
+def test_live_style_switching_rebuilds_the_engine():
+    from rtstyle.api import stylize_live
+    from rtstyle.config import EngineConfig
+
+    window = FakeWindow([-1, ord("n"), -1, -1, ord("q")])
+    result = stylize_live(SyntheticSource(96, 64, fps=30, frames=None), "fast", ["mosaic", "woodcut"],
+                          engine=EngineConfig(device="cpu", backend="torch"), window=window)
+    assert result.interrupted and result.metrics["frames"] >= 4
+
+
+def test_no_display_is_a_clear_error(monkeypatch):
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("display detection is Linux-specific")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(InputError, match="no display"):
+        Window("test")
+
+
+def test_webcam_cli_errors(capsys, tmp_path, monkeypatch):
+    from rtstyle.cli.main import main
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["webcam", "--camera", "/dev/no-such-camera", "--no-preview", "--duration", "1"]) == 2
+    assert main(["webcam", "--synthetic"]) == 2
+    assert main(["webcam", "--size", "big"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any("no camera" in line for line in err) and any("no display" in line for line in err)
+
+
+def test_webcam_cli_records_the_synthetic_scene(capsys, tmp_path):
+    import json
+
+    import av
+
+    from rtstyle.cli.main import main
+
+    out, stats = tmp_path / "rec.mp4", tmp_path / "stats.json"
+    code = main(["webcam", "--synthetic", "--size", "96x64", "--fps", "20", "--no-preview", "--duration", "2",
+                 "--model", "fast", "--record", str(out), "--stats-json", str(stats), "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads(stats.read_text())
+    with av.open(str(out)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames == summary["frames"] > 10
+    assert 1.0 < summary["seconds"] < 4
+
+
+def test_memory_stays_flat_over_a_long_run():
+    import resource
+
+    def peak_mb():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    config = StreamConfig(batch=2, queue_frames=4)
+    run_stream(SyntheticSource(320, 240, frames=200, realtime=False), invert, Collect(), config)
+    before = peak_mb()
+    run_stream(SyntheticSource(320, 240, frames=2000, realtime=False), invert, Collect(), config)
+    assert peak_mb() - before < 40
