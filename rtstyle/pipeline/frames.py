@@ -1,6 +1,9 @@
 """The stylize stage's work: uint8 frames in, uint8 frames out, through an engine.
 
-Conversions to and from float happen on the engine's device, so only uint8 crosses the bus.
+Only uint8 crosses the bus: conversion to the engine's dtype, stylization, smoothing and the
+conversion back to uint8 all run on the engine's device. On CUDA, frames are staged in a small
+ring of pinned host buffers allocated once (pinning per frame costs more than it saves) and
+copied on a side stream, so the copy of one batch can overlap the compute of the previous one.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import torch
 
 from ..backends.base import Engine
 from ..temporal.smoothers import Smoother
+
+_RING = 3  # pinned buffers per batch shape: enough for one in flight while the next is filled
 
 
 class FrameStylizer:
@@ -22,15 +27,42 @@ class FrameStylizer:
         self.engine = engine
         self.description = description or engine.describe()
         self.smoother = smoother
+        self._cuda = engine.device.type == "cuda"
+        self._copy_stream = torch.cuda.Stream(engine.device) if self._cuda else None
+        self._pinned: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.cuda.Event | None]]] = {}
+        self._turn = 0
 
     @property
     def device(self) -> torch.device:
         return self.engine.device
 
     def to_tensor(self, images: list[np.ndarray]) -> torch.Tensor:
-        host = torch.from_numpy(np.stack(images))
-        batch = host.to(self.device, non_blocking=True)
+        """(N, 3, H, W) in the engine's dtype, 0..1, on the engine's device."""
+        if not self._cuda:
+            batch = torch.from_numpy(np.stack(images))
+        else:
+            batch = self._upload(images)
         return batch.permute(0, 3, 1, 2).to(self.engine.dtype).div_(255.0)
+
+    def _upload(self, images: list[np.ndarray]) -> torch.Tensor:
+        shape = (len(images), *images[0].shape)
+        ring = self._pinned.setdefault(shape, [])
+        if len(ring) < _RING:
+            ring.append((torch.empty(shape, dtype=torch.uint8).pin_memory(), None))
+        self._turn = (self._turn + 1) % len(ring)
+        host, done = ring[self._turn]
+        if done is not None:
+            done.synchronize()  # the copy that last used this buffer has finished
+        np.stack(images, out=host.numpy())
+        compute = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self._copy_stream):
+            batch = host.to(self.device, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record(self._copy_stream)
+        ring[self._turn] = (host, copied)
+        compute.wait_stream(self._copy_stream)
+        batch.record_stream(compute)
+        return batch
 
     @staticmethod
     def to_uint8(batch: torch.Tensor) -> torch.Tensor:
