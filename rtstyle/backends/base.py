@@ -105,7 +105,11 @@ def create_engine(net: Stylizer, config: EngineConfig) -> Engine:
                 raise
             failures.append(f"{name}: {exc}")
             continue
-        reason = f" (skipped {'; '.join(failures)})" if failures else ""
+        if config.backend == "auto":
+            skipped = f"; skipped {'; '.join(failures)}" if failures else ""
+            reason = f" (auto: first that works of {' > '.join(names)}, fastest first{skipped})"
+        else:
+            reason = ""
         log.info("engine: %s%s", engine.describe(), reason)
         return engine
     raise BackendError("no backend works here: " + "; ".join(failures))

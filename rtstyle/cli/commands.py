@@ -58,6 +58,9 @@ def stylize(args: argparse.Namespace) -> int:
     dst = Path(args.output) if args.output else _default_output(src, choice)
     config = ConvertConfig(batch=args.batch, max_side=args.max_side, crf=args.crf, copy_audio=not args.no_audio)
     result = _convert(src, dst, args, config, quiet=args.quiet or args.json)
+    if args.stats_json:
+        Path(args.stats_json).write_text(json.dumps(result.metrics or {"frames": result.frames,
+                                                                        "seconds": result.seconds}, indent=2))
     return _report(result, args.json)
 
 

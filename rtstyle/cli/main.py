@@ -121,6 +121,7 @@ def build_parser() -> Parser:
     group.add_argument("--no-audio", action="store_true", help="drop the audio instead of copying it")
     add_smooth_options(group)
     group.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
+    group.add_argument("--stats-json", help="write per-stage timings and throughput here")
     group.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     styles = sub.add_parser("styles", help="list the built-in styles")
