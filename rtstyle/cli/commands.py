@@ -195,3 +195,41 @@ def webcam(args: argparse.Namespace) -> int:
     if record_path is not None:
         print(f"recorded {record_path}")
     return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..train.losses import PerceptualWeights
+    from ..train.trainer import TrainConfig, style_report
+    from ..train.trainer import train as run_training
+
+    config = TrainConfig(
+        style_dir=Path(args.style_dir), content_dir=Path(args.content_dir), out=Path(args.out), mode=args.mode,
+        model=args.model, rank=args.rank, alpha=args.alpha, steps=args.steps, batch=args.batch, size=args.size,
+        lr=args.lr, perceptual=PerceptualWeights(args.content_weight, args.style_weight, args.tv_weight,
+                                                 args.contrastive_weight),
+        feature_weight=args.feature_weight, vgg=args.vgg,
+        vgg_weights=Path(args.vgg_weights) if args.vgg_weights else None, pool=args.pool,
+        checkpoint_every=args.checkpoint_every, sample_every=args.sample_every, resume=args.resume,
+        device=args.device, seed=args.seed)
+    if args.report:
+        rows = style_report(config.style_dir, config)
+        for row in rows:
+            flag = "  <- outlier" if row["outlier"] else ""
+            print(f"{row['z']:6.2f}  {row['image']}{flag}")
+        return 0
+    bar = tqdm(total=config.steps, unit="step", dynamic_ncols=True, file=sys.stderr, disable=None)
+
+    def progress(step: int, total: int, terms: dict[str, float], rate: float) -> None:
+        bar.n = step
+        bar.set_postfix({**{k: f"{v:.4f}" for k, v in terms.items()}, "img/s": f"{rate:.1f}"}, refresh=False)
+        bar.refresh()
+
+    try:
+        result = run_training(config, progress)
+    finally:
+        bar.close()
+    print(f"wrote {result.adapter} ({result.steps} steps, {result.seconds:.0f} s, {result.images_per_second:.1f} "
+          f"images/s); summary in {result.summary}")
+    return 0

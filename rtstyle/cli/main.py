@@ -151,6 +151,37 @@ def build_parser() -> Parser:
     group.add_argument("--duration", type=positive_float, help="stop after this many seconds")
     group.add_argument("--stats-json", help="write fps, latency and drop statistics here on exit")
 
+    train = sub.add_parser("train", help="train a style adapter from a folder of style images",
+                           description="Train a LoRA style adapter on a frozen base model. The result works at once "
+                                       "in stylize, webcam and export (--style FILE).")
+    train.add_argument("--style-dir", required=True, help="folder of images of one style (50-100 is plenty)")
+    train.add_argument("--content-dir", required=True, help="folder of photos and/or videos to learn on")
+    train.add_argument("--out", required=True, help="adapter file to write (NAME.safetensors)")
+    train.add_argument("--mode", choices=("perceptual", "distill"), default="distill",
+                       help="distill: from the arbitrary-style teacher, works offline (default); "
+                            "perceptual: VGG losses, needs ImageNet VGG weights")
+    train.add_argument("--model", default="fast", help="base model the adapter is for (default: fast)")
+    train.add_argument("--rank", type=positive_int, default=8)
+    train.add_argument("--alpha", type=positive_float, default=8.0)
+    train.add_argument("--steps", type=positive_int, default=2000)
+    train.add_argument("--batch", type=positive_int, default=4)
+    train.add_argument("--size", type=positive_int, default=256, help="training crop size in pixels")
+    train.add_argument("--lr", type=positive_float, default=2e-3)
+    train.add_argument("--content-weight", type=float, default=1.0)
+    train.add_argument("--style-weight", type=float, default=5.0)
+    train.add_argument("--tv-weight", type=float, default=1e-4)
+    train.add_argument("--contrastive-weight", type=float, default=0.0)
+    train.add_argument("--feature-weight", type=float, default=0.0, help="distill: VGG feature loss weight")
+    train.add_argument("--vgg", choices=("vgg16", "vgg19"), default="vgg16")
+    train.add_argument("--vgg-weights", help="ImageNet VGG state dict file (else torchvision's cache)")
+    train.add_argument("--pool", type=positive_int, default=384, help="distill: teacher targets made up front")
+    train.add_argument("--checkpoint-every", type=positive_int, default=200)
+    train.add_argument("--sample-every", type=int, default=200, help="write a sample PNG every N steps (0: never)")
+    train.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.pt")
+    train.add_argument("--report", action="store_true", help="only check the style folder for outlier images")
+    train.add_argument("--device", choices=DEVICES, default="auto")
+    train.add_argument("--seed", type=int, default=0)
+
     info = sub.add_parser("info", help="show devices, runtimes and cached engines")
     info.add_argument("--json", action="store_true", help="print JSON")
 

@@ -1,0 +1,1 @@
+"""Training style adapters: data, loss networks, teachers and the training loop."""

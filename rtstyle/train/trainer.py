@@ -1,0 +1,360 @@
+"""Train a style adapter on a frozen base network.
+
+Only adapter tensors train (LoRA factors on the target convs and, optionally, instance-norm
+scale/shift deltas); the base weights stay bit-identical. Two modes:
+
+* ``perceptual``: content + Gram style + TV (+ contrastive) losses on a frozen VGG.
+* ``distill``: targets from the Ghiasi et al. arbitrary-style teacher, with the style vector
+  the mean embedding of the style folder. Works offline.
+
+AdamW, cosine schedule with linear warm-up, gradient clipping, mixed precision on CUDA,
+checkpoints with `resume`, sample grids, and a JSON summary beside the adapter. Under torchrun
+each process trains on its own data stream and DDP averages the adapter gradients.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..backends.base import resolve_device
+from ..errors import InputError
+from ..io.video import check_writable
+from ..model.adapters import Adapter
+from ..model.loader import BaseModel, adapter_layers, inject_adapter_layers, load_base, set_mix
+from ..model.lora import LoRAConv2d, NormAdapter
+from .data import ImageSet, RandomCrops, load_folder, outlier_report, to_tensor
+from .losses import PerceptualLoss, PerceptualWeights, gram, load_vgg
+
+log = logging.getLogger(__name__)
+
+ADAPTER = "learned"
+MODES = ("perceptual", "distill")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    style_dir: Path
+    content_dir: Path
+    out: Path
+    mode: str = "distill"
+    model: str = "fast"
+    rank: int = 8
+    alpha: float = 8.0
+    conv_targets: tuple[str, ...] | None = None  # default: every residual conv and the first decoder conv
+    norm_adapters: bool = True
+    steps: int = 2000
+    batch: int = 4
+    size: int = 256
+    lr: float = 2e-3
+    warmup: int = 100
+    clip: float = 1.0
+    perceptual: PerceptualWeights = field(default_factory=PerceptualWeights)
+    pixel_weight: float = 1.0  # distill: L1 to the teacher
+    feature_weight: float = 0.0  # distill: VGG feature loss to the teacher (needs VGG weights)
+    vgg: str = "vgg16"
+    vgg_weights: Path | None = None
+    pool: int = 384  # distill: (content, teacher output) pairs made up front
+    min_style_images: int = 5
+    min_content_images: int = 5
+    checkpoint_every: int = 200
+    sample_every: int = 200
+    resume: bool = False
+    device: str = "auto"
+    seed: int = 0
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise InputError(f"unknown mode {self.mode!r}; use perceptual or distill")
+        for label, value, low in (("steps", self.steps, 1), ("batch", self.batch, 1), ("size", self.size, 32),
+                                  ("rank", self.rank, 1)):
+            if value < low:
+                raise InputError(f"{label} must be at least {low}, got {value}")
+        if not self.lr > 0:
+            raise InputError(f"learning rate must be positive, got {self.lr}")
+        if self.out.suffix != ".safetensors":
+            raise InputError(f"the adapter file must end in .safetensors, got {self.out.name}")
+
+
+@dataclass
+class TrainResult:
+    adapter: Path
+    steps: int
+    seconds: float
+    images_per_second: float
+    losses: list[float]
+    summary: Path
+
+
+Progress = Callable[[int, int, dict[str, float], float], None]  # step, total, loss terms, images/s
+
+
+def default_targets(net: nn.Module) -> list[str]:
+    """Mid and deep convs: every residual conv and the first decoder conv (seeds/000)."""
+    return [name for name, module in net.named_modules()
+            if isinstance(module, nn.Conv2d) and (name.startswith("res.") or name.startswith("expand.0"))]
+
+
+def attach_trainable(net: nn.Module, config: TrainConfig) -> list[nn.Parameter]:
+    """Wrap the targets, add a fresh (no-op) adapter, freeze everything else; return its parameters."""
+    targets = list(config.conv_targets or default_targets(net))
+    norms = [name for name, m in net.named_modules() if isinstance(m, nn.InstanceNorm2d)] \
+        if config.norm_adapters else []
+    inject_adapter_layers(net, targets, norms)
+    net.requires_grad_(False)
+    for layer in adapter_layers(net).values():
+        if isinstance(layer, LoRAConv2d):
+            layer.add_adapter(ADAPTER, config.rank, config.alpha)
+        else:
+            layer.add_adapter(ADAPTER)
+    set_mix(net, {ADAPTER: 1.0})
+    params = [p for name, p in net.named_parameters() if ADAPTER in name.split(".")]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def extract_adapter(net: nn.Module, base: BaseModel, name: str, alpha: float, training: dict) -> Adapter:
+    adapter = Adapter(name=name, base_id=base.base_id, base_hash=base.weight_hash, alpha=alpha, training=training,
+                      provenance={"made_by": "rtstyle train", "mode": training.get("mode")})
+    for layer_name, layer in adapter_layers(net).items():
+        if isinstance(layer, LoRAConv2d) and ADAPTER in layer.adapter_names:
+            adapter.lora[layer_name] = (layer.lora_A[ADAPTER].weight.detach().float().cpu(),
+                                        layer.lora_B[ADAPTER].weight.detach().float().cpu())
+        elif isinstance(layer, NormAdapter) and ADAPTER in layer.adapter_names:
+            adapter.norm[layer_name] = (layer.scale[ADAPTER].detach().float().cpu(),
+                                        layer.shift[ADAPTER].detach().float().cpu())
+    return adapter
+
+
+def cosine_with_warmup(warmup: int, total: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return factor
+
+
+class Distiller:
+    """Teacher targets: a pool of (content crop, teacher output) pairs made once, deterministic
+    from the seed (so a resumed run sees the same pool), sampled with random flips."""
+
+    def __init__(self, styles: ImageSet, contents: ImageSet, config: TrainConfig, seed: int):
+        from .teachers import ArbitraryStyleTeacher
+
+        self.teacher = ArbitraryStyleTeacher()
+        style_tensors = [to_tensor(image) for image in styles.images]
+        self.style_embeddings = torch.cat([self.teacher.embed(s[None]) for s in style_tensors])
+        self.style_vector = self.style_embeddings.mean(0)
+        crops = RandomCrops(contents.images, config.size, seed=seed)
+        started = time.perf_counter()
+        self.inputs = crops.batch(config.pool)
+        self.targets = self.teacher.stylize(self.inputs, self.style_vector)
+        log.info("distill pool: %d teacher targets in %.1f s", config.pool, time.perf_counter() - started)
+        self.generator = torch.Generator().manual_seed(seed + 1)
+
+    def batch(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.randint(len(self.inputs), (count,), generator=self.generator)
+        flip = torch.rand(count, generator=self.generator) < 0.5
+        inputs, targets = self.inputs[index], self.targets[index]
+        inputs[flip], targets[flip] = inputs[flip].flip(-1), targets[flip].flip(-1)
+        return inputs, targets
+
+
+def _distributed() -> tuple[int, int]:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    if torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
+    rank, world = _distributed()
+    device = resolve_device(config.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(device)
+    check_writable(config.out)
+    torch.manual_seed(config.seed + rank)
+    styles = load_folder(config.style_dir, min_count=config.min_style_images, what="style images")
+    contents = load_folder(config.content_dir, min_count=config.min_content_images, what="content images")
+    base = load_base(config.model)
+    net = base.build()
+    base_state = {k: v.clone() for k, v in net.state_dict().items()}
+    params = attach_trainable(net, config)
+    net.to(device).train()
+
+    loss_fn, distiller, crops = _objective(config, styles, contents, device, rank)
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(config.warmup, config.steps))
+    checkpoint = config.out.with_suffix(".ckpt.pt")
+    step, history = 0, []
+    if config.resume:
+        step, history = _load_checkpoint(checkpoint, net, optimizer, schedule, distiller, crops)
+    model = nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    samples = F.interpolate(to_tensor(contents.images[0])[None], size=(config.size, config.size), mode="bilinear",
+                            antialias=True, align_corners=False)
+    started, done_images = time.perf_counter(), 0
+    while step < config.steps:
+        if distiller is not None:
+            inputs, targets = distiller.batch(config.batch)
+        else:
+            inputs, targets = crops.batch(config.batch), None
+        inputs = inputs.to(device)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+            output = model(inputs)
+        terms = loss_fn(output.float(), inputs, None if targets is None else targets.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(terms["total"]).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, config.clip)
+        scaler.step(optimizer)
+        scaler.update()
+        schedule.step()
+        step += 1
+        done_images += config.batch * world
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        history.append(values["total"])
+        rate = done_images / (time.perf_counter() - started)
+        if progress is not None and rank == 0:
+            progress(step, config.steps, values, rate)
+        if rank == 0 and (step % config.checkpoint_every == 0 or step == config.steps):
+            _save_checkpoint(checkpoint, step, history, net, optimizer, schedule, distiller, crops, config)
+        if rank == 0 and config.sample_every and (step % config.sample_every == 0 or step == config.steps):
+            _save_samples(net, samples, device, config.out.with_suffix(".samples") / f"step_{step:06d}.png")
+    seconds = time.perf_counter() - started
+    if world > 1:
+        torch.distributed.barrier()
+    _check_base_untouched(net, base_state)
+    summary = config.out.with_suffix(".json")
+    if rank == 0:
+        training = _training_metadata(config, styles, contents, step, world, distiller)
+        extract_adapter(net, base, config.name or config.out.stem, config.alpha, training).save(config.out)
+        summary.write_text(json.dumps({"adapter": str(config.out), "seconds": round(seconds, 1),
+                                       "images_per_second": round(done_images / max(seconds, 1e-9), 2),
+                                       "first_loss": history[0] if history else None,
+                                       "final_loss": history[-1] if history else None, **training}, indent=2))
+    return TrainResult(config.out, step, seconds, done_images / max(seconds, 1e-9), history, summary)
+
+
+def _objective(config: TrainConfig, styles: ImageSet, contents: ImageSet, device: torch.device, rank: int):
+    """The loss function, and the data source (teacher pool or random crops)."""
+    vgg = None
+    if config.mode == "perceptual" or config.feature_weight > 0:
+        vgg = load_vgg(config.vgg, config.vgg_weights).to(device)
+    if config.mode == "distill":
+        distiller = Distiller(styles, contents, config, config.seed + 1000 * rank)
+
+        def distill_loss(output, inputs, targets):
+            terms = {"pixel": (output - targets).abs().mean()}
+            if vgg is not None:
+                out_f, tgt_f = vgg(output), vgg(targets)
+                terms["feature"] = sum(F.mse_loss(out_f[k], tgt_f[k]) for k in out_f)
+            terms["total"] = config.pixel_weight * terms["pixel"] + config.feature_weight * terms.get("feature", 0.0)
+            return terms
+
+        return distill_loss, distiller, None
+    style_tensors = torch.stack([F.interpolate(to_tensor(s)[None], size=(config.size, config.size), mode="bilinear",
+                                               antialias=True, align_corners=False)[0] for s in styles.images])
+    perceptual = PerceptualLoss(vgg, style_tensors.to(device), config.perceptual)
+    crops = RandomCrops(contents.images, config.size, seed=config.seed + 1000 * rank)
+    return (lambda output, inputs, targets: perceptual(output, inputs)), None, crops
+
+
+def _save_checkpoint(path: Path, step: int, history: list[float], net: nn.Module, optimizer, schedule,
+                     distiller: Distiller | None, crops: RandomCrops | None, config: TrainConfig) -> None:
+    adapter_state = {k: v for k, v in net.state_dict().items() if ADAPTER in k.split(".")}
+    state = {"step": step, "history": history, "adapter": adapter_state, "optimizer": optimizer.state_dict(),
+             "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(),
+             "data_rng": (distiller.generator if distiller else crops.generator).get_state(),
+             "config": {k: str(v) for k, v in asdict(config).items()}}
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _load_checkpoint(path: Path, net: nn.Module, optimizer, schedule, distiller, crops) -> tuple[int, list[float]]:
+    if not path.is_file():
+        raise InputError(f"nothing to resume: {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        missing = set(state["adapter"]) - set(net.state_dict())
+        if missing:
+            raise KeyError(sorted(missing)[0])
+        net.load_state_dict(state["adapter"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise InputError(f"{path} does not match this training setup ({exc.__class__.__name__}: {exc})") from exc
+    torch.set_rng_state(state["torch_rng"])
+    (distiller.generator if distiller else crops.generator).set_state(state["data_rng"])
+    log.info("resumed from step %d", state["step"])
+    return state["step"], list(state["history"])
+
+
+@torch.no_grad()
+def _save_samples(net: nn.Module, samples: torch.Tensor, device: torch.device, path: Path) -> None:
+    from PIL import Image
+
+    was_training = net.training
+    net.eval()
+    out = net(samples.to(device)).float().cpu()
+    net.train(was_training)
+    grid = torch.cat([samples, out], dim=-1)[0].permute(1, 2, 0).clamp(0, 1).mul(255).round().byte().numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(path)
+
+
+def _check_base_untouched(net: nn.Module, base_state: dict[str, torch.Tensor]) -> None:
+    """Wrapping moves base tensors to `<layer>.base.<param>`; every one must be bit-identical."""
+    current = {k.replace(".base.", "."): v for k, v in net.state_dict().items() if ADAPTER not in k.split(".")}
+    for key, value in base_state.items():
+        if not torch.equal(current[key].cpu(), value):
+            raise RuntimeError(f"base weight {key} changed during training")
+
+
+def _training_metadata(config: TrainConfig, styles: ImageSet, contents: ImageSet, steps: int, world: int,
+                       distiller: Distiller | None) -> dict:
+    meta = {"mode": config.mode, "model": config.model, "steps": steps, "batch": config.batch, "size": config.size,
+            "lr": config.lr, "rank": config.rank, "alpha": config.alpha, "processes": world,
+            "style_images": len(styles.images), "style_skipped": len(styles.skipped),
+            "content_images": len(contents.images), "content_skipped": len(contents.skipped),
+            "style_dir": str(config.style_dir), "content_dir": str(config.content_dir)}
+    if config.mode == "perceptual":
+        meta["loss_weights"] = asdict(config.perceptual)
+    else:
+        meta["loss_weights"] = {"pixel": config.pixel_weight, "feature": config.feature_weight}
+        meta["style_vector"] = [round(float(v), 5) for v in distiller.style_vector]
+    return meta
+
+
+def style_report(style_dir: Path, config: TrainConfig) -> list[dict]:
+    """Flag style images that do not fit the set (Gram features of a VGG, or teacher embeddings)."""
+    styles = load_folder(style_dir, min_count=2, what="style images")
+    if config.mode == "distill":
+        from .teachers import ArbitraryStyleTeacher
+
+        teacher = ArbitraryStyleTeacher()
+        features = torch.cat([teacher.embed(to_tensor(s)[None]) for s in styles.images])
+    else:
+        vgg = load_vgg(config.vgg, config.vgg_weights)
+        with torch.no_grad():
+            features = torch.stack([torch.cat([gram(f).flatten() for f in vgg(
+                F.interpolate(to_tensor(s)[None], size=(256, 256), mode="bilinear", antialias=True,
+                              align_corners=False)).values()]) for s in styles.images])
+    return outlier_report(features, styles.names)
