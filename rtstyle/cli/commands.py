@@ -212,6 +212,7 @@ def train(args: argparse.Namespace) -> int:
         feature_weight=args.feature_weight, vgg=args.vgg,
         vgg_weights=Path(args.vgg_weights) if args.vgg_weights else None, pool=args.pool,
         checkpoint_every=args.checkpoint_every, sample_every=args.sample_every, resume=args.resume,
+        stop_after=args.stop_after,
         device=args.device, seed=args.seed)
     if args.report:
         rows = style_report(config.style_dir, config)

@@ -178,6 +178,7 @@ def build_parser() -> Parser:
     train.add_argument("--checkpoint-every", type=positive_int, default=200)
     train.add_argument("--sample-every", type=int, default=200, help="write a sample PNG every N steps (0: never)")
     train.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.pt")
+    train.add_argument("--stop-after", type=positive_int, help="stop this run after N steps (resume later)")
     train.add_argument("--report", action="store_true", help="only check the style folder for outlier images")
     train.add_argument("--device", choices=DEVICES, default="auto")
     train.add_argument("--seed", type=int, default=0)

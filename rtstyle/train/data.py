@@ -118,12 +118,16 @@ def jitter(image: torch.Tensor, brightness: float, contrast: float, saturation: 
     return (image - gray) * saturation + gray
 
 
-def outlier_report(features: torch.Tensor, names: list[str], threshold: float = 2.5) -> list[dict]:
-    """Style images whose feature vector (e.g. flattened Gram matrices) lies far from the rest.
+def outlier_report(features: torch.Tensor, names: list[str], threshold: float = 3.5) -> list[dict]:
+    """Style images whose feature vector (flattened Gram matrices, or style embeddings) lies far from the rest.
 
-    Distance to the mean feature, as a z-score over the set; above `threshold` is flagged.
+    Distance to the median feature, scored as a robust z (median and MAD, Iglewicz and Hoaglin
+    1993: above 3.5 is an outlier). A plain z-score cannot flag anything in small sets: with n
+    images its maximum is (n - 1) / sqrt(n).
     """
-    distances = (features - features.mean(0, keepdim=True)).norm(dim=1)
-    z = (distances - distances.mean()) / distances.std().clamp_min(1e-8)
+    distances = (features - features.median(0, keepdim=True).values).norm(dim=1)
+    median = distances.median()
+    mad = (distances - median).abs().median().clamp_min(1e-8)
+    z = 0.6745 * (distances - median) / mad
     order = torch.argsort(z, descending=True).tolist()
     return [{"image": names[i], "z": round(float(z[i]), 2), "outlier": bool(z[i] > threshold)} for i in order]

