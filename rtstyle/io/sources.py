@@ -35,15 +35,17 @@ class Frame:
 
 class Source(ABC):
     live: bool = False
+    _size: tuple[int, int] = (0, 0)
+    _fps: float = 0.0
 
     @property
-    @abstractmethod
     def size(self) -> tuple[int, int]:
         """(width, height) of the frames."""
+        return self._size
 
     @property
-    @abstractmethod
-    def fps(self) -> float: ...
+    def fps(self) -> float:
+        return self._fps
 
     @property
     def expected_frames(self) -> int:
@@ -101,14 +103,6 @@ class ImageFolderSource(Source):
         self._fps = fps
 
     @property
-    def size(self) -> tuple[int, int]:
-        return self._size
-
-    @property
-    def fps(self) -> float:
-        return self._fps
-
-    @property
     def expected_frames(self) -> int:
         return len(self.paths)
 
@@ -134,14 +128,6 @@ class SyntheticSource(Source):
         # Rendering the scene costs a few ms; a small cycle of pre-rendered frames keeps the
         # source's own cost out of latency measurements.
         self._cycle = [scene_frame(i, width, height, fps) for i in range(int(fps))]
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self._size
-
-    @property
-    def fps(self) -> float:
-        return self._fps
 
     @property
     def expected_frames(self) -> int:
@@ -200,14 +186,6 @@ class WebcamSource(Source):
         self._count = 0
         self._grabber = threading.Thread(target=self._grab, name="rtstyle-camera", daemon=True)
         self._grabber.start()
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self._size
-
-    @property
-    def fps(self) -> float:
-        return self._fps
 
     def _grab(self) -> None:
         failures = 0
