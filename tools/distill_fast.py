@@ -130,6 +130,8 @@ def main() -> None:
         state = torch.load(args.checkpoint, weights_only=True)
         student.load_state_dict(state["student"])
         optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:  # a resumed run may anneal with a lower rate
+            group["lr"] = args.lr
         step = state["step"]
         log.info("resumed at step %d", step)
 
