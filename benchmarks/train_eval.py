@@ -59,9 +59,10 @@ def resize_long(image: np.ndarray, side: int) -> torch.Tensor:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--pool", type=int, default=1024)
     parser.add_argument("--eval-size", type=int, default=384)
     parser.add_argument("--adapter", type=Path, help="evaluate this adapter instead of training one")
     args = parser.parse_args()
@@ -77,14 +78,15 @@ def main() -> None:
             adapter_path = RESULTS / "hiroshige_fast.safetensors"
             config = TrainConfig(style_dir=style_dir, content_dir=content, out=adapter_path, mode="distill",
                                  model="fast", steps=args.steps, batch=args.batch, size=args.size, device="cpu",
-                                 sample_every=0, checkpoint_every=500)
+                                 pool=args.pool, sample_every=0, checkpoint_every=500)
             started = time.perf_counter()
             result = train(config)
             report["training"] = {"seconds": round(time.perf_counter() - started, 1), "steps": result.steps,
                                   "batch": args.batch, "size": args.size,
                                   "images_per_second": round(result.images_per_second, 2),
+                                  "pool": args.pool,
                                   "command": f"python benchmarks/train_eval.py --steps {args.steps} "
-                                             f"--batch {args.batch} --size {args.size}"}
+                                             f"--batch {args.batch} --size {args.size} --pool {args.pool}"}
             print(json.dumps(report["training"]))
     adapter = Adapter.load(adapter_path)
     base = load_base(adapter.base_id)
