@@ -63,7 +63,8 @@ def test_only_adapter_parameters_train_and_the_base_stays_bit_identical(folders,
     result = train(config(folders, tmp_path / "a.safetensors"))
     assert load_base("fast").weight_hash == base.weight_hash
     adapter = Adapter.load(result.adapter)
-    assert adapter.base_hash == base.weight_hash and adapter.rank == 8 and adapter.norm
+    assert adapter.base_hash == base.weight_hash and adapter.rank == 16 and adapter.norm
+    assert "output.conv" not in adapter.lora and "contract.0.conv" in adapter.lora  # too thin for rank 16
     assert adapter.training["mode"] == "distill" and adapter.training["style_images"] == 6
     assert adapter.training["style_skipped"] == 2  # broken jpeg, tiny image (the .txt is not a candidate)
 

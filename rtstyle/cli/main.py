@@ -161,8 +161,8 @@ def build_parser() -> Parser:
                        help="distill: from the arbitrary-style teacher, works offline (default); "
                             "perceptual: VGG losses, needs ImageNet VGG weights")
     train.add_argument("--model", default="fast", help="base model the adapter is for (default: fast)")
-    train.add_argument("--rank", type=positive_int, default=8)
-    train.add_argument("--alpha", type=positive_float, default=8.0)
+    train.add_argument("--rank", type=positive_int, default=16)
+    train.add_argument("--alpha", type=positive_float, default=16.0)
     train.add_argument("--steps", type=positive_int, default=2000)
     train.add_argument("--batch", type=positive_int, default=4)
     train.add_argument("--size", type=positive_int, default=256, help="training crop size in pixels")

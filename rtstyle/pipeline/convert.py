@@ -1,4 +1,4 @@
-"""File conversion: decode -> stylize -> encode in three threads, ordered and lossless.
+"""File conversion: decode -> stylize -> encode through the stream runner, ordered and lossless.
 
 Output goes to a hidden temporary file beside the target and is renamed into place only
 when complete, so an error never leaves partial garbage under the output name. Ctrl-C is
@@ -7,7 +7,6 @@ the exception: it drains the frames already decoded, closes the file properly an
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,8 +19,6 @@ from ..io.sinks import FileSink
 from ..io.sources import FileSource
 from ..io.video import VideoReader, VideoWriter, check_writable
 from .runner import StreamConfig, Stylize, run_stream
-
-log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".avi"}
 Progress = Callable[[int, int], None]  # (frames done, frames expected)
