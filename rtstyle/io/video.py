@@ -9,6 +9,7 @@ and audio all come from one place.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -141,10 +142,9 @@ def check_writable(path: Path) -> None:
     parent = path.parent
     if not parent.is_dir():
         raise OutputError(f"output folder does not exist: {parent}")
-    probe = parent / f".{path.name}.rtstyle-probe"
-    try:
-        probe.open("wb").close()
-        probe.unlink()
+    try:  # a unique name: several processes (torchrun) may check the same output at once
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{path.name}.", suffix=".rtstyle-probe"):
+            pass
     except OSError as exc:
         raise OutputError(f"cannot write to {parent}: {exc.strerror or exc}") from None
 
