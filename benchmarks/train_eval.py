@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -64,9 +66,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--pool", type=int, default=1024)
     parser.add_argument("--eval-size", type=int, default=384)
+    parser.add_argument("--pixel-loss", choices=("l1", "mse"), default="l1")
+    parser.add_argument("--lr", type=float, default=TrainConfig.lr)
+    parser.add_argument("--rank", type=int, default=TrainConfig.rank)
     parser.add_argument("--adapter", type=Path, help="evaluate this adapter instead of training one")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON, table and sheet go")
     args = parser.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results = args.results
+    results.mkdir(parents=True, exist_ok=True)
     style_dir = DATA / "styles_set" / "hiroshige_tokaido"
     report: dict = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,18 +82,18 @@ def main() -> None:
             content = Path(tmp) / "content"
             content.mkdir()
             training_content(content)
-            adapter_path = RESULTS / "hiroshige_fast.safetensors"
+            adapter_path = results / "hiroshige_fast.safetensors"
             config = TrainConfig(style_dir=style_dir, content_dir=content, out=adapter_path, mode="distill",
                                  model="fast", steps=args.steps, batch=args.batch, size=args.size, device="cpu",
-                                 pool=args.pool, sample_every=0, checkpoint_every=500)
+                                 pool=args.pool, sample_every=0, checkpoint_every=500,
+                                 pixel_loss=args.pixel_loss, lr=args.lr, rank=args.rank, alpha=args.rank)
             started = time.perf_counter()
             result = train(config)
             report["training"] = {"seconds": round(time.perf_counter() - started, 1), "steps": result.steps,
                                   "batch": args.batch, "size": args.size,
                                   "images_per_second": round(result.images_per_second, 2),
-                                  "pool": args.pool,
-                                  "command": f"python benchmarks/train_eval.py --steps {args.steps} "
-                                             f"--batch {args.batch} --size {args.size} --pool {args.pool}"}
+                                  "pool": args.pool, "pixel_loss": args.pixel_loss, "lr": args.lr, "rank": args.rank,
+                                  "command": shlex.join(["python", "benchmarks/train_eval.py", *sys.argv[1:]])}
             print(json.dumps(report["training"]))
     adapter = Adapter.load(adapter_path)
     base = load_base(adapter.base_id)
@@ -117,8 +124,8 @@ def main() -> None:
         "mean_psnr_base_vs_teacher": float(np.mean([r["psnr_base"] for r in rows])),
         "style_distance_adapter": distance["adapter"], "style_distance_base": distance["base"],
         "style_distance_reduction": 1 - distance["adapter"] / distance["base"], "rows": rows})
-    (RESULTS / "train_eval.json").write_text(json.dumps(report, indent=2))
-    _contact_sheet(tiles, RESULTS / "train_eval.png")
+    (results / "train_eval.json").write_text(json.dumps(report, indent=2))
+    _contact_sheet(tiles, results / "train_eval.png")
     lines = ["Distill-mode adapter for the fast model, trained on styles_set/hiroshige_tokaido; evaluated on the "
              f"{len(rows)} held-out photos of shared/data/content at {args.eval_size} px (long side).", "",
              "| | adapter | bare base model |", "|---|---:|---:|",
@@ -131,7 +138,7 @@ def main() -> None:
         t = report["training"]
         lines += ["", f"Training: `{t['command']}` on {report['machine']}: {t['steps']} steps of {t['batch']} x "
                       f"{t['size']} px in {t['seconds'] / 60:.1f} min ({t['images_per_second']:.1f} images/s)."]
-    (RESULTS / "train_eval.md").write_text("\n".join(lines) + "\n")
+    (results / "train_eval.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from rtstyle.errors import AdapterError
 from rtstyle.model.adapters import Adapter
 from rtstyle.model.loader import BaseModel, adapter_layers, attach, fuse, inject_adapter_layers, set_mix
+from rtstyle.model.lora import LoRAConv2d
 from rtstyle.model.network import NetworkSpec, Stylizer
 
 TINY = NetworkSpec(contract=(8, 8, 8), res_blocks=1, expand=(4, 4), outer_kernel=3)
@@ -66,6 +68,20 @@ def test_merged_output_equals_unmerged(images):
     # ... and the adapter really changed the output.
     with torch.no_grad():
         assert (merged - base.build()(images)).abs().max().item() > 1e-2
+
+
+def test_unmerged_layer_is_the_base_conv_plus_a_then_b():
+    """The definition of LoRA on a conv: base(x) + w * alpha/r * B(A(x)), A with the base's stride and padding."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 5, 3, stride=2, padding=1, padding_mode="reflect", bias=False)
+    layer = LoRAConv2d(conv)
+    layer.add_adapter("a", rank=3, alpha=6.0)
+    nn.init.normal_(layer.lora_B["a"].weight)
+    layer.set_weights({"a": 0.7})
+    x = torch.randn(2, 6, 17, 23)
+    with torch.no_grad():
+        expected = conv(x) + 0.7 * (6.0 / 3) * layer.lora_B["a"](layer.lora_A["a"](x))
+        assert (layer(x) - expected).abs().max().item() <= 1e-5
 
 
 def test_unmerge_restores_base_weights():

@@ -5,7 +5,8 @@ An adapter is a safetensors file holding, for each adapted layer, either LoRA fa
 instance-norm deltas (``<layer>.norm_scale`` and ``<layer>.norm_shift``), plus string metadata:
 the format version, the style name, the base it was made for (id and weight hash), rank and
 alpha, the targets, and free-form JSON for provenance and training settings. The scaling
-alpha/r is derived, never stored.
+alpha/r is derived per layer, never stored: r is the layer's own rank (its lora_A's first dim),
+smaller than the nominal rank on convs too thin to hold it.
 """
 
 from __future__ import annotations
@@ -37,10 +38,8 @@ class Adapter:
 
     @property
     def rank(self) -> int:
-        ranks = {a.shape[0] for a, _ in self.lora.values()}
-        if len(ranks) > 1:
-            raise AdapterError(f"adapter {self.name!r} mixes LoRA ranks {sorted(ranks)}")
-        return ranks.pop() if ranks else 0
+        """The largest LoRA rank; convs too thin for it hold less (each layer's rank is its A's first dim)."""
+        return max((a.shape[0] for a, _ in self.lora.values()), default=0)
 
     def save(self, path: str | Path) -> None:
         from safetensors.torch import save_file

@@ -2,9 +2,10 @@
 
 A LoRA adapter (Hu et al. 2021) on a conv with kernel W0 of shape (out, in, k, k) adds
 ``scaling * B @ A`` with A: (r, in, k, k) and B: (out, r, 1, 1), ``scaling = alpha / r``.
-Unmerged, A runs as a k x k conv with the base conv's stride and padding and B as a 1x1 conv,
-so the adapted output equals the merged one up to float rounding (convolution is linear and
-both paths pad the same way). A norm adapter adds deltas to the affine scale and shift of an
+As a network that is A (a k x k conv with the base conv's stride and padding) followed by B
+(a 1x1 conv); since convolution is linear, the unmerged layer instead adds the delta kernel to
+W0 on each call and convolves once, which costs nothing per pixel, so the adapted output
+equals the merged one up to float rounding. A norm adapter adds deltas to the affine scale and shift of an
 instance norm, the conditional-instance-norm parametrisation of Dumoulin et al. 2017.
 
 Each wrapped layer keeps any number of named adapters. ``set_weights`` chooses how much of
@@ -134,13 +135,14 @@ class LoRAConv2d(AdapterLayer):
         self.base.weight.data.copy_(merged.to(self.base.weight.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.base(x)
-        if self.merged:
-            return out
-        for name, weight in self.mix.items():
-            low = self.lora_B[name](self.lora_A[name](x.to(self.lora_A[name].weight.dtype)))
-            out = out + (weight * self.scaling(name)) * low.to(out.dtype)
-        return out
+        if self.merged or not self.mix:
+            return self.base(x)
+        # Add the (tiny) delta kernel to the base kernel and convolve once, rather than run A and B
+        # as two extra convolutions over the (large) feature map: same result, and training the
+        # full-resolution decoder convs costs no more than running them.
+        delta = sum(w * self.delta_weight(n) for n, w in self.mix.items())
+        weight = self.base.weight + delta.to(self.base.weight.dtype)
+        return self.base._conv_forward(x, weight, self.base.bias)
 
 
 class NormAdapter(AdapterLayer):

@@ -60,7 +60,8 @@ class TrainConfig:
     warmup: int = 100
     clip: float = 1.0
     perceptual: PerceptualWeights = field(default_factory=PerceptualWeights)
-    pixel_weight: float = 1.0  # distill: L1 to the teacher
+    pixel_loss: str = "l1"  # distill: l1 or mse to the teacher
+    pixel_weight: float = 1.0
     feature_weight: float = 0.0  # distill: VGG feature loss to the teacher (needs VGG weights)
     vgg: str = "vgg16"
     vgg_weights: Path | None = None
@@ -115,19 +116,16 @@ def default_targets(net: nn.Module) -> list[str]:
 def attach_trainable(net: nn.Module, config: TrainConfig) -> list[nn.Parameter]:
     """Wrap the targets, add a fresh (no-op) adapter, freeze everything else; return its parameters."""
     targets = list(config.conv_targets or default_targets(net))
-    # A conv thinner than the rank (the 3-channel output conv at rank 8+) cannot hold a rank-r
-    # factorisation; it keeps its norm adapter only, so one file has one rank.
-    too_thin = [t for t in targets if max_rank(net.get_submodule(t)) < config.rank]
-    if too_thin and config.conv_targets:
-        raise InputError(f"rank {config.rank} is too high for {', '.join(too_thin)}")
-    targets = [t for t in targets if t not in too_thin]
+    # A conv thinner than the rank (the decoder's 8- and 4-channel convs, the 3-channel output
+    # conv) gets the largest rank it can hold, which for it is a full-rank update.
+    ranks = {t: min(config.rank, max_rank(net.get_submodule(t))) for t in targets}
     norms = [name for name, m in net.named_modules() if isinstance(m, nn.InstanceNorm2d)] \
         if config.norm_adapters else []
     inject_adapter_layers(net, targets, norms)
     net.requires_grad_(False)
-    for layer in adapter_layers(net).values():
+    for name, layer in adapter_layers(net).items():
         if isinstance(layer, LoRAConv2d):
-            layer.add_adapter(ADAPTER, config.rank, config.alpha)
+            layer.add_adapter(ADAPTER, ranks[name], config.alpha)
         else:
             layer.add_adapter(ADAPTER)
     set_mix(net, {ADAPTER: 1.0})
@@ -278,7 +276,8 @@ def _objective(config: TrainConfig, styles: ImageSet, contents: ImageSet, device
         distiller = Distiller(styles, contents, config, config.seed + 1000 * rank)
 
         def distill_loss(output, inputs, targets):
-            terms = {"pixel": (output - targets).abs().mean()}
+            error = output - targets
+            terms = {"pixel": error.abs().mean() if config.pixel_loss == "l1" else error.square().mean()}
             if vgg is not None:
                 out_f, tgt_f = vgg(output), vgg(targets)
                 terms["feature"] = sum(F.mse_loss(out_f[k], tgt_f[k]) for k in out_f)
