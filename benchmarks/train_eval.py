@@ -1,8 +1,8 @@
 """Train a distill-mode adapter on ../shared/data/styles_set and evaluate it on held-out photos.
 
 Training content: the frame sequences in ../shared/data/frames and the clip in ../shared/data/video
-(videos are sampled); none of ../shared/data/content is seen in training. Evaluation on every
-photo of ../shared/data/content, long side `--eval-size`:
+(videos are sampled), plus any `--extra-content` folders; none of ../shared/data/content is seen in
+training. Evaluation on every photo of ../shared/data/content, long side `--eval-size`:
 
 * PSNR of the adapter's output against the teacher's (the Ghiasi et al. network, style vector =
   mean embedding of the style set);
@@ -45,9 +45,14 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(10 * torch.log10(1 / F.mse_loss(a, b)))
 
 
-def training_content(folder: Path) -> Path:
-    """Symlinks to the frame sequences and clips (not the flow/occlusion visualisations)."""
-    for path in sorted(DATA.glob("frames/*/frame_*.png")) + sorted(DATA.glob("video/*.mp4")):
+def training_content(folder: Path, extra: list[str]) -> Path:
+    """Symlinks to the frame sequences and clips (not the flow/occlusion visualisations), and to
+    the images of the `extra` folders of shared/data; never to the held-out photos."""
+    if "content" in extra:
+        raise SystemExit("shared/data/content is the held-out evaluation set")
+    paths = sorted(DATA.glob("frames/*/frame_*.png")) + sorted(DATA.glob("video/*.mp4"))
+    paths += [p for name in extra for p in sorted((DATA / name).glob("*")) if p.is_file()]
+    for path in paths:
         (folder / f"{path.parent.name}_{path.name}").symlink_to(path.resolve())
     return folder
 
@@ -68,7 +73,10 @@ def main() -> None:
     parser.add_argument("--eval-size", type=int, default=384)
     parser.add_argument("--pixel-loss", choices=("l1", "mse"), default="l1")
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
+    parser.add_argument("--model", choices=("fast", "quality"), default="fast")
     parser.add_argument("--rank", type=int, default=TrainConfig.rank)
+    parser.add_argument("--extra-content", nargs="*", default=[], metavar="FOLDER",
+                        help="more training content from shared/data, e.g. styles (paintings)")
     parser.add_argument("--adapter", type=Path, help="evaluate this adapter instead of training one")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON, table and sheet go")
     args = parser.parse_args()
@@ -81,18 +89,17 @@ def main() -> None:
         if adapter_path is None:
             content = Path(tmp) / "content"
             content.mkdir()
-            training_content(content)
-            adapter_path = results / "hiroshige_fast.safetensors"
+            training_content(content, args.extra_content)
+            adapter_path = results / f"hiroshige_{args.model}.safetensors"
             config = TrainConfig(style_dir=style_dir, content_dir=content, out=adapter_path, mode="distill",
-                                 model="fast", steps=args.steps, batch=args.batch, size=args.size, device="cpu",
+                                 model=args.model, steps=args.steps, batch=args.batch, size=args.size, device="cpu",
                                  pool=args.pool, sample_every=0, checkpoint_every=500,
                                  pixel_loss=args.pixel_loss, lr=args.lr, rank=args.rank, alpha=args.rank)
             started = time.perf_counter()
             result = train(config)
+            settings = {k: v for k, v in vars(args).items() if k not in ("adapter", "results", "eval_size")}
             report["training"] = {"seconds": round(time.perf_counter() - started, 1), "steps": result.steps,
-                                  "batch": args.batch, "size": args.size,
-                                  "images_per_second": round(result.images_per_second, 2),
-                                  "pool": args.pool, "pixel_loss": args.pixel_loss, "lr": args.lr, "rank": args.rank,
+                                  "images_per_second": round(result.images_per_second, 2), **settings,
                                   "command": shlex.join(["python", "benchmarks/train_eval.py", *sys.argv[1:]])}
             print(json.dumps(report["training"]))
     adapter = Adapter.load(adapter_path)
@@ -126,9 +133,10 @@ def main() -> None:
         "style_distance_reduction": 1 - distance["adapter"] / distance["base"], "rows": rows})
     (results / "train_eval.json").write_text(json.dumps(report, indent=2))
     _contact_sheet(tiles, results / "train_eval.png")
-    lines = ["Distill-mode adapter for the fast model, trained on styles_set/hiroshige_tokaido; evaluated on the "
-             f"{len(rows)} held-out photos of shared/data/content at {args.eval_size} px (long side).", "",
-             "| | adapter | bare base model |", "|---|---:|---:|",
+    lines = [f"Distill-mode adapter for the {adapter.base_id} model, trained on styles_set/hiroshige_tokaido; "
+             f"evaluated on the {len(rows)} held-out photos of shared/data/content at {args.eval_size} px "
+             "(long side).", "",
+             f"| | adapter | bare {adapter.base_id} model |", "|---|---:|---:|",
              f"| mean PSNR vs teacher (dB) | {report['mean_psnr_vs_teacher']:.2f} | "
              f"{report['mean_psnr_base_vs_teacher']:.2f} |",
              f"| style distance to the style set (teacher embedding) | {distance['adapter']:.3f} | "

@@ -7,6 +7,7 @@ to the example's size (pytorch#36596), so a traced model breaks at other resolut
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 
@@ -23,8 +24,12 @@ class TorchScriptEngine(Engine):
         super().__init__(device, dtype)
         net = copy.deepcopy(net).to(device=device, dtype=dtype).eval()
         try:
-            scripted = torch.jit.freeze(torch.jit.script(net))
-            self.module = torch.jit.optimize_for_inference(scripted)
+            with warnings.catch_warnings():
+                # torch 2.10+ marks TorchScript deprecated (FutureWarning on every call); it still
+                # works, and saying so once per engine build is noise in a user's terminal.
+                warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+                scripted = torch.jit.freeze(torch.jit.script(net))
+                self.module = torch.jit.optimize_for_inference(scripted)
         except Exception as exc:  # TorchScript raises plain RuntimeErrors
             raise BackendError(f"TorchScript compilation failed: {exc}") from exc
 
