@@ -71,8 +71,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--pool", type=int, default=1024)
     parser.add_argument("--eval-size", type=int, default=384)
-    parser.add_argument("--pixel-loss", choices=("l1", "mse"), default="l1")
-    parser.add_argument("--lr", type=float, default=TrainConfig.lr)
+    parser.add_argument("--pixel-loss", choices=("mse", "l1"), default="mse")
+    parser.add_argument("--lr", type=float, help="default: the trainer's for distill mode")
     parser.add_argument("--model", choices=("fast", "quality"), default="fast")
     parser.add_argument("--rank", type=int, default=TrainConfig.rank)
     parser.add_argument("--extra-content", nargs="*", default=[], metavar="FOLDER",
@@ -98,6 +98,7 @@ def main() -> None:
             started = time.perf_counter()
             result = train(config)
             settings = {k: v for k, v in vars(args).items() if k not in ("adapter", "results", "eval_size")}
+            settings["lr"] = config.lr
             report["training"] = {"seconds": round(time.perf_counter() - started, 1), "steps": result.steps,
                                   "images_per_second": round(result.images_per_second, 2), **settings,
                                   "command": shlex.join(["python", "benchmarks/train_eval.py", *sys.argv[1:]])}

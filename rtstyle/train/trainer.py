@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 ADAPTER = "learned"
 MODES = ("perceptual", "distill")
+#: Distill: the best of 2e-3, 5e-3, 1.5e-2 and 3e-2 on benchmarks/train_eval.py (1500 steps; README).
+DEFAULT_LR = {"perceptual": 2e-3, "distill": 1.5e-2}
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,11 @@ class TrainConfig:
     steps: int = 2000
     batch: int = 4
     size: int = 256
-    lr: float = 2e-3
+    lr: float | None = None  # default per mode: DEFAULT_LR
     warmup: int = 100
     clip: float = 1.0
     perceptual: PerceptualWeights = field(default_factory=PerceptualWeights)
-    pixel_loss: str = "l1"  # distill: l1 or mse to the teacher
+    pixel_loss: str = "mse"  # distill: mse (what PSNR measures) or l1 to the teacher
     pixel_weight: float = 1.0
     feature_weight: float = 0.0  # distill: VGG feature loss to the teacher (needs VGG weights)
     vgg: str = "vgg16"
@@ -83,6 +85,10 @@ class TrainConfig:
                                   ("rank", self.rank, 1)):
             if value < low:
                 raise InputError(f"{label} must be at least {low}, got {value}")
+        if self.pixel_loss not in ("mse", "l1"):
+            raise InputError(f"unknown pixel loss {self.pixel_loss!r}; use mse or l1")
+        if self.lr is None:
+            object.__setattr__(self, "lr", DEFAULT_LR[self.mode])
         if not self.lr > 0:
             raise InputError(f"learning rate must be positive, got {self.lr}")
         if self.out.suffix != ".safetensors":
@@ -355,6 +361,7 @@ def _training_metadata(config: TrainConfig, styles: ImageSet, contents: ImageSet
         meta["loss_weights"] = asdict(config.perceptual)
     else:
         meta["loss_weights"] = {"pixel": config.pixel_weight, "feature": config.feature_weight}
+        meta["pixel_loss"] = config.pixel_loss
         meta["style_vector"] = [round(float(v), 5) for v in distiller.style_vector]
     return meta
 
