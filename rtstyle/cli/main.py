@@ -175,7 +175,7 @@ def build_parser() -> Parser:
     train.add_argument("--feature-weight", type=float, default=0.0, help="distill: VGG feature loss weight")
     train.add_argument("--vgg", choices=("vgg16", "vgg19"), default="vgg16")
     train.add_argument("--vgg-weights", help="ImageNet VGG state dict file (else torchvision's cache)")
-    train.add_argument("--pool", type=positive_int, default=384, help="distill: teacher targets made up front")
+    train.add_argument("--pool", type=positive_int, default=1024, help="distill: teacher targets made up front")
     train.add_argument("--checkpoint-every", type=positive_int, default=200)
     train.add_argument("--sample-every", type=int, default=200, help="write a sample PNG every N steps (0: never)")
     train.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.pt")

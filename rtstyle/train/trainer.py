@@ -67,7 +67,7 @@ class TrainConfig:
     feature_weight: float = 0.0  # distill: VGG feature loss to the teacher (needs VGG weights)
     vgg: str = "vgg16"
     vgg_weights: Path | None = None
-    pool: int = 384  # distill: (content, teacher output) pairs made up front
+    pool: int = 1024  # distill: (content, teacher output) pairs made up front
     min_style_images: int = 5
     min_content_images: int = 5
     checkpoint_every: int = 200
