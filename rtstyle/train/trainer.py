@@ -176,17 +176,27 @@ class Distiller:
         self.style_vector = self.style_embeddings.mean(0)
         crops = RandomCrops(contents.images, config.size, seed=seed)
         started = time.perf_counter()
-        self.inputs = crops.batch(config.pool)
-        self.targets = self.teacher.stylize(self.inputs, self.style_vector)
+        # Held as 8-bit, like the frames the adapter will see: a quarter of the memory of float
+        # (a 2048 pool at 256 px is 0.8 GB instead of 3.2 GB).
+        self.inputs = _to_uint8(crops.batch(config.pool))
+        self.targets = _to_uint8(self.teacher.stylize(_to_float(self.inputs), self.style_vector))
         log.info("distill pool: %d teacher targets in %.1f s", config.pool, time.perf_counter() - started)
         self.generator = torch.Generator().manual_seed(seed + 1)
 
     def batch(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.randint(len(self.inputs), (count,), generator=self.generator)
         flip = torch.rand(count, generator=self.generator) < 0.5
-        inputs, targets = self.inputs[index], self.targets[index]
+        inputs, targets = _to_float(self.inputs[index]), _to_float(self.targets[index])
         inputs[flip], targets[flip] = inputs[flip].flip(-1), targets[flip].flip(-1)
         return inputs, targets
+
+
+def _to_uint8(images: torch.Tensor) -> torch.Tensor:
+    return images.clamp(0, 1).mul(255).round().to(torch.uint8)
+
+
+def _to_float(images: torch.Tensor) -> torch.Tensor:
+    return images.float().div(255)
 
 
 def _distributed() -> tuple[int, int]:
