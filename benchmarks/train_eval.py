@@ -10,7 +10,8 @@ training. Evaluation on every photo of ../shared/data/content, long side `--eval
   for the adapter and for the bare base model; the drop is what the adapter learned.
 
 Writes benchmarks/results/train_eval.{json,md} and a before/after contact sheet train_eval.png.
-Run: python benchmarks/train_eval.py [--steps 2000] [--adapter FILE to skip training]
+Run: python benchmarks/train_eval.py --steps 9000 --pool 2048 --extra-content styles  (the committed run)
+     python benchmarks/train_eval.py --adapter FILE  (evaluate only)
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ def main() -> None:
             config = TrainConfig(style_dir=style_dir, content_dir=content, out=adapter_path, mode="distill",
                                  model=args.model, steps=args.steps, batch=args.batch, size=args.size, device="cpu",
                                  pool=args.pool, sample_every=0, checkpoint_every=500,
-                                 pixel_loss=args.pixel_loss, lr=args.lr, rank=args.rank, alpha=args.rank)
+                                 pixel_loss=args.pixel_loss, lr=args.lr, rank=args.rank,
+                                 alpha=args.rank)  # scaling alpha/r = 1, as with the CLI defaults
             started = time.perf_counter()
             result = train(config)
             settings = {k: v for k, v in vars(args).items() if k not in ("adapter", "results", "eval_size")}

@@ -2,11 +2,12 @@
 
 A LoRA adapter (Hu et al. 2021) on a conv with kernel W0 of shape (out, in, k, k) adds
 ``scaling * B @ A`` with A: (r, in, k, k) and B: (out, r, 1, 1), ``scaling = alpha / r``.
-As a network that is A (a k x k conv with the base conv's stride and padding) followed by B
-(a 1x1 conv); since convolution is linear, the unmerged layer instead adds the delta kernel to
-W0 on each call and convolves once, which costs nothing per pixel, so the adapted output
-equals the merged one up to float rounding. A norm adapter adds deltas to the affine scale and shift of an
-instance norm, the conditional-instance-norm parametrisation of Dumoulin et al. 2017.
+By definition the adapter is A (a k x k conv with the base conv's stride and padding) followed
+by B (a 1x1 conv), added to the base output. Convolution is linear, so the unmerged layer adds
+the delta kernel to W0 and convolves once instead, which costs nothing per pixel; the adapted
+output equals the merged one up to float rounding. A norm adapter adds deltas to the affine
+scale and shift of an instance norm, the conditional-instance-norm parametrisation of Dumoulin
+et al. 2017.
 
 Each wrapped layer keeps any number of named adapters. ``set_weights`` chooses how much of
 each one is active (blending and strength are both just weights); ``merge`` folds the active
@@ -142,7 +143,7 @@ class LoRAConv2d(AdapterLayer):
         # full-resolution decoder convs costs no more than running them.
         delta = sum(w * self.delta_weight(n) for n, w in self.mix.items())
         weight = self.base.weight + delta.to(self.base.weight.dtype)
-        return self.base._conv_forward(x, weight, self.base.bias)
+        return self.base._conv_forward(x, weight, self.base.bias)  # nn.Conv2d's forward, incl. padding_mode
 
 
 class NormAdapter(AdapterLayer):
