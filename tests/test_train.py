@@ -72,6 +72,12 @@ def test_only_adapter_parameters_train_and_the_base_stays_bit_identical(folders,
     assert adapter.training["style_skipped"] == 2  # broken jpeg, tiny image (the .txt is not a candidate)
 
 
+def test_learning_rate_defaults_per_mode(folders, tmp_path):
+    assert config(folders, tmp_path / "a.safetensors").lr == 1.5e-2
+    assert config(folders, tmp_path / "a.safetensors", mode="perceptual").lr == 2e-3
+    assert config(folders, tmp_path / "a.safetensors", lr=1e-3).lr == 1e-3
+
+
 def test_distill_loss_falls(folders, tmp_path):
     result = train(config(folders, tmp_path / "d.safetensors", steps=40, lr=5e-3, pool=16))
     assert np.mean(result.losses[-8:]) < 0.9 * np.mean(result.losses[:8])
@@ -122,6 +128,8 @@ def test_bad_training_inputs_are_clear_errors(folders, tmp_path, monkeypatch):
         train(config(folders, tmp_path / "a.safetensors", content_dir=tmp_path / "nope"))
     with pytest.raises(InputError, match=r"\.safetensors"):
         config(folders, tmp_path / "a.pt")
+    with pytest.raises(InputError, match="unknown pixel loss"):
+        config(folders, tmp_path / "a.safetensors", pixel_loss="huber")
     with pytest.raises(InputError, match="nothing to resume"):
         train(config(folders, tmp_path / "fresh.safetensors", resume=True))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
