@@ -73,8 +73,10 @@ class FrameStylizer:
         if not images:
             return []
         with torch.inference_mode():
-            out = self.engine(self.to_tensor(images))
+            inputs = self.to_tensor(images)
+            out = self.engine(inputs)
             if self.smoother is not None:
-                out = torch.stack([self.smoother(image, frame) for image, frame in zip(images, out)])
+                out = torch.stack([self.smoother(image, frame, content)
+                                   for image, frame, content in zip(images, out, inputs)])
             out = self.to_uint8(out).contiguous().cpu().numpy()
         return list(out)

@@ -34,34 +34,44 @@ class Smoother(ABC):
         """Forget the past (a cut, a new style)."""
         self.previous = None
 
-    def __call__(self, content: np.ndarray, stylized: torch.Tensor) -> torch.Tensor:
-        """`content`: the input frame (H x W x 3 uint8); `stylized`: its stylization (3, H, W)."""
+    def __call__(self, content: np.ndarray, stylized: torch.Tensor, content_on_device: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+        """`content`: the input frame (H x W x 3 uint8); `stylized`: its stylization (3, H, W).
+
+        `content_on_device`: the same frame as (3, H, W) in 0..1 where it already lives beside
+        `stylized` (the pipeline has it), so smoothers that need it do not upload it again.
+        """
+        if content_on_device is None:
+            content_on_device = torch.from_numpy(content).to(stylized.device).permute(2, 0, 1).div(255.0)
+        content_on_device = content_on_device.to(stylized.dtype)
         if self.previous is None or self.previous.shape != stylized.shape:
             out = stylized
-            self._start(content, stylized)
+            self._start(content, content_on_device, stylized)
         else:
-            out = self._blend(content, stylized)
+            out = self._blend(content, content_on_device, stylized)
         self.previous = out
         return out
 
-    def _start(self, content: np.ndarray, stylized: torch.Tensor) -> None:
+    def _start(self, content: np.ndarray, content_on_device: torch.Tensor, stylized: torch.Tensor) -> None:
         """Remember what the next blend needs from the first frame (nothing, by default)."""
         return None
 
     @abstractmethod
-    def _blend(self, content: np.ndarray, stylized: torch.Tensor) -> torch.Tensor: ...
+    def _blend(self, content: np.ndarray, content_on_device: torch.Tensor, stylized: torch.Tensor
+               ) -> torch.Tensor: ...
 
 
 class NoSmoothing(Smoother):
-    def __call__(self, content: np.ndarray, stylized: torch.Tensor) -> torch.Tensor:
+    def __call__(self, content: np.ndarray, stylized: torch.Tensor, content_on_device: torch.Tensor | None = None
+                 ) -> torch.Tensor:
         return stylized
 
-    def _blend(self, content: np.ndarray, stylized: torch.Tensor) -> torch.Tensor:
+    def _blend(self, content: np.ndarray, content_on_device: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
         return stylized
 
 
 class EmaSmoother(Smoother):
-    def _blend(self, content: np.ndarray, stylized: torch.Tensor) -> torch.Tensor:
+    def _blend(self, content: np.ndarray, content_on_device: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
         return torch.lerp(stylized, self.previous, self.strength)
 
 
@@ -73,17 +83,13 @@ class AdaptiveSmoother(Smoother):
         self.scale = scale
         self._last_input: torch.Tensor | None = None
 
-    def _input(self, content: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        return torch.from_numpy(content).to(device).permute(2, 0, 1).to(dtype).div_(255.0)
+    def _start(self, content: np.ndarray, content_on_device: torch.Tensor, stylized: torch.Tensor) -> None:
+        self._last_input = content_on_device
 
-    def _start(self, content: np.ndarray, stylized: torch.Tensor) -> None:
-        self._last_input = self._input(content, stylized.device, stylized.dtype)
-
-    def _blend(self, content: np.ndarray, stylized: torch.Tensor) -> torch.Tensor:
-        current = self._input(content, stylized.device, stylized.dtype)
-        change = (current - self._last_input).abs().mean(0, keepdim=True)[None]
+    def _blend(self, content: np.ndarray, content_on_device: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
+        change = (content_on_device - self._last_input).abs().mean(0, keepdim=True)[None]
         change = F.avg_pool2d(change, 7, stride=1, padding=3)[0]
-        self._last_input = current
+        self._last_input = content_on_device
         weight = self.strength * torch.exp(-change / self.scale)
         return torch.lerp(stylized, self.previous, weight)
 
@@ -95,30 +101,41 @@ class FlowSmoother(Smoother):
         super().__init__(strength)
         self.flow = FlowEstimator("ultrafast", flow_max_side)
         self._last_gray: np.ndarray | None = None
+        self._grid: torch.Tensor | None = None
 
-    def _start(self, content: np.ndarray, stylized: torch.Tensor) -> None:
+    def _start(self, content: np.ndarray, content_on_device: torch.Tensor, stylized: torch.Tensor) -> None:
         self._last_gray = to_gray(content)
+        self._grid = identity_grid(*stylized.shape[-2:], stylized.device)
 
-    def _blend(self, content: np.ndarray, stylized: torch.Tensor) -> torch.Tensor:
+    def _blend(self, content: np.ndarray, content_on_device: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
         gray = to_gray(content)
         backward = self.flow(gray, self._last_gray)
         forward = self.flow(self._last_gray, gray)
         mask = valid_mask(backward, forward)
         self._last_gray = gray
-        moved = warp_tensor(self.previous, torch.from_numpy(backward).to(stylized.device))
+        moved = warp_tensor(self.previous, torch.from_numpy(backward).to(stylized.device), self._grid)
         weight = self.strength * torch.from_numpy(mask).to(stylized.device, stylized.dtype)
         return torch.lerp(stylized, moved, weight)
 
 
-def warp_tensor(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """`image` (C, H, W) sampled at x + flow(x), on the image's device (bilinear, border clamp)."""
+def identity_grid(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """(H, W, 2) pixel coordinates (x, y) of every pixel; made once per stream, not per frame."""
+    ys, xs = torch.meshgrid(torch.arange(height, device=device, dtype=torch.float32),
+                            torch.arange(width, device=device, dtype=torch.float32), indexing="ij")
+    return torch.stack([xs, ys], dim=-1)
+
+
+def warp_tensor(image: torch.Tensor, flow: torch.Tensor, grid: torch.Tensor | None = None) -> torch.Tensor:
+    """`image` (C, H, W) sampled at x + flow(x), on the image's device (bilinear, border clamp).
+
+    `grid`: `identity_grid` of the image's size, if the caller keeps one.
+    """
     _, height, width = image.shape
-    ys, xs = torch.meshgrid(torch.arange(height, device=image.device, dtype=torch.float32),
-                            torch.arange(width, device=image.device, dtype=torch.float32), indexing="ij")
-    grid_x = (xs + flow[..., 0]) * (2.0 / max(width - 1, 1)) - 1.0
-    grid_y = (ys + flow[..., 1]) * (2.0 / max(height - 1, 1)) - 1.0
-    grid = torch.stack([grid_x, grid_y], dim=-1)[None].to(image.dtype)
-    return F.grid_sample(image[None], grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
+    if grid is None:
+        grid = identity_grid(height, width, image.device)
+    scale = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=image.device)
+    sample_at = ((grid + flow) * scale - 1.0)[None].to(image.dtype)
+    return F.grid_sample(image[None], sample_at, mode="bilinear", padding_mode="border", align_corners=True)[0]
 
 
 def make_smoother(kind: str, strength: float) -> Smoother:
