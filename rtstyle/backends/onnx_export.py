@@ -3,6 +3,11 @@
 Only `Stylizer.transform` is exported, with dynamic batch, height and width; callers pad to a
 multiple of 4 themselves (see network.py). Opset 17 has InstanceNormalization and Resize with
 constant float scales, which TensorRT's parser accepts (onnx-tensorrt#615).
+
+An fp16 graph keeps every instance norm in fp32 (Cast, norm, Cast). The graph's types are the
+precisions TensorRT runs in a strongly typed network (the only kind TensorRT 11 builds), and fp16
+instance norm has given large errors there (TensorRT#2691, torch2trt#776); ONNX Runtime gets the
+same graph, so both GPU engines are checked against one definition.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import io
 import warnings
 
 import torch
+from torch import nn
 
 from ..errors import BackendError
 from ..model.network import PaddedStylizer, Stylizer
@@ -20,12 +26,35 @@ OPSET = 17
 INPUT, OUTPUT = "image", "stylized"
 
 
+class Float32Norm(nn.Module):
+    """An instance norm that computes in fp32 whatever its input's precision."""
+
+    def __init__(self, norm: nn.InstanceNorm2d):
+        super().__init__()
+        self.norm = norm.float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.float()).to(x.dtype)
+
+
+def norms_in_float32(net: nn.Module) -> nn.Module:
+    """Replace every instance norm of `net` (in place) by a Float32Norm around it."""
+    for name, module in list(net.named_modules()):
+        if isinstance(module, nn.InstanceNorm2d):
+            parent, _, leaf = name.rpartition(".")
+            setattr(net.get_submodule(parent) if parent else net, leaf, Float32Norm(module))
+    return net
+
+
 def export_onnx(net: Stylizer, dtype: torch.dtype = torch.float32) -> bytes:
     try:
         import onnx  # noqa: F401  (the exporter needs it)
     except ImportError:
         raise BackendError("the onnx package is missing: pip install 'rtstyle[onnx]'") from None
-    module = PaddedStylizer(copy.deepcopy(net).to(dtype=dtype).eval())
+    module = copy.deepcopy(net).to(dtype=dtype).eval()
+    if dtype == torch.float16:
+        norms_in_float32(module)
+    module = PaddedStylizer(module)
     example = torch.rand(1, 3, 64, 64, dtype=dtype)
     buffer = io.BytesIO()
     axes = {0: "batch", 2: "height", 3: "width"}

@@ -6,6 +6,11 @@ and version makes rebuilds for new styles fast. A plan that fails to deserialize
 and rebuilt. One optimisation profile covers batch 1..max_batch and, for both height and
 width, min_side..max_side, so portrait and landscape frames share it.
 
+Precision lives in the graph, not in builder flags: the network is strongly typed (the only kind
+TensorRT 11 builds; BuilderFlag.FP16 is gone there), so FP16 means the fp16 ONNX export with its
+instance norms kept in fp32 (onnx_export.py). The engine's input and output dtypes are read back
+from the built engine, never assumed.
+
 Not verified on real hardware yet: no TensorRT wheel was available on the machines this was
 written on (see benchmarks/results/ for what has been measured).
 """
@@ -41,13 +46,12 @@ class TensorRTEngine(Engine):
         if device.type != "cuda":
             raise BackendError("TensorRT needs a CUDA device; use --device cuda or another backend")
         trt = import_trt()
-        # Inputs and outputs stay fp32; the FP16 flag lets TensorRT pick half-precision kernels inside.
-        super().__init__(device, torch.float32)
+        super().__init__(device, dtype)
         self.precision = "fp16" if dtype == torch.float16 else "fp32"
         self.config = config
         self._trt = trt
         self._logger = trt.Logger(trt.Logger.WARNING)
-        graph = export_onnx(net)
+        graph = export_onnx(net, dtype)
         props = torch.cuda.get_device_properties(device)
         self.gpu = f"{props.name} sm_{props.major}{props.minor}"
         profile = {"max_batch": config.max_batch, "min_side": config.min_side, "max_side": config.max_side,
@@ -59,6 +63,15 @@ class TensorRTEngine(Engine):
         with torch.cuda.device(device):
             self.engine = self._load() or self._build(graph)
             self.context = self.engine.create_execution_context()
+        self.dtype = self._tensor_dtype(INPUT)
+        self._output_dtype = self._tensor_dtype(OUTPUT)
+
+    def _tensor_dtype(self, name: str) -> torch.dtype:
+        dtypes = {self._trt.DataType.FLOAT: torch.float32, self._trt.DataType.HALF: torch.float16}
+        found = self.engine.get_tensor_dtype(name)
+        if found not in dtypes:
+            raise BackendError(f"the TensorRT engine's {name!r} is {found}, expected float or half")
+        return dtypes[found]
 
     def describe(self) -> str:
         return f"tensorrt on {self.device} ({self.precision})"
@@ -81,14 +94,14 @@ class TensorRTEngine(Engine):
         log.warning("building a TensorRT engine for %s (%s); this takes a while once, then it is cached",
                     self.gpu, self.precision)
         builder = trt.Builder(self._logger)
-        network = builder.create_network(0)
+        network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
         parser = trt.OnnxParser(network, self._logger)
         if not parser.parse(graph):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
             raise BackendError(f"TensorRT could not parse the model: {errors}")
         config = builder.create_builder_config()
-        if self.precision == "fp16":
-            config.set_flag(trt.BuilderFlag.FP16)
+        if self.precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+            config.clear_flag(trt.BuilderFlag.TF32)  # on by default; fp32 should mean fp32
         timing = config.create_timing_cache(self._timing_cache.read_bytes() if self._timing_cache.exists() else b"")
         config.set_timing_cache(timing, ignore_mismatch=True)
         c = self.config
@@ -110,14 +123,14 @@ class TensorRTEngine(Engine):
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         height, width = batch.shape[-2:]
-        padded = pad_to_multiple(batch.float(), 4).contiguous()
+        padded = pad_to_multiple(batch.to(self.dtype), 4).contiguous()
         n, _, h, w = padded.shape
         c = self.config
         if n > c.max_batch or min(h, w) < c.min_side or max(h, w) > c.max_side:
             raise BackendError(f"batch {n} of {w}x{h} frames is outside this TensorRT engine's profile "
                                f"(batch <= {c.max_batch}, sides {c.min_side}..{c.max_side}); "
                                "use --max-side or rebuild with a wider range")
-        out = torch.empty_like(padded)
+        out = torch.empty_like(padded, dtype=self._output_dtype)
         self.context.set_input_shape(INPUT, tuple(padded.shape))
         self.context.set_tensor_address(INPUT, padded.data_ptr())
         self.context.set_tensor_address(OUTPUT, out.data_ptr())
