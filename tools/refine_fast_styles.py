@@ -43,7 +43,7 @@ def training_images(max_side: int = 512) -> list[np.ndarray]:
     for path in paths:
         image = Image.open(path).convert("RGB")
         image.thumbnail((max_side, max_side), Image.LANCZOS)
-        images.append(np.asarray(image))
+        images.append(np.array(image))
     return images
 
 
