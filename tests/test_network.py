@@ -76,3 +76,24 @@ def test_quality_styles_match_the_teacher(shared_data):
         with torch.no_grad():
             ours = fuse(base, [(adapter, 1.0)])(torch.from_numpy(x)).numpy()
         assert np.abs(ours - expected).max() < 1e-3, name
+
+
+@pytest.mark.parametrize("model", ["quality", "fast"])
+def test_builtin_styles_keep_activations_in_fp16_range(model):
+    """FP16 safety checked without a GPU: on extreme frames, no conv or norm output of any built-in
+    style comes within 16x of fp16's largest value (65504). The largest seen are a few hundred, at
+    any resolution; instance-norm statistics (sums of squares) run in fp32 in every fp16 engine."""
+    frames = torch.cat([torch.zeros(1, 3, 96, 96), torch.ones(1, 3, 96, 96),
+                        torch.tensor([1.0, 0.0, 1.0]).view(1, 3, 1, 1).expand(1, 3, 96, 96),
+                        torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))])
+    peaks: dict[str, float] = {}
+    for name in builtin_styles(model):
+        net = fuse(load_base(model), [(load_style(name, model), 1.0)]).eval()
+        outputs = []
+        for module in net.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.InstanceNorm2d)):
+                module.register_forward_hook(lambda _m, _i, out, seen=outputs: seen.append(out.abs().max().item()))
+        with torch.no_grad():
+            net(frames)
+        peaks[name] = max(outputs)
+    assert max(peaks.values()) < 65504 / 16, peaks
