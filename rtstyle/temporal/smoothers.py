@@ -133,8 +133,10 @@ def warp_tensor(image: torch.Tensor, flow: torch.Tensor, grid: torch.Tensor | No
     _, height, width = image.shape
     if grid is None:
         grid = identity_grid(height, width, image.device)
-    scale = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=image.device)
-    sample_at = ((grid + flow) * scale - 1.0)[None].to(image.dtype)
+    # Python-number scales: a scale tensor built here would be a host-to-device copy every frame.
+    moved = grid + flow
+    sample_at = torch.stack([moved[..., 0] * (2.0 / max(width - 1, 1)) - 1.0,
+                             moved[..., 1] * (2.0 / max(height - 1, 1)) - 1.0], dim=-1)[None].to(image.dtype)
     return F.grid_sample(image[None], sample_at, mode="bilinear", padding_mode="border", align_corners=True)[0]
 
 
