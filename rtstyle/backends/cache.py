@@ -1,18 +1,26 @@
-"""The compiled-engine cache: content-addressed files written atomically.
+"""The compiled-engine cache: files named by what they were built from, written atomically.
 
-A key hashes everything that makes a cached artefact invalid: the exported graph bytes (which
-hold the fused weights, so adapters and strengths are covered), precision, shape profile,
-library versions and the GPU. A corrupt or stale file is never trusted: loaders that fail on a
-cached file delete it and rebuild.
+A file's key hashes everything that makes it invalid: the fused weights (so adapters and
+strengths), the code that defines and exports the graph, precision, shape profile, library
+versions and the GPU; a change to any of them is a different file, so a stale one is never
+picked up. Each file ends with the SHA-256 of its contents, and a file that fails that check or
+fails to load is deleted and rebuilt, so a corrupt one is never used either.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+DIGEST_BYTES = 32
 
 
 def default_cache_dir() -> Path:
@@ -46,6 +54,41 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def seal(data: bytes) -> bytes:
+    return data + hashlib.sha256(data).digest()
+
+
+def unseal(sealed: bytes) -> bytes:
+    """The payload of a sealed file; ValueError when the file does not match its checksum."""
+    data, digest = sealed[:-DIGEST_BYTES], sealed[-DIGEST_BYTES:]
+    if len(sealed) <= DIGEST_BYTES or hashlib.sha256(data).digest() != digest:
+        raise ValueError("checksum mismatch")
+    return data
+
+
+def read_cached(path: Path) -> bytes:
+    """A cached file's payload without its checksum (for copying an engine out of the cache)."""
+    return unseal(path.read_bytes())
+
+
+def load_or_build(path: Path, load: Callable[[bytes], T], build: Callable[[], bytes], what: str) -> T:
+    """`load` the payload cached at `path`, or `build` it, cache it and load that.
+
+    A cached file that fails its checksum or makes `load` raise is deleted and rebuilt, with a
+    warning. Errors from building, or from loading what was just built, reach the caller.
+    """
+    if path.exists():
+        try:
+            return load(unseal(path.read_bytes()))
+        except Exception as exc:  # whatever the loader raises on a bad file
+            log.warning("cached %s %s is unusable (%s); rebuilding it", what, path.name, exc)
+            path.unlink(missing_ok=True)
+    data = build()
+    loaded = load(data)  # before caching: what cannot load is never cached
+    write_atomic(path, seal(data))
+    return loaded
 
 
 def list_cached(folder: Path | None = None) -> list[Path]:

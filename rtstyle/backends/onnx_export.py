@@ -15,12 +15,15 @@ from __future__ import annotations
 import copy
 import io
 import warnings
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import BackendError
+from ..model import network
 from ..model.network import PaddedStylizer, Stylizer
+from .cache import cache_key
 
 OPSET = 17
 INPUT, OUTPUT = "image", "stylized"
@@ -44,6 +47,19 @@ def norms_in_float32(net: nn.Module) -> nn.Module:
             parent, _, leaf = name.rpartition(".")
             setattr(net.get_submodule(parent) if parent else net, leaf, Float32Norm(module))
     return net
+
+
+def graph_key(net: Stylizer, dtype: torch.dtype) -> str:
+    """Names the graph `export_onnx(net, dtype)` makes, without exporting it.
+
+    Covers the fused weights, the layout, the precision and the code behind the graph: this
+    file and network.py (hashed whole, so any edit invalidates cached engines) and torch's
+    exporter (by version).
+    """
+    weights = b"".join(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes()
+                       for name, tensor in net.state_dict().items())
+    code = Path(__file__).read_bytes() + Path(network.__file__).read_bytes()
+    return cache_key(weights, net.spec.to_json(), str(dtype), torch.__version__, str(OPSET), code)
 
 
 def export_onnx(net: Stylizer, dtype: torch.dtype = torch.float32) -> bytes:

@@ -17,8 +17,8 @@ from ..config import EngineConfig
 from ..errors import BackendError
 from ..model.network import Stylizer, pad_to_multiple
 from .base import Engine, register
-from .cache import cache_key, default_cache_dir, write_atomic
-from .onnx_export import INPUT, OUTPUT, export_onnx
+from .cache import default_cache_dir, load_or_build
+from .onnx_export import INPUT, OUTPUT, export_onnx, graph_key
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +54,22 @@ class OnnxRuntimeEngine(Engine):
     def __init__(self, net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig):
         super().__init__(device, dtype)
         ort = import_ort()
-        graph = export_onnx(net, dtype)
         cache = default_cache_dir()
-        self.path = cache / f"stylizer-{cache_key(graph)}.onnx"
-        if not self.path.exists():
-            write_atomic(self.path, graph)
+        self.path = cache / f"stylizer-{graph_key(net, dtype)}.onnx"
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         if device.type == "cpu":
             options.intra_op_num_threads = config.threads or max(1, os.cpu_count() or 1)
         providers = providers_for(device, dtype, ort.get_available_providers(), str(cache))
+
+        def start(graph: bytes):
+            return ort.InferenceSession(graph, options, providers=providers)
+
         try:
-            self.session = ort.InferenceSession(graph, options, providers=providers)
+            self.session = load_or_build(self.path, start, lambda: export_onnx(net, dtype), "ONNX graph")
+        except BackendError:
+            raise
         except Exception as exc:  # onnxruntime raises its own exception types per failure
             raise BackendError(f"ONNX Runtime could not load the model: {exc}") from exc
         active = self.session.get_providers()
@@ -82,18 +85,17 @@ class OnnxRuntimeEngine(Engine):
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         height, width = batch.shape[-2:]
         padded = pad_to_multiple(batch.to(self.dtype), 4).contiguous()
-        if self.device.type == "cpu":
-            out = self.session.run([OUTPUT], {INPUT: padded.numpy()})[0]
-            return torch.from_numpy(out)[..., :height, :width]
-        return self._run_bound(padded)[..., :height, :width]
+        return self.run_bound(padded)[..., :height, :width]
 
-    def _run_bound(self, padded: torch.Tensor) -> torch.Tensor:
+    def run_bound(self, padded: torch.Tensor) -> torch.Tensor:
+        """Run with input and output bound in place as torch memory (IO binding), on CPU and GPU alike."""
         out = torch.empty_like(padded)
         binding = self.session.io_binding()
-        device_id = self.device.index or 0
-        binding.bind_input(INPUT, "cuda", device_id, self._element, tuple(padded.shape), padded.data_ptr())
-        binding.bind_output(OUTPUT, "cuda", device_id, self._element, tuple(out.shape), out.data_ptr())
-        torch.cuda.current_stream(self.device).synchronize()  # ORT runs on its own stream
+        device = (self.device.type, self.device.index or 0)
+        binding.bind_input(INPUT, *device, self._element, tuple(padded.shape), padded.data_ptr())
+        binding.bind_output(OUTPUT, *device, self._element, tuple(out.shape), out.data_ptr())
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()  # ORT runs on its own stream
         self.session.run_with_iobinding(binding)
         return out
 

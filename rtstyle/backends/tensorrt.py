@@ -1,10 +1,11 @@
 """Native TensorRT: build from the ONNX graph, cache the serialized plan, run on torch's stream.
 
-The plan is keyed by the graph bytes (fused weights included), precision, shape profile,
-TensorRT version and GPU model and compute capability (cache.py), and a timing cache per GPU
-and version makes rebuilds for new styles fast. A plan that fails to deserialize is deleted
-and rebuilt. One optimisation profile covers batch 1..max_batch and, for both height and
-width, min_side..max_side, so portrait and landscape frames share it.
+The plan is keyed by the graph's key (fused weights and graph code), precision, shape profile,
+TensorRT version and GPU model and compute capability (cache.py), so a cached plan loads without
+exporting anything, and a timing cache per GPU and version makes rebuilds for new styles fast.
+A plan that fails its checksum or fails to deserialize is deleted and rebuilt. One optimisation
+profile covers batch 1..max_batch and, for both height and width, min_side..max_side, so
+portrait and landscape frames share it.
 
 Precision lives in the graph, not in builder flags: the network is strongly typed (the only kind
 TensorRT 11 builds; BuilderFlag.FP16 is gone there), so FP16 means the fp16 ONNX export with its
@@ -25,8 +26,8 @@ from ..config import EngineConfig
 from ..errors import BackendError
 from ..model.network import Stylizer, pad_to_multiple
 from .base import Engine, register
-from .cache import cache_key, default_cache_dir, write_atomic
-from .onnx_export import INPUT, OUTPUT, export_onnx
+from .cache import cache_key, default_cache_dir, load_or_build, seal, unseal, write_atomic
+from .onnx_export import INPUT, OUTPUT, export_onnx, graph_key
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +52,17 @@ class TensorRTEngine(Engine):
         self.config = config
         self._trt = trt
         self._logger = trt.Logger(trt.Logger.WARNING)
-        graph = export_onnx(net, dtype)
         props = torch.cuda.get_device_properties(device)
         self.gpu = f"{props.name} sm_{props.major}{props.minor}"
         profile = {"max_batch": config.max_batch, "min_side": config.min_side, "max_side": config.max_side,
                    "opt": list(config.opt_shape)}
-        key = cache_key(graph, self.precision, profile, trt.__version__, self.gpu)
+        key = cache_key(graph_key(net, dtype), self.precision, profile, trt.__version__, self.gpu)
         cache = default_cache_dir()
         self.path = cache / f"trt-{key}.plan"
         self._timing_cache = cache / f"trt-timing-{cache_key(trt.__version__, self.gpu)}.cache"
         with torch.cuda.device(device):
-            self.engine = self._load() or self._build(graph)
+            self.engine = load_or_build(self.path, self._deserialize, lambda: self._build(export_onnx(net, dtype)),
+                                        "TensorRT engine")
             self.context = self.engine.create_execution_context()
         self.dtype = self._tensor_dtype(INPUT)
         self._output_dtype = self._tensor_dtype(OUTPUT)
@@ -76,20 +77,13 @@ class TensorRTEngine(Engine):
     def describe(self) -> str:
         return f"tensorrt on {self.device} ({self.precision})"
 
-    def _load(self):
-        if not self.path.exists():
-            return None
-        runtime = self._trt.Runtime(self._logger)
-        try:
-            engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
-        except Exception:  # corrupt files raise or return None depending on the version
-            engine = None
-        if engine is None:
-            log.warning("cached TensorRT engine %s is unreadable; rebuilding it", self.path.name)
-            self.path.unlink(missing_ok=True)
+    def _deserialize(self, plan: bytes):
+        engine = self._trt.Runtime(self._logger).deserialize_cuda_engine(plan)
+        if engine is None:  # some versions return None instead of raising
+            raise BackendError("TensorRT could not deserialize the engine")
         return engine
 
-    def _build(self, graph: bytes):
+    def _build(self, graph: bytes) -> bytes:
         trt = self._trt
         log.warning("building a TensorRT engine for %s (%s); this takes a while once, then it is cached",
                     self.gpu, self.precision)
@@ -102,7 +96,7 @@ class TensorRTEngine(Engine):
         config = builder.create_builder_config()
         if self.precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
             config.clear_flag(trt.BuilderFlag.TF32)  # on by default; fp32 should mean fp32
-        timing = config.create_timing_cache(self._timing_cache.read_bytes() if self._timing_cache.exists() else b"")
+        timing = config.create_timing_cache(self._read_timing_cache())
         config.set_timing_cache(timing, ignore_mismatch=True)
         c = self.config
         opt_h, opt_w = (max(c.min_side, min(c.max_side, side)) // 4 * 4 for side in c.opt_shape)
@@ -113,12 +107,15 @@ class TensorRTEngine(Engine):
         plan = builder.build_serialized_network(network, config)
         if plan is None:
             raise BackendError("TensorRT failed to build an engine (see its log above)")
-        write_atomic(self.path, bytes(plan))
-        write_atomic(self._timing_cache, bytes(config.get_timing_cache().serialize()))
-        engine = self._trt.Runtime(self._logger).deserialize_cuda_engine(bytes(plan))
-        if engine is None:
-            raise BackendError("TensorRT built an engine it cannot load")
-        return engine
+        write_atomic(self._timing_cache, seal(bytes(config.get_timing_cache().serialize())))
+        return bytes(plan)
+
+    def _read_timing_cache(self) -> bytes:
+        """The saved timing cache, or nothing (an unreadable one only costs build time)."""
+        try:
+            return unseal(self._timing_cache.read_bytes())
+        except (OSError, ValueError):
+            return b""
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:

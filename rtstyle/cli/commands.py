@@ -133,9 +133,8 @@ def info(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    import shutil
-
     from ..api import load_stylizer
+    from ..backends.cache import read_cached
     from ..model.styles import parse_blend
 
     out_dir = Path(args.output_dir) if args.output_dir else None
@@ -149,7 +148,8 @@ def export(args: argparse.Namespace) -> int:
         print(f"{spec}: {stylizer.engine.describe()}{where}")
         if out_dir is not None and artefact is not None:
             label = "+".join(Path(name).stem for name in blend)
-            shutil.copy(artefact, out_dir / f"{label}-{args.model}{Path(artefact).suffix}")
+            target = out_dir / f"{label}-{args.model}{Path(artefact).suffix}"
+            target.write_bytes(read_cached(artefact))  # without the cache's checksum: a plain .onnx / .plan
     return 0
 
 
