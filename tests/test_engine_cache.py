@@ -85,3 +85,15 @@ def test_load_or_build_reports_a_build_that_cannot_load(tmp_path):
     assert not (tmp_path / "x.bin").exists()
     assert load_or_build(tmp_path / "x.bin", bytes.upper, lambda: b"payload", "test artefact") == b"PAYLOAD"
     assert load_or_build(tmp_path / "x.bin", bytes.upper, lambda: b"other", "test artefact") == b"PAYLOAD"
+
+
+def test_cache_is_pruned_least_recently_used_first(tmp_path, monkeypatch):
+    import os
+
+    for age, name in enumerate(["old.bin", "middle.bin", "new.bin"]):
+        load_or_build(tmp_path / name, bytes, lambda: b"x" * 1000, "test artefact")
+        os.utime(tmp_path / name, (1000 + age, 1000 + age))
+    load_or_build(tmp_path / "old.bin", bytes, lambda: b"unused", "test artefact")  # a cache hit counts as use
+    monkeypatch.setenv("RTSTYLE_ENGINE_CACHE_MB", str(2500 / 2**20))  # room for two of the 1032-byte files
+    load_or_build(tmp_path / "fresh.bin", bytes, lambda: b"y" * 1000, "test artefact")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.bin", "old.bin"]

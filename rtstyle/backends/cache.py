@@ -21,6 +21,12 @@ from typing import TypeVar
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DIGEST_BYTES = 32
+DEFAULT_LIMIT_MB = 2048
+
+
+def cache_limit_bytes() -> int:
+    """$RTSTYLE_ENGINE_CACHE_MB, else 2 GiB: the size the cache is pruned back to after each write."""
+    return int(float(os.environ.get("RTSTYLE_ENGINE_CACHE_MB", DEFAULT_LIMIT_MB)) * 2**20)
 
 
 def default_cache_dir() -> Path:
@@ -81,14 +87,39 @@ def load_or_build(path: Path, load: Callable[[bytes], T], build: Callable[[], by
     """
     if path.exists():
         try:
-            return load(unseal(path.read_bytes()))
+            loaded = load(unseal(path.read_bytes()))
+            path.touch()  # pruning goes by last use
+            return loaded
         except Exception as exc:  # whatever the loader raises on a bad file
             log.warning("cached %s %s is unusable (%s); rebuilding it", what, path.name, exc)
             path.unlink(missing_ok=True)
     data = build()
     loaded = load(data)  # before caching: what cannot load is never cached
     write_atomic(path, seal(data))
+    prune(path.parent, cache_limit_bytes(), keep=path)
     return loaded
+
+
+def prune(folder: Path, limit_bytes: int, keep: Path | None = None) -> list[Path]:
+    """Delete the least recently used cached files until the folder holds at most `limit_bytes`.
+
+    Every (style, strength) pair makes its own engine, so a live session that sweeps the strength
+    would otherwise grow the cache without end. `keep` (the file just written) always stays.
+    """
+    files = sorted(list_cached(folder), key=lambda p: p.stat().st_mtime)
+    total = sum(p.stat().st_size for p in files)
+    removed = []
+    for path in files:
+        if total <= limit_bytes:
+            break
+        if path == keep:
+            continue
+        total -= path.stat().st_size
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    if removed:
+        log.info("engine cache over %.0f MB: removed %d least recently used file(s)", limit_bytes / 2**20, len(removed))
+    return removed
 
 
 def list_cached(folder: Path | None = None) -> list[Path]:
