@@ -142,6 +142,66 @@ def test_live_style_switching_rebuilds_the_engine():
     assert result.interrupted and result.metrics["frames"] >= 4
 
 
+class Tagged:
+    """Stands in for a FrameStylizer: answers every image with its own tag."""
+
+    smoother = None
+
+    def __init__(self, tag: str):
+        self.tag = self.description = tag
+
+    def __call__(self, images):
+        return [self.tag for _ in images]
+
+
+def test_style_switch_builds_in_the_background_while_frames_keep_flowing():
+    from rtstyle.pipeline.controls import LiveControls, StyleSwitcher
+
+    controls = LiveControls(["a", "b"])
+    release = threading.Event()
+    builds = []
+
+    def build(name, strength):
+        builds.append((name, strength))
+        if name == "b" and not release.wait(10):
+            raise AssertionError("never released")
+        return Tagged(name)
+
+    switcher = StyleSwitcher(controls, build)
+    assert switcher([0]) == ["a"]
+    controls.next_style()
+    start = time.perf_counter()
+    assert [switcher([0]) for _ in range(3)] == [["a"]] * 3  # the old style until the new one is built
+    assert time.perf_counter() - start < 0.5 and controls.active == ("a", 1.0)
+    release.set()
+    deadline = time.monotonic() + 10
+    while switcher([0]) != ["b"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert controls.active == ("b", 1.0)
+    controls.next_style()
+    assert switcher([0]) == ["a"] and builds == [("a", 1.0), ("b", 1.0)]  # kept: no second build
+
+
+def test_a_failed_background_build_stops_the_stream():
+    from rtstyle.errors import BackendError
+    from rtstyle.pipeline.controls import LiveControls, StyleSwitcher
+
+    def build(name, strength):
+        if name == "b":
+            raise BackendError("no engine for b")
+        return Tagged(name)
+
+    controls = LiveControls(["a", "b"])
+    switcher = StyleSwitcher(controls, build)
+    controls.next_style()
+    with pytest.raises(BackendError, match="no engine for b"):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            switcher([0])
+            time.sleep(0.01)
+
+
 def test_no_display_is_a_clear_error(monkeypatch):
     import sys
 

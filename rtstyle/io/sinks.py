@@ -146,8 +146,9 @@ class PreviewSink(Sink):
         import cv2
 
         style, strength = self.controls.state()
+        loading = "" if self.controls.active in (None, (style, strength)) else " (loading)"
         text = (f"{self.metrics.live_fps():5.1f} fps  {self.metrics.last_latency_ms():5.0f} ms  "
-                f"{style} x{strength:.1f}  drops {self.metrics.drops}")
+                f"{style} x{strength:.1f}{loading}  drops {self.metrics.drops}")
         image = image.copy()
         cv2.putText(image, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3, cv2.LINE_AA)
         cv2.putText(image, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)

@@ -1,8 +1,10 @@
 """Live controls: the state the preview keys change, and the stylizer that follows it.
 
 The preview sink writes to `LiveControls`; the stylize stage asks `StyleSwitcher` for the
-stylizer that matches the current state between batches, building (and keeping) one per
-(style, strength) it meets, so flipping back and forth costs nothing after the first time.
+stylizer that matches the current state between batches. A new (style, strength) is built in a
+background thread while frames keep flowing through the current stylizer (a TensorRT or
+torch.compile build takes tens of seconds; even an ONNX export would stall the preview), and
+built ones are kept, so flipping back and forth costs nothing after the first time.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class LiveControls:
     style_index: int = 0
     strength: float = 1.0
     view: str = "stylized"
+    active: tuple[str, float] | None = None  # what the frames show; differs from state() while building
     quit: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -52,31 +55,78 @@ class LiveControls:
             return self.style, self.strength
 
 
+class BackgroundBuild:
+    """One stylizer being built on a daemon thread (a build cannot be interrupted; exit need not wait)."""
+
+    def __init__(self, key: tuple[str, float], build: Callable[[str, float], FrameStylizer]):
+        self.key = key
+        self.result: FrameStylizer | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(build,), name="rtstyle-build", daemon=True)
+        self._thread.start()
+
+    def _run(self, build: Callable[[str, float], FrameStylizer]) -> None:
+        try:
+            self.result = build(*self.key)
+        except BaseException as exc:  # handed to the stylize stage, which stops the stream with it
+            self.error = exc
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+
 class StyleSwitcher:
-    """Callable like a FrameStylizer; follows `controls`, rebuilding engines as needed."""
+    """Callable like a FrameStylizer; follows `controls`, building new stylizers in the background.
+
+    At most one build runs at a time, for the state asked for when it started; when it lands and
+    the state has moved on (a held strength key), the next build starts from the newest state.
+    A failed build raises from the next call, which stops the stream with that error.
+    """
+
+    KEEP = 8  # built stylizers kept, so memory stays bounded when someone holds a key down
 
     def __init__(self, controls: LiveControls, build: Callable[[str, float], FrameStylizer]):
         self.controls = controls
         self.build = build
         self._built: dict[tuple[str, float], FrameStylizer] = {}
-        self.current = self._get(controls.state())
-
-    def _get(self, key: tuple[str, float]) -> FrameStylizer:
-        if key not in self._built:
-            log.info("building stylizer for %s at strength %.2f", *key)
-            self._built[key] = self.build(*key)
-            if len(self._built) > 8:  # keep memory bounded when someone holds a key down
-                self._built.pop(next(iter(self._built)))
-        return self._built[key]
+        self._pending: BackgroundBuild | None = None
+        first = controls.state()
+        self._keep(first, build(*first))  # the first frame needs one: built here, in the foreground
+        self.current = self._built[first]
+        controls.active = first
 
     @property
     def description(self) -> str:
         return self.current.description
 
-    def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        chosen = self._get(self.controls.state())
+    def _keep(self, key: tuple[str, float], stylizer: FrameStylizer) -> None:
+        self._built[key] = stylizer
+        if len(self._built) > self.KEEP:
+            self._built.pop(next(iter(self._built)))
+
+    def _collect(self) -> None:
+        pending = self._pending
+        if pending is None or not pending.done():
+            return
+        self._pending = None
+        if pending.error is not None:
+            raise pending.error
+        self._keep(pending.key, pending.result)
+
+    def _switch(self, key: tuple[str, float]) -> None:
+        chosen = self._built[key]
         if chosen is not self.current:
             if chosen.smoother is not None:
                 chosen.smoother.reset()
             self.current = chosen
-        return chosen(images)
+            self.controls.active = key
+
+    def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        self._collect()
+        wanted = self.controls.state()
+        if wanted in self._built:
+            self._switch(wanted)
+        elif self._pending is None:
+            log.info("building stylizer for %s at strength %.2f in the background", *wanted)
+            self._pending = BackgroundBuild(wanted, self.build)
+        return self.current(images)
