@@ -111,12 +111,12 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def info(args: argparse.Namespace) -> int:
-    from ..backends.cache import default_cache_dir, list_cached
+    from ..backends.cache import cache_limit_bytes, default_cache_dir, list_cached
     from ..runtime_info import runtime_info
 
     report = runtime_info()
     cache = default_cache_dir()
-    report["engine_cache"] = {"folder": str(cache),
+    report["engine_cache"] = {"folder": str(cache), "limit_bytes": cache_limit_bytes(),
                               "engines": [{"file": p.name, "bytes": p.stat().st_size} for p in list_cached(cache)]}
     if args.json:
         print(json.dumps(report, indent=2))
@@ -126,7 +126,9 @@ def info(args: argparse.Namespace) -> int:
             continue
         print(f"{key:<22} {value}")
     engines = report["engine_cache"]["engines"]
-    print(f"{'engine cache':<22} {cache} ({len(engines)} file{'s' * (len(engines) != 1)})")
+    total = sum(entry["bytes"] for entry in engines)
+    print(f"{'engine cache':<22} {cache} ({len(engines)} file{'s' * (len(engines) != 1)}, {total / 2**20:.1f} MB "
+          f"of {report['engine_cache']['limit_bytes'] / 2**20:.0f} MB)")
     for entry in engines:
         print(f"  {entry['file']}  {entry['bytes'] / 1e6:.1f} MB")
     return 0
