@@ -41,9 +41,13 @@ def fast_stylizer():
     return load_stylizer("quality", StyleChoice({"woodcut": 1.0}), EngineConfig(device="cpu"))
 
 
-@pytest.fixture(autouse=True)
-def engine_cache(tmp_path_factory, monkeypatch):
-    """Keep compiled engines made by tests out of the checkout's engines/ folder."""
+@pytest.fixture(scope="session", autouse=True)
+def engine_cache(tmp_path_factory):
+    """Keep compiled engines made by tests out of the checkout's engines/ folder.
+
+    Session-scoped and autouse, so it is in place before any session or module fixture builds an engine.
+    """
     folder = tmp_path_factory.getbasetemp() / "engines"
-    monkeypatch.setenv("RTSTYLE_ENGINE_DIR", str(folder))
-    return folder
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RTSTYLE_ENGINE_DIR", str(folder))
+        yield folder
