@@ -9,6 +9,7 @@ fails to load is deleted and rebuilt, so a corrupt one is never used either.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -18,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from ..errors import BackendError
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DIGEST_BYTES = 32
@@ -26,7 +29,11 @@ DEFAULT_LIMIT_MB = 2048
 
 def cache_limit_bytes() -> int:
     """$RTSTYLE_ENGINE_CACHE_MB, else 2 GiB: the size the cache is pruned back to after each write."""
-    return int(float(os.environ.get("RTSTYLE_ENGINE_CACHE_MB", DEFAULT_LIMIT_MB)) * 2**20)
+    value = os.environ.get("RTSTYLE_ENGINE_CACHE_MB", str(DEFAULT_LIMIT_MB))
+    try:
+        return int(float(value) * 2**20)
+    except ValueError:
+        raise BackendError(f"RTSTYLE_ENGINE_CACHE_MB must be a number of megabytes, got {value!r}") from None
 
 
 def default_cache_dir() -> Path:
@@ -88,11 +95,13 @@ def load_or_build(path: Path, load: Callable[[bytes], T], build: Callable[[], by
     if path.exists():
         try:
             loaded = load(unseal(path.read_bytes()))
-            path.touch()  # pruning goes by last use
-            return loaded
         except Exception as exc:  # whatever the loader raises on a bad file
             log.warning("cached %s %s is unusable (%s); rebuilding it", what, path.name, exc)
             path.unlink(missing_ok=True)
+        else:
+            with contextlib.suppress(OSError):  # a read-only cache still serves; it just is not pruned by use
+                path.touch()  # pruning goes by last use
+            return loaded
     data = build()
     loaded = load(data)  # before caching: what cannot load is never cached
     write_atomic(path, seal(data))
