@@ -97,3 +97,12 @@ def test_cache_is_pruned_least_recently_used_first(tmp_path, monkeypatch):
     monkeypatch.setenv("RTSTYLE_ENGINE_CACHE_MB", str(2500 / 2**20))  # room for two of the 1032-byte files
     load_or_build(tmp_path / "fresh.bin", bytes, lambda: b"y" * 1000, "test artefact")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.bin", "old.bin"]
+
+
+def test_a_malformed_cache_limit_is_an_error_not_a_silent_fallback(base, tmp_path, monkeypatch):
+    from rtstyle.errors import InputError
+
+    monkeypatch.setenv("RTSTYLE_ENGINE_DIR", str(tmp_path))
+    monkeypatch.setenv("RTSTYLE_ENGINE_CACHE_MB", "two gigs")
+    with pytest.raises(InputError, match="RTSTYLE_ENGINE_CACHE_MB"):
+        create_engine(fused(base, strength=0.7), EngineConfig(backend="auto", device="cpu"))

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from ..errors import BackendError
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,7 +33,7 @@ def cache_limit_bytes() -> int:
     try:
         return int(float(value) * 2**20)
     except ValueError:
-        raise BackendError(f"RTSTYLE_ENGINE_CACHE_MB must be a number of megabytes, got {value!r}") from None
+        raise InputError(f"RTSTYLE_ENGINE_CACHE_MB must be a number of megabytes, got {value!r}") from None
 
 
 def default_cache_dir() -> Path:

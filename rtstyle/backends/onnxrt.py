@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..config import EngineConfig
-from ..errors import BackendError
+from ..errors import BackendError, RtstyleError
 from ..model.network import Stylizer, pad_to_multiple
 from .base import Engine, register
 from .cache import default_cache_dir, load_or_build
@@ -68,7 +68,7 @@ class OnnxRuntimeEngine(Engine):
 
         try:
             self.session = load_or_build(self.path, start, lambda: export_onnx(net, dtype), "ONNX graph")
-        except BackendError:
+        except RtstyleError:  # already one clear line (a missing onnx package, a bad cache setting)
             raise
         except Exception as exc:  # onnxruntime raises its own exception types per failure
             raise BackendError(f"ONNX Runtime could not load the model: {exc}") from exc
