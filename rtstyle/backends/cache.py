@@ -115,15 +115,15 @@ def prune(folder: Path, limit_bytes: int, keep: Path | None = None) -> list[Path
     Every (style, strength) pair makes its own engine, so a live session that sweeps the strength
     would otherwise grow the cache without end. `keep` (the file just written) always stays.
     """
-    files = sorted(list_cached(folder), key=lambda p: p.stat().st_mtime)
-    total = sum(p.stat().st_size for p in files)
+    files = sorted(((path.stat(), path) for path in list_cached(folder)), key=lambda entry: entry[0].st_mtime)
+    total = sum(stat.st_size for stat, _ in files)
     removed = []
-    for path in files:
+    for stat, path in files:
         if total <= limit_bytes:
             break
         if path == keep:
             continue
-        total -= path.stat().st_size
+        total -= stat.st_size
         path.unlink(missing_ok=True)
         removed.append(path)
     if removed:
