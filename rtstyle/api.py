@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from .backends.base import create_engine
-from .config import ConvertConfig, EngineConfig
+from .config import SMOOTH_STRENGTH, ConvertConfig, EngineConfig
 from .io.sinks import NullSink, PreviewSink, Sink, TeeSink, Window
 from .io.sources import Source
 from .model.loader import fuse, load_base
@@ -25,20 +25,18 @@ from .temporal.smoothers import make_smoother
 
 
 def load_stylizer(model: str | Path = "quality", style: StyleChoice | None = None,
-                  engine: EngineConfig | None = None, smooth: str = "none", smooth_strength: float = 0.7
-                  ) -> FrameStylizer:
+                  engine: EngineConfig | None = None) -> FrameStylizer:
     """Fuse the chosen styles into the base network and compile it for the chosen backend.
 
-    `smooth` picks a temporal smoother for video (none, ema, adaptive, flow; see temporal/).
+    Temporal smoothing belongs to a stream, not to a stylizer: see `ConvertConfig.smooth` and
+    `stylize_live(smooth=...)`.
     """
     style = style or StyleChoice()
     base = load_base(model)
     net = fuse(base, style.resolve(base.base_id))
     blend = ", ".join(f"{name} {w:.2f}" for name, w in style.weights().items())
-    smoother = make_smoother(smooth, smooth_strength) if smooth != "none" else None
     built = create_engine(net, engine or EngineConfig())
-    smoothing = f", {smooth} smoothing {smooth_strength:g}" if smoother else ""
-    return FrameStylizer(built, f"{base.base_id} model, {blend}, {built.describe()}{smoothing}", smoother)
+    return FrameStylizer(built, f"{base.base_id} model, {blend}, {built.describe()}")
 
 
 def stylize_file(src: str | Path, dst: str | Path, stylizer: FrameStylizer,
@@ -48,7 +46,7 @@ def stylize_file(src: str | Path, dst: str | Path, stylizer: FrameStylizer,
 
 def stylize_live(source: Source, model: str | Path = "quality", styles: list[str] | None = None,
                  strength: float = 1.0, engine: EngineConfig | None = None, smooth: str = "none",
-                 smooth_strength: float = 0.7, record: Sink | None = None, window: Window | None = None,
+                 smooth_strength: float = SMOOTH_STRENGTH, record: Sink | None = None, window: Window | None = None,
                  preview: bool = True, config: StreamConfig | None = None, duration: float | None = None
                  ) -> RunResult:
     """Stylize a live source (camera, synthetic scene) into a preview window and/or a recording.
@@ -57,8 +55,7 @@ def stylize_live(source: Source, model: str | Path = "quality", styles: list[str
     """
     base_id = load_base(model).base_id
     controls = LiveControls(styles or builtin_styles(base_id), strength=strength)
-    switcher = StyleSwitcher(controls, lambda name, s: load_stylizer(model, StyleChoice({name: 1.0}, s), engine,
-                                                                      smooth, smooth_strength))
+    switcher = StyleSwitcher(controls, lambda name, s: load_stylizer(model, StyleChoice({name: 1.0}, s), engine))
     metrics = Metrics()
     sinks: list[Sink] = [record] if record is not None else []
     if preview:
@@ -70,7 +67,7 @@ def stylize_live(source: Source, model: str | Path = "quality", styles: list[str
         timer.start()
     try:
         return run_stream(source, switcher, sink, config or StreamConfig(batch=1, live=True),
-                          quit_event=controls.quit, metrics=metrics)
+                          quit_event=controls.quit, metrics=metrics, smoother=make_smoother(smooth, smooth_strength))
     finally:
         if timer is not None:
             timer.cancel()

@@ -8,6 +8,7 @@ BACKENDS = ("auto", "torch", "jit", "compile", "onnx", "tensorrt")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16")
 SMOOTHERS = ("none", "ema", "adaptive", "flow")
+SMOOTH_STRENGTH = 0.7  # the most weight a smoother gives the previous output
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class ConvertConfig:
     crf: int = 18  # x264 quality: lower is better, 18 is visually lossless for most content
     preset: str = "veryfast"
     copy_audio: bool = True
+    codec: str = "libx264"  # any H.264 encoder PyAV's FFmpeg has, e.g. h264_nvenc
+    smooth: str = "none"  # temporal smoother: none, ema, adaptive, flow
+    smooth_strength: float = SMOOTH_STRENGTH
 
     def __post_init__(self) -> None:
         from .errors import InputError

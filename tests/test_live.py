@@ -145,13 +145,13 @@ def test_live_style_switching_rebuilds_the_engine():
 class Tagged:
     """Stands in for a FrameStylizer: answers every image with its own tag."""
 
-    smoother = None
-
     def __init__(self, tag: str):
         self.tag = self.description = tag
 
-    def __call__(self, images):
-        return [self.tag for _ in images]
+    def submit(self, images, after=None):
+        from rtstyle.pipeline.frames import PendingBatch
+
+        return PendingBatch([self.tag for _ in images], len(images))
 
 
 def test_style_switch_builds_in_the_background_while_frames_keep_flowing():

@@ -34,6 +34,14 @@ class Engine(ABC):
     def describe(self) -> str:
         return f"{self.name} on {self.device} ({str(self.dtype).removeprefix('torch.')})"
 
+    def warm_up(self, batch: int, height: int, width: int) -> None:
+        """Run one batch of this shape, so that per-shape work (kernel selection, compilation,
+        CUDA graph capture) happens before the stream starts rather than on its first frames."""
+        with torch.inference_mode():
+            self(torch.zeros(batch, 3, height, width, device=self.device, dtype=self.dtype))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
 
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
@@ -64,7 +72,7 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
 EngineFactory = Callable[[Stylizer, torch.device, torch.dtype, EngineConfig], Engine]
 _REGISTRY: dict[str, EngineFactory] = {}
 #: Preference order for `auto`, fastest first (measured: benchmarks/results/engines_*.md).
-AUTO_ORDER = {"cuda": ("tensorrt", "onnx", "jit", "torch"), "cpu": ("onnx", "torch", "jit")}
+AUTO_ORDER = {"cuda": ("tensorrt", "compile", "onnx", "torch"), "cpu": ("onnx", "torch", "jit")}
 
 
 def register(name: str) -> Callable[[EngineFactory], EngineFactory]:

@@ -32,10 +32,10 @@ def _convert(src: Path, dst: Path, args: argparse.Namespace, config: ConvertConf
 
     check_paths(src, dst)  # fail on bad paths before the model is built
     choice = StyleChoice.parse(args.style, args.blend, args.strength)
-    stylizer = load_stylizer(args.model, choice, _engine_config(args), getattr(args, "smooth", "none"),
-                             getattr(args, "smooth_strength", 0.7))
+    stylizer = load_stylizer(args.model, choice, _engine_config(args))
     if not quiet:
-        print(f"{src.name} -> {dst}  [{stylizer.description}]", file=sys.stderr)
+        smoothing = f", {config.smooth} smoothing {config.smooth_strength:g}" if config.smooth != "none" else ""
+        print(f"{src.name} -> {dst}  [{stylizer.description}{smoothing}]", file=sys.stderr)
     bar = None
 
     def progress(done: int, total: int) -> None:
@@ -56,7 +56,8 @@ def stylize(args: argparse.Namespace) -> int:
     src = Path(args.input)
     choice = StyleChoice.parse(args.style, args.blend, args.strength)
     dst = Path(args.output) if args.output else _default_output(src, choice)
-    config = ConvertConfig(batch=args.batch, max_side=args.max_side, crf=args.crf, copy_audio=not args.no_audio)
+    config = ConvertConfig(batch=args.batch, max_side=args.max_side, crf=args.crf, copy_audio=not args.no_audio,
+                           codec=args.codec, smooth=args.smooth, smooth_strength=args.smooth_strength)
     result = _convert(src, dst, args, config, quiet=args.quiet or args.json)
     if args.stats_json:
         Path(args.stats_json).write_text(json.dumps(result.metrics or {"frames": result.frames,
@@ -106,7 +107,9 @@ def demo(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="rtstyle-demo-") as folder:
         clip = write_clip(Path(folder) / "sample.mp4", seconds=args.seconds)
-        result = _convert(clip, Path(args.output), args, ConvertConfig(), quiet=False)
+        config = ConvertConfig(smooth=getattr(args, "smooth", "none"),
+                               smooth_strength=getattr(args, "smooth_strength", ConvertConfig.smooth_strength))
+        result = _convert(clip, Path(args.output), args, config, quiet=False)
     return _report(result, as_json=False)
 
 

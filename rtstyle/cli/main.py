@@ -11,7 +11,7 @@ import logging
 import sys
 
 from .. import __version__
-from ..config import BACKENDS, DEVICES, PRECISIONS, SMOOTHERS, ConvertConfig
+from ..config import BACKENDS, DEVICES, PRECISIONS, SMOOTH_STRENGTH, SMOOTHERS, ConvertConfig
 from ..errors import RtstyleError
 from ..model.styles import DEFAULT_STYLE, MAX_STRENGTH
 
@@ -95,8 +95,8 @@ def smooth_strength(text: str) -> float:
 def add_smooth_options(group) -> None:
     group.add_argument("--smooth", choices=SMOOTHERS, default="none",
                        help="temporal smoothing against flicker: flow is steadiest (default: none)")
-    group.add_argument("--smooth-strength", type=smooth_strength, default=0.7,
-                       help="0..0.95, the most weight the previous frame gets (default: 0.7)")
+    group.add_argument("--smooth-strength", type=smooth_strength, default=SMOOTH_STRENGTH,
+                       help=f"0..0.95, the most weight the previous frame gets (default: {SMOOTH_STRENGTH})")
 
 
 def build_parser() -> Parser:
@@ -119,6 +119,9 @@ def build_parser() -> Parser:
     group.add_argument("--max-side", type=positive_int, help="scale the long side down to this many pixels")
     group.add_argument("--crf", type=int, default=defaults.crf, help=f"x264 quality, 0-51 (default: {defaults.crf})")
     group.add_argument("--no-audio", action="store_true", help="drop the audio instead of copying it")
+    group.add_argument("--codec", default=defaults.codec,
+                       help=f"H.264 encoder: libx264, or a hardware one such as h264_nvenc where FFmpeg has it "
+                            f"(default: {defaults.codec})")
     add_smooth_options(group)
     group.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
     group.add_argument("--stats-json", help="write per-stage timings and throughput here")

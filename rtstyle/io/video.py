@@ -157,9 +157,13 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | Path, info: VideoInfo, crf: int = 18, preset: str = "veryfast",
-                 copy_audio: bool = True):
+                 copy_audio: bool = True, codec: str = "libx264"):
         import av
 
+        if codec not in av.codecs_available:
+            h264 = sorted(name for name in av.codecs_available if "264" in name)
+            raise OutputError(f"this FFmpeg (PyAV {av.__version__}) has no codec {codec!r}; "
+                              f"its H.264 codecs: {', '.join(h264) or 'none'}")
         self.path = Path(path)
         self.info = info
         try:
@@ -167,14 +171,15 @@ class VideoWriter:
         except (av.error.FFmpegError, ValueError) as exc:
             raise OutputError(f"cannot create {self.path} ({exc})") from exc
         try:
-            stream = self._out.add_stream("libx264", rate=info.rate)
+            stream = self._out.add_stream(codec, rate=info.rate)
             stream.width, stream.height = info.width, info.height
             # 4:2:0 needs even sides; odd-sized video keeps its exact size in 4:4:4.
             even = info.width % 2 == 0 and info.height % 2 == 0
             stream.pix_fmt = "yuv420p" if even else "yuv444p"
             if not even:
                 log.warning("odd frame size %dx%d: encoding 4:4:4 to keep every pixel", info.width, info.height)
-            stream.options = {"crf": str(crf), "preset": preset}
+            # x264 takes crf and its own presets; hardware encoders have their own quality knobs.
+            stream.options = {"crf": str(crf), "preset": preset} if codec == "libx264" else {}
             stream.time_base = info.time_base
             stream.codec_context.time_base = info.time_base
             self._video = stream

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..model.styles import MAX_STRENGTH
-from .frames import FrameStylizer
+from .frames import DeviceStep, FrameStylizer, PendingBatch
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +56,26 @@ class LiveControls:
 
 
 class BackgroundBuild:
-    """One stylizer being built on a daemon thread (a build cannot be interrupted; exit need not wait)."""
+    """One stylizer being built on a daemon thread (a build cannot be interrupted; exit need not wait).
 
-    def __init__(self, key: tuple[str, float], build: Callable[[str, float], FrameStylizer]):
+    `shape` (batch, width, height): the stylizer is warmed up for it before it is handed over, so
+    a compiled engine does not compile on the stream's next frame.
+    """
+
+    def __init__(self, key: tuple[str, float], build: Callable[[str, float], FrameStylizer],
+                 shape: tuple[int, int, int] | None = None):
         self.key = key
         self.result: FrameStylizer | None = None
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(build,), name="rtstyle-build", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(build, shape), name="rtstyle-build", daemon=True)
         self._thread.start()
 
-    def _run(self, build: Callable[[str, float], FrameStylizer]) -> None:
+    def _run(self, build: Callable[[str, float], FrameStylizer], shape: tuple[int, int, int] | None) -> None:
         try:
-            self.result = build(*self.key)
+            stylizer = build(*self.key)
+            if shape is not None and hasattr(stylizer, "warm_up"):
+                stylizer.warm_up(*shape)
+            self.result = stylizer
         except BaseException as exc:  # handed to the stylize stage, which stops the stream with it
             self.error = exc
 
@@ -76,7 +84,7 @@ class BackgroundBuild:
 
 
 class StyleSwitcher:
-    """Callable like a FrameStylizer; follows `controls`, building new stylizers in the background.
+    """Submits like a FrameStylizer; follows `controls`, building new stylizers in the background.
 
     At most one build runs at a time, for the state asked for when it started; when it lands and
     the state has moved on (a held strength key), the next build starts from the newest state.
@@ -90,6 +98,7 @@ class StyleSwitcher:
         self.build = build
         self._built: dict[tuple[str, float], FrameStylizer] = {}
         self._pending: BackgroundBuild | None = None
+        self._shape: tuple[int, int, int] | None = None  # (batch, width, height) the stream runs at
         first = controls.state()
         self._keep(first, build(*first))  # the first frame needs one: built here, in the foreground
         self.current = self._built[first]
@@ -116,17 +125,22 @@ class StyleSwitcher:
     def _switch(self, key: tuple[str, float]) -> None:
         chosen = self._built[key]
         if chosen is not self.current:
-            if chosen.smoother is not None:
-                chosen.smoother.reset()
             self.current = chosen
             self.controls.active = key
 
-    def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
+    def warm_up(self, batch: int, width: int, height: int) -> None:
+        self._shape = (batch, width, height)
+        self.current.warm_up(batch, width, height)
+
+    def submit(self, images: list[np.ndarray], after: DeviceStep | None = None) -> PendingBatch:
         self._collect()
         wanted = self.controls.state()
         if wanted in self._built:
             self._switch(wanted)
         elif self._pending is None:
             log.info("building stylizer for %s at strength %.2f in the background", *wanted)
-            self._pending = BackgroundBuild(wanted, self.build)
-        return self.current(images)
+            self._pending = BackgroundBuild(wanted, self.build, self._shape)
+        return self.current.submit(images, after)
+
+    def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        return self.submit(images).result()

@@ -18,6 +18,7 @@ from ..io.images import is_image_path, probe_image, read_image, write_image
 from ..io.sinks import FileSink
 from ..io.sources import FileSource
 from ..io.video import VideoReader, VideoWriter, check_writable
+from ..temporal.smoothers import make_smoother
 from .runner import StreamConfig, Stylize, run_stream
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".avi"}
@@ -90,14 +91,16 @@ def convert_video(src: Path, dst: Path, stylizer: Stylize, config: ConvertConfig
     info = source.info
     tmp = temporary_path(dst)
     try:
-        writer = VideoWriter(tmp, info, crf=config.crf, preset=config.preset, copy_audio=config.copy_audio)
+        writer = VideoWriter(tmp, info, crf=config.crf, preset=config.preset, copy_audio=config.copy_audio,
+                             codec=config.codec)
     except BaseException:
         source.close()
         tmp.unlink(missing_ok=True)
         raise
     stream = StreamConfig(batch=config.batch, queue_frames=config.queue_frames, live=False)
     try:
-        result = run_stream(source, stylizer, FileSink(writer), stream, progress)
+        result = run_stream(source, stylizer, FileSink(writer), stream, progress,
+                            smoother=make_smoother(config.smooth, config.smooth_strength))
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -1,82 +1,150 @@
 """The stylize stage's work: uint8 frames in, uint8 frames out, through an engine.
 
 Only uint8 crosses the bus: conversion to the engine's dtype, stylization, smoothing and the
-conversion back to uint8 all run on the engine's device. On CUDA, frames are staged in a small
-ring of pinned host buffers allocated once (pinning per frame costs more than it saves) and
-copied on a side stream, so the copy of one batch can overlap the compute of the previous one.
+conversion back to uint8 all run on the engine's device.
+
+On CUDA a batch is *submitted* and its pixels are collected later, so several batches can be in
+flight: the upload of batch k+1 (side stream), the compute of batch k and the download of batch
+k-1 (another side stream) overlap, ordered by CUDA events. The host waits only when it needs the
+pixels (`PendingBatch.result`). Host staging buffers are pinned once per batch shape and reused
+in a ring (pinning per frame costs more than it saves).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from ..backends.base import Engine
-from ..temporal.smoothers import Smoother
 
-_RING = 3  # pinned buffers per batch shape: enough for one in flight while the next is filled
+#: Pinned buffers per batch shape and direction: one for each batch that can be in flight, plus
+#: one being filled. The stream runner keeps at most IN_FLIGHT batches submitted.
+IN_FLIGHT = 2
+_RING = IN_FLIGHT + 1
+
+#: Work on the stylized batch before it leaves the device: (inputs uint8 N x H x W x 3 on the host,
+#: inputs on the device in 0..1, outputs on the device in 0..1) -> outputs. The temporal smoother.
+DeviceStep = Callable[[list[np.ndarray], torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class PendingBatch:
+    """A submitted batch; `result()` waits for its pixels (only the first call waits)."""
+
+    def __init__(self, host: torch.Tensor | np.ndarray, count: int, ready: torch.cuda.Event | None = None):
+        self._host = host
+        self._count = count
+        self._ready = ready
+        self._frames: list[np.ndarray] | None = None
+
+    def done(self) -> bool:
+        return self._ready is None or self._ready.query()
+
+    def result(self) -> list[np.ndarray]:
+        if self._frames is None:
+            if self._ready is not None:
+                self._ready.synchronize()
+                # The pinned buffer goes back to the ring; the frames leave with a copy of their own.
+                host = self._host[: self._count].numpy().copy()
+            else:
+                host = self._host
+            self._frames = list(host)
+            self._host = None
+        return self._frames
 
 
 class FrameStylizer:
-    """Runs batches of H x W x 3 uint8 RGB frames through an engine, then an optional smoother.
+    """Runs batches of H x W x 3 uint8 RGB frames through an engine.
 
-    A smoother carries state from frame to frame, so one FrameStylizer serves one stream.
+    Holds no per-stream state beyond reusable staging buffers: a temporal smoother belongs to
+    the stream and is passed to `submit` by the stream runner. One stream at a time.
     """
 
-    def __init__(self, engine: Engine, description: str = "", smoother: Smoother | None = None):
+    def __init__(self, engine: Engine, description: str = ""):
         self.engine = engine
         self.description = description or engine.describe()
-        self.smoother = smoother
         self._cuda = engine.device.type == "cuda"
-        self._copy_stream = torch.cuda.Stream(engine.device) if self._cuda else None
-        self._pinned: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.cuda.Event | None]]] = {}
-        self._turn = 0
+        self._upload_stream = torch.cuda.Stream(engine.device) if self._cuda else None
+        self._download_stream = torch.cuda.Stream(engine.device) if self._cuda else None
+        self._rings: dict[tuple, list[tuple[torch.Tensor, torch.cuda.Event | None]]] = {}
+        self._turns: dict[tuple, int] = {}
 
     @property
     def device(self) -> torch.device:
         return self.engine.device
 
-    def to_tensor(self, images: list[np.ndarray]) -> torch.Tensor:
-        """(N, 3, H, W) in the engine's dtype, 0..1, on the engine's device."""
-        if not self._cuda:
-            batch = torch.from_numpy(np.stack(images))
-        else:
-            batch = self._upload(images)
-        return batch.permute(0, 3, 1, 2).to(self.engine.dtype).div_(255.0)
+    def warm_up(self, batch: int, width: int, height: int) -> None:
+        """Build whatever the engine builds per shape (compiled kernels, CUDA graphs) before timing starts."""
+        self.engine.warm_up(batch, height, width)
+
+    def _pinned(self, kind: str, shape: tuple[int, ...]) -> tuple[torch.Tensor, int]:
+        """The next pinned host buffer of this shape, once the copy that last used it has finished."""
+        key = (kind, shape)
+        ring = self._rings.setdefault(key, [])
+        turn = (self._turns.get(key, -1) + 1) % _RING
+        self._turns[key] = turn
+        if turn == len(ring):
+            ring.append((torch.empty(shape, dtype=torch.uint8).pin_memory(), None))
+        host, last_copy = ring[turn]
+        if last_copy is not None:
+            last_copy.synchronize()
+        return host, turn
 
     def _upload(self, images: list[np.ndarray]) -> torch.Tensor:
         shape = (len(images), *images[0].shape)
-        ring = self._pinned.setdefault(shape, [])
-        if len(ring) < _RING:
-            ring.append((torch.empty(shape, dtype=torch.uint8).pin_memory(), None))
-        self._turn = (self._turn + 1) % len(ring)
-        host, done = ring[self._turn]
-        if done is not None:
-            done.synchronize()  # the copy that last used this buffer has finished
+        host, turn = self._pinned("up", shape)
         np.stack(images, out=host.numpy())
         compute = torch.cuda.current_stream(self.device)
-        with torch.cuda.stream(self._copy_stream):
+        with torch.cuda.stream(self._upload_stream):
             batch = host.to(self.device, non_blocking=True)
             copied = torch.cuda.Event()
-            copied.record(self._copy_stream)
-        ring[self._turn] = (host, copied)
-        compute.wait_stream(self._copy_stream)
+            copied.record(self._upload_stream)
+        self._rings[("up", shape)][turn] = (host, copied)
+        compute.wait_stream(self._upload_stream)
         batch.record_stream(compute)
         return batch
 
+    def _download(self, frames: torch.Tensor) -> PendingBatch:
+        """Copy (N, H, W, 3) uint8 device frames into a pinned buffer on the download stream."""
+        host, turn = self._pinned("down", tuple(frames.shape))
+        computed = torch.cuda.Event()
+        computed.record(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self._download_stream):
+            self._download_stream.wait_event(computed)
+            host.copy_(frames, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record(self._download_stream)
+        frames.record_stream(self._download_stream)
+        self._rings[("down", tuple(frames.shape))][turn] = (host, copied)
+        return PendingBatch(host, len(frames), copied)
+
+    def to_tensor(self, images: list[np.ndarray]) -> torch.Tensor:
+        """(N, 3, H, W) in the engine's dtype, 0..1, on the engine's device (channels-last in memory)."""
+        batch = self._upload(images) if self._cuda else torch.from_numpy(np.stack(images))
+        return batch.permute(0, 3, 1, 2).to(self.engine.dtype).div_(255.0)
+
     @staticmethod
     def to_uint8(batch: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) float 0..1 -> (N, H, W, 3) uint8, rounded, still on the device."""
-        return batch.float().clamp_(0.0, 1.0).mul_(255.0).add_(0.5).to(torch.uint8).permute(0, 2, 3, 1)
+        """(N, 3, H, W) float 0..1 -> (N, H, W, 3) uint8, rounded, contiguous, still on the device."""
+        return batch.float().clamp_(0.0, 1.0).mul_(255.0).add_(0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+    def submit(self, images: list[np.ndarray], after: DeviceStep | None = None) -> PendingBatch:
+        """Queue a batch; on CUDA this returns before the GPU has finished (see module docstring).
+
+        `after` runs on the stylized batch while it is still on the device (the smoother).
+        """
+        with torch.inference_mode():
+            inputs = self.to_tensor(images)
+            out = self.engine(inputs)
+            if after is not None:
+                out = after(images, inputs, out)
+            frames = self.to_uint8(out)
+            if self._cuda:
+                return self._download(frames)
+            return PendingBatch(frames.numpy(), len(images))
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
         if not images:
             return []
-        with torch.inference_mode():
-            inputs = self.to_tensor(images)
-            out = self.engine(inputs)
-            if self.smoother is not None:
-                out = torch.stack([self.smoother(image, frame, content)
-                                   for image, frame, content in zip(images, out, inputs)])
-            out = self.to_uint8(out).contiguous().cpu().numpy()
-        return list(out)
+        return self.submit(images).result()

@@ -5,7 +5,11 @@ lost. Live (cameras): the capture queue keeps only the newest frames and counts 
 away, so latency stays bounded when the stylizer is slower than the source.
 
 The sink runs in the calling thread (GUI toolkits want the main thread); source and stylizer
-run in their own. Any failure stops every stage and is re-raised here. While running in the
+run in their own. The stylize stage keeps up to `frames.IN_FLIGHT` batches submitted to the
+engine, so on a GPU the next batch is uploaded and computed while the last one downloads; in live
+mode it waits for a batch's pixels as soon as no new frame is waiting, so overlap never adds
+latency. The temporal smoother is the stream's own and runs on the engine's device between the
+engine and the download. Any failure stops every stage and is re-raised here. While running in the
 main thread, SIGINT does not raise mid-write: the first one drains (everything already read is
 still written), a second one aborts.
 """
@@ -17,6 +21,7 @@ import queue
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,12 +30,14 @@ import numpy as np
 from ..errors import PipelineError, RtstyleError
 from ..io.sinks import Sink
 from ..io.sources import Frame, Source
+from ..temporal.smoothers import NoSmoothing, Smoother
+from .frames import IN_FLIGHT, PendingBatch
 from .metrics import Metrics
 from .stages import END, Stages, Stopped
 
 log = logging.getLogger(__name__)
 
-Stylize = Callable[[list[np.ndarray]], list[np.ndarray]]
+Stylize = Callable[[list[np.ndarray]], list[np.ndarray]]  # FrameStylizer, StyleSwitcher or a plain function
 Progress = Callable[[int, int], None]
 
 
@@ -55,8 +62,11 @@ class Aborted(KeyboardInterrupt):
 
 def run_stream(source: Source, stylize: Stylize, sink: Sink, config: StreamConfig,
                progress: Progress | None = None, quit_event: threading.Event | None = None,
-               metrics: Metrics | None = None) -> RunResult:
+               metrics: Metrics | None = None, smoother: Smoother | None = None) -> RunResult:
     stages = Stages()
+    warm_up = getattr(stylize, "warm_up", None)
+    if warm_up is not None and source.size[0] > 0:
+        warm_up(config.batch, *source.size)  # compile and capture before the clock starts
     metrics = metrics or Metrics()
     captured = stages.queue(config.live_queue_frames if config.live else config.queue_frames)
     stylized = stages.queue(max(2, config.batch) if config.live else config.queue_frames)
@@ -75,17 +85,37 @@ def run_stream(source: Source, stylize: Stylize, sink: Sink, config: StreamConfi
             source.close()
         stages.put(captured, END)
 
+    submit = getattr(stylize, "submit", None)
+    after = None if smoother is None or isinstance(smoother, NoSmoothing) else smoother.apply_batch
+
+    def start(images: list[np.ndarray]) -> PendingBatch:
+        if submit is not None:
+            return submit(images, after)
+        if after is not None:
+            raise TypeError("a smoother needs a stylizer with submit()")
+        return PendingBatch(stylize(images), len(images))
+
     def stylize_stage() -> None:
-        done = False
-        while not done:
-            batch, done = _collect(stages, captured, config)
-            if not batch:
-                continue
-            start = time.perf_counter()
-            images = stylize([f.image for f in batch])
-            metrics.stage("stylize", time.perf_counter() - start, len(batch))
+        in_flight: deque[tuple[list[Frame], PendingBatch, float]] = deque()
+
+        def finish_oldest() -> None:
+            batch, pending, started = in_flight.popleft()
+            images = pending.result()
+            metrics.stage("stylize", time.perf_counter() - started, len(batch))
             for frame, image in zip(batch, images):
                 stages.put(stylized, (frame, image))
+
+        done = False
+        while not done:
+            # Live: hand a finished batch on rather than wait for the next frame to arrive.
+            while in_flight and (len(in_flight) >= IN_FLIGHT or (config.live and captured.empty())):
+                finish_oldest()
+            batch, done = _collect(stages, captured, config)
+            if batch:
+                started = time.perf_counter()
+                in_flight.append((batch, start([f.image for f in batch]), started))
+        while in_flight:
+            finish_oldest()
         stages.put(stylized, END)
 
     stages.spawn("capture", capture)

@@ -27,8 +27,12 @@ class FlowEstimator:
         self._dis = cv2.DISOpticalFlow_create(PRESETS[preset])
         self.max_side = max_side
 
-    def __call__(self, frame: np.ndarray, previous: np.ndarray) -> np.ndarray:
-        """Backward flow frame -> previous (both H x W gray uint8 or RGB)."""
+    def small(self, frame: np.ndarray, previous: np.ndarray) -> tuple[np.ndarray, float]:
+        """Backward flow frame -> previous at the estimation size, and that size's scale (<= 1).
+
+        The flow is in pixels of the estimation size: divide by the scale after resizing it to
+        full size. The GPU path uploads it at this size and scales it up on the device.
+        """
         import cv2
 
         a = frame if frame.ndim == 2 else to_gray(frame)
@@ -40,8 +44,15 @@ class FlowEstimator:
             size = (max(8, round(width * scale)), max(8, round(height * scale)))
             a = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
             b = cv2.resize(b, size, interpolation=cv2.INTER_AREA)
-        flow = self._dis.calc(a, b, None)
+        return self._dis.calc(a, b, None), scale
+
+    def __call__(self, frame: np.ndarray, previous: np.ndarray) -> np.ndarray:
+        """Backward flow frame -> previous (both H x W gray uint8 or RGB), at full size."""
+        import cv2
+
+        flow, scale = self.small(frame, previous)
         if scale != 1.0:
+            height, width = frame.shape[:2]
             flow = cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR) / scale
         return flow
 

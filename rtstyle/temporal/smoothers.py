@@ -7,7 +7,11 @@ All work on float tensors (3, H, W) in 0..1 on the engine's device, frame by fra
 * ``adaptive``: the blend weight falls where the *input* changed, so static areas are steady
   and moving ones follow the new frame.
 * ``flow``: the previous output is first moved along the optical flow of the inputs (DIS on a
-  downscaled copy), then blended where the flow is trustworthy (forward-backward check).
+  downscaled copy), then blended where the flow is trustworthy (forward-backward check). Only
+  the flow estimation runs on the host; the low-resolution flows go to the device, where they
+  are scaled up and the warp, the mask and the blend are computed.
+
+A smoother belongs to one stream (the runner makes one per stream), not to a stylizer.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import torch.nn.functional as F
 
 from ..config import SMOOTHERS
 from ..errors import InputError
-from .flow import FlowEstimator, to_gray, valid_mask
+from .flow import FlowEstimator, to_gray
 
 
 class Smoother(ABC):
@@ -60,6 +64,10 @@ class Smoother(ABC):
     def _blend(self, content: np.ndarray, content_on_device: torch.Tensor, stylized: torch.Tensor
                ) -> torch.Tensor: ...
 
+    def apply_batch(self, images: list[np.ndarray], inputs: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+        """A stylized batch (N, 3, H, W), smoothed frame by frame in order (a `frames.DeviceStep`)."""
+        return torch.stack([self(image, out, content) for image, out, content in zip(images, outputs, inputs)])
+
 
 class NoSmoothing(Smoother):
     def __call__(self, content: np.ndarray, stylized: torch.Tensor, content_on_device: torch.Tensor | None = None
@@ -68,6 +76,9 @@ class NoSmoothing(Smoother):
 
     def _blend(self, content: np.ndarray, content_on_device: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
         return stylized
+
+    def apply_batch(self, images: list[np.ndarray], inputs: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs
 
 
 class EmaSmoother(Smoother):
@@ -109,13 +120,39 @@ class FlowSmoother(Smoother):
 
     def _blend(self, content: np.ndarray, content_on_device: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
         gray = to_gray(content)
-        backward = self.flow(gray, self._last_gray)
-        forward = self.flow(self._last_gray, gray)
-        mask = valid_mask(backward, forward)
+        backward = self._flow_on_device(gray, self._last_gray, stylized.device)
+        forward = self._flow_on_device(self._last_gray, gray, stylized.device)
         self._last_gray = gray
-        moved = warp_tensor(self.previous, torch.from_numpy(backward).to(stylized.device), self._grid)
-        weight = self.strength * torch.from_numpy(mask).to(stylized.device, stylized.dtype)
-        return torch.lerp(stylized, moved, weight)
+        mask = valid_mask_tensor(backward, forward, self._grid)
+        moved = warp_tensor(self.previous, backward, self._grid)
+        return torch.lerp(stylized, moved, (self.strength * mask).to(stylized.dtype))
+
+    def _flow_on_device(self, frame: np.ndarray, previous: np.ndarray, device: torch.device) -> torch.Tensor:
+        """Full-size (H, W, 2) float32 flow on `device`, from a low-resolution estimate uploaded as is."""
+        small, scale = self.flow.small(frame, previous)
+        flow = torch.from_numpy(small).to(device, non_blocking=True)
+        height, width = frame.shape[:2]
+        if scale == 1.0:
+            return flow
+        # Bilinear with half-pixel centres, as cv2.resize does on the host path.
+        full = F.interpolate(flow.permute(2, 0, 1)[None], size=(height, width), mode="bilinear", align_corners=False)
+        return full[0].permute(1, 2, 0).mul_(1.0 / scale)
+
+
+def valid_mask_tensor(backward: torch.Tensor, forward: torch.Tensor, grid: torch.Tensor | None = None
+                      ) -> torch.Tensor:
+    """`flow.valid_mask` on tensors: (1, H, W) float32, 1 where the backward flow is trustworthy.
+
+    `backward` (t -> t-1) and `forward` (t-1 -> t) are (H, W, 2) float32 in pixels. Same thresholds
+    (Ruder et al. 2016) and the same arithmetic as the host version, so either can check the other.
+    """
+    forward_at_target = warp_tensor(forward.permute(2, 0, 1), backward, grid).permute(1, 2, 0)
+    mismatch = ((forward_at_target + backward) ** 2).sum(-1)
+    occluded = mismatch > 0.01 * ((forward_at_target**2).sum(-1) + (backward**2).sum(-1)) + 0.5
+    du_y, du_x = torch.gradient(backward[..., 0])
+    dv_y, dv_x = torch.gradient(backward[..., 1])
+    boundary = du_x**2 + du_y**2 + dv_x**2 + dv_y**2 > 0.01 * (backward**2).sum(-1) + 0.002
+    return (~occluded & ~boundary).to(torch.float32)[None]
 
 
 def identity_grid(height: int, width: int, device: torch.device) -> torch.Tensor:
