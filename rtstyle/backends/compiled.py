@@ -72,7 +72,9 @@ class _CapturedShape:
                 run(self.input)
         torch.cuda.current_stream(device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # thread_local: a live stream keeps running other engines on another thread while a new
+        # style's engine is captured in the background.
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.output = run(self.input)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
@@ -90,14 +92,21 @@ class CompiledEngine(Engine):
         super().__init__(device, dtype)
         if not hasattr(torch, "compile"):
             raise BackendError(f"torch {torch.__version__} has no torch.compile; upgrade to torch >= 2.0")
-        net = copy.deepcopy(net).to(device=device, dtype=dtype).eval()
         self.cuda = device.type == "cuda"
         if not self.cuda:
-            self.module = torch.compile(net, dynamic=True)
+            self.module = torch.compile(copy.deepcopy(net).to(device=device, dtype=dtype).eval(), dynamic=True)
             return
         _require_triton()
         torch.backends.cudnn.benchmark = True  # static shapes: let cuDNN time its algorithms once per shape
-        self.eager = with_float32_norms(net).to(memory_format=torch.channels_last)
+        # Each shape is one recompilation of Stylizer.forward; past Dynamo's limit (8) it would
+        # silently run eager, and a long live session with several sizes can pass 8.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        # Norms swapped while the weights are still fp32, so their parameters never pass through fp16.
+        net = with_float32_norms(copy.deepcopy(net)).to(device).eval()
+        for module in net.modules():
+            if isinstance(module, nn.Conv2d):
+                module.to(dtype)
+        self.eager = net.to(memory_format=torch.channels_last)
         self.module = torch.compile(self.eager, dynamic=False, fullgraph=True)
         self.compiled = True
         self._captured: dict[tuple[int, int], list[_CapturedShape]] = {}

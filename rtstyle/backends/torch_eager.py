@@ -23,6 +23,7 @@ class TorchEngine(Engine):
         self.channels_last = device.type == "cuda"
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True  # a stream repeats one shape: time cuDNN's algorithms once
         self.net = net
 
     @torch.inference_mode()

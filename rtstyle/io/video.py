@@ -182,6 +182,9 @@ class VideoWriter:
             stream.options = {"crf": str(crf), "preset": preset} if codec == "libx264" else {}
             stream.time_base = info.time_base
             stream.codec_context.time_base = info.time_base
+            # Open the encoder now: a listed hardware encoder without its driver fails here, before
+            # any frame is decoded, rather than at the first frame written.
+            stream.codec_context.open()
             self._video = stream
             self._audio_in = None
             self._audio_map: dict[int, object] = {}
