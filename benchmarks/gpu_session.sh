@@ -9,7 +9,8 @@
 # .device_carry/ (both git-ignored, never committed; about 45 MB together). Then one device call,
 # carrying both:
 #   run(command="bash benchmarks/gpu_session.sh all", carry=[".whl", ".device_carry"], timeout_s=480)
-# BUDGET (seconds, default 300) bounds the benchmarks; the tests get TEST_TIMEOUT (default 120).
+# BUDGET (seconds, default 300) bounds the benchmarks; the tests get TEST_TIMEOUT (default 120);
+# ONLY="engines live" runs those sections of benchmarks/gpu_bench.py alone.
 # Logs and results land in $OUT: gpu_summary.json, the profile tables, pytest and nvidia-smi output.
 set -u -o pipefail
 stage=${1:?usage: gpu_session.sh prepare|all|bench|tests}
@@ -42,7 +43,7 @@ fi
 bench() {
     nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
     python3 -c "from rtstyle.cli.main import main; main(['info'])" > "$OUT/info.txt" 2>&1
-    python3 benchmarks/gpu_bench.py --out "$OUT" --budget "${BUDGET:-300}" 2>&1 | tee "$OUT/gpu_bench.log" | grep -v "^20"
+    python3 benchmarks/gpu_bench.py --out "$OUT" --budget "${BUDGET:-300}" ${ONLY:+--only $ONLY} 2>&1 | tee "$OUT/gpu_bench.log" | grep -v "^20"
 }
 
 tests() {

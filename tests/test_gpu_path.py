@@ -119,3 +119,32 @@ def test_file_conversion_on_cuda_keeps_every_frame_with_smoothing(clip, tmp_path
     with av.open(str(clip)) as source, av.open(str(out)) as made:
         assert result.frames == sum(1 for _ in source.decode(video=0)) == sum(1 for _ in made.decode(video=0))
         assert [s.type for s in made.streams] == ["video", "audio"]
+
+
+def test_channel_padded_convolutions_leave_the_network_unchanged(fused):
+    import copy
+
+    from rtstyle.backends.compiled import ChannelPaddedConv, with_padded_channels
+
+    batch = torch.rand(2, 3, 40, 56, generator=torch.Generator().manual_seed(0))
+    padded = with_padded_channels(copy.deepcopy(fused))
+    wrapped = [m for m in padded.modules() if isinstance(m, ChannelPaddedConv)]
+    assert wrapped and all(m.conv.in_channels % 8 == 0 and m.conv.out_channels % 8 == 0 for m in wrapped)
+    with torch.no_grad():
+        assert (padded(batch) - fused(batch)).abs().max().item() < 1e-5
+
+
+def test_yuv420p_from_the_device_matches_what_swscale_makes():
+    """The GPU's RGB -> yuv420p conversion must give the colours the CPU path's encoder input has."""
+    import av
+
+    from rtstyle.io.synthetic import scene_frame
+
+    rgb = scene_frame(12, 160, 96)
+    expected = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
+    batch = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255)
+    got = FrameStylizer.to_yuv420p(batch)[0].numpy()
+    assert got.shape == expected.shape == (144, 160)
+    diff = np.abs(got.astype(int) - expected.astype(int))
+    assert diff[:96].max() <= 1  # luma: same matrix, rounding apart
+    assert diff[96:].mean() < 1.0  # chroma: box vs swscale's filter differ only at edges

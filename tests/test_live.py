@@ -148,7 +148,7 @@ class Tagged:
     def __init__(self, tag: str):
         self.tag = self.description = tag
 
-    def submit(self, images, after=None):
+    def submit(self, images, after=None, layout="rgb24"):
         from rtstyle.pipeline.frames import PendingBatch
 
         return PendingBatch([self.tag for _ in images], len(images))

@@ -21,6 +21,8 @@ class TorchEngine(Engine):
         net = copy.deepcopy(net).to(device=device, dtype=dtype).eval()
         # channels-last lets cuDNN pick tensor-core kernels for fp16 convolutions.
         self.channels_last = device.type == "cuda"
+        if device.type == "cuda" and dtype == torch.float32:
+            torch.backends.cudnn.allow_tf32 = False  # fp32 means fp32: TF32 convs differ by ~2e-3 (measured)
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True  # a stream repeats one shape: time cuDNN's algorithms once

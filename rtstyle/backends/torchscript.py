@@ -23,6 +23,8 @@ class TorchScriptEngine(Engine):
     def __init__(self, net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig):
         super().__init__(device, dtype)
         net = copy.deepcopy(net).to(device=device, dtype=dtype).eval()
+        if device.type == "cuda" and dtype == torch.float32:
+            torch.backends.cudnn.allow_tf32 = False  # fp32 means fp32: TF32 convs differ by ~4e-3 (measured)
         try:
             with warnings.catch_warnings():
                 # torch 2.10+ marks TorchScript deprecated (FutureWarning on every call); it still

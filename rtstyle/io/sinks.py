@@ -41,6 +41,7 @@ class NullSink(Sink):
 class FileSink(Sink):
     def __init__(self, writer: VideoWriter):
         self.writer = writer
+        self.layout = writer.layout  # frames as the encoder takes them, where the stylizer can make them
 
     def write(self, frame: Frame, image: np.ndarray) -> None:
         self.writer.write(image, frame.pts)

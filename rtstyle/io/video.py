@@ -176,6 +176,7 @@ class VideoWriter:
             # 4:2:0 needs even sides; odd-sized video keeps its exact size in 4:4:4.
             even = info.width % 2 == 0 and info.height % 2 == 0
             stream.pix_fmt = "yuv420p" if even else "yuv444p"
+            self.layout = "yuv420p" if even else "rgb24"
             if not even:
                 log.warning("odd frame size %dx%d: encoding 4:4:4 to keep every pixel", info.width, info.height)
             # x264 takes crf and its own presets; hardware encoders have their own quality knobs.
@@ -203,12 +204,16 @@ class VideoWriter:
         self._last_pts = -1
 
     def write(self, image: np.ndarray, pts: int | None) -> None:
+        """`image`: H x W x 3 RGB, or (where `layout` is yuv420p) H * 3/2 x W yuv420p planes."""
         import av
 
-        if image.shape != (self.info.height, self.info.width, 3):
-            raise OutputError(f"frame of shape {image.shape} does not match the video "
-                              f"({self.info.height}x{self.info.width}x3)")
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        height, width = self.info.height, self.info.width
+        if image.shape == (height, width, 3):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        elif self.layout == "yuv420p" and image.shape == (height * 3 // 2, width):
+            frame = av.VideoFrame.from_ndarray(image, format="yuv420p")
+        else:
+            raise OutputError(f"frame of shape {image.shape} does not match the video ({height}x{width}x3)")
         # Keep the input's timestamps (variable frame rate survives); repair missing or
         # non-increasing ones, which the encoder would reject.
         if pts is None or pts <= self._last_pts:

@@ -132,7 +132,8 @@ class StyleSwitcher:
         self._shape = (batch, width, height)
         self.current.warm_up(batch, width, height)
 
-    def submit(self, images: list[np.ndarray], after: DeviceStep | None = None) -> PendingBatch:
+    def submit(self, images: list[np.ndarray], after: DeviceStep | None = None, layout: str = "rgb24"
+               ) -> PendingBatch:
         self._collect()
         wanted = self.controls.state()
         if wanted in self._built:
@@ -140,7 +141,7 @@ class StyleSwitcher:
         elif self._pending is None:
             log.info("building stylizer for %s at strength %.2f in the background", *wanted)
             self._pending = BackgroundBuild(wanted, self.build, self._shape)
-        return self.current.submit(images, after)
+        return self.current.submit(images, after, layout)
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
         return self.submit(images).result()

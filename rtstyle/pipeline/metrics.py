@@ -47,6 +47,14 @@ class Metrics:
         with self._lock:
             return 1000 * self.latencies[-1] if self.latencies else 0.0
 
+    def start(self) -> None:
+        """Start the clock now (after warm-up), keeping nothing measured before."""
+        with self._lock:
+            self.started = time.perf_counter()
+            self.frames = 0
+            self.latencies.clear()
+            self._recent.clear()
+
     def finish(self) -> None:
         self.finished = time.perf_counter()
 

@@ -68,6 +68,7 @@ def run_stream(source: Source, stylize: Stylize, sink: Sink, config: StreamConfi
     if warm_up is not None and source.size[0] > 0:
         warm_up(config.batch, *source.size)  # compile and capture before the clock starts
     metrics = metrics or Metrics()
+    metrics.start()
     captured = stages.queue(config.live_queue_frames if config.live else config.queue_frames)
     stylized = stages.queue(max(2, config.batch) if config.live else config.queue_frames)
     quit_event = quit_event or threading.Event()
@@ -87,10 +88,11 @@ def run_stream(source: Source, stylize: Stylize, sink: Sink, config: StreamConfi
 
     submit = getattr(stylize, "submit", None)
     after = None if smoother is None or isinstance(smoother, NoSmoothing) else smoother.apply_batch
+    layout = getattr(sink, "layout", "rgb24")  # a file sink takes yuv420p straight from the GPU
 
     def start(images: list[np.ndarray]) -> PendingBatch:
         if submit is not None:
-            return submit(images, after)
+            return submit(images, after, layout)
         if after is not None:
             raise TypeError("a smoother needs a stylizer with submit()")
         return PendingBatch(stylize(images), len(images))
