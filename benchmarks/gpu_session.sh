@@ -43,7 +43,7 @@ fi
 bench() {
     nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
     python3 -c "from rtstyle.cli.main import main; main(['info'])" > "$OUT/info.txt" 2>&1
-    python3 benchmarks/gpu_bench.py --out "$OUT" --budget "${BUDGET:-300}" ${ONLY:+--only $ONLY} 2>&1 | tee "$OUT/gpu_bench.log" | grep -v "^20"
+    python3 benchmarks/gpu_bench.py --out "$OUT" --budget "${BUDGET:-300}" ${ONLY:+--only $ONLY} ${BENCH_ARGS:-} 2>&1 | tee "$OUT/gpu_bench.log" | grep -v "^20"
 }
 
 tests() {

@@ -2,8 +2,7 @@
 
 On CUDA the network is compiled for one shape per stream (`dynamic=False`), in FP16 and
 channels-last, with every instance norm computing its statistics in fp32 (Inductor fuses the
-casts into the reduction, so this costs no extra pass over memory), and with the channels of
-the RGB-facing convolutions zero-padded to a multiple of 8 (see `ChannelPaddedConv`). Each (batch, height, width)
+casts into the reduction, so this costs no extra pass over memory). Each (batch, height, width)
 is then captured once as a CUDA graph: a replay launches the whole network at the cost of one
 launch, which matters at batch 1 in the live path. A batch smaller than one already captured
 for its size (the last batch of a file) is padded up to it rather than recompiled.
@@ -20,7 +19,6 @@ import copy
 import logging
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import EngineConfig
@@ -61,42 +59,6 @@ def with_float32_norms(net: nn.Module) -> nn.Module:
     return net
 
 
-class ChannelPaddedConv(nn.Module):
-    """A convolution with its input and output channels zero-padded to a multiple of `multiple`.
-
-    cuDNN has no fast tensor-core kernel for 3-channel fp16 channels-last tensors: on an H100 the
-    quality model's 9x9 RGB input convolution took 37% of its GPU time (benchmarks/results/
-    gpu_summary.json, profile). Zero channels add nothing to any sum, so the output is the same;
-    the extra output channels are sliced off before the norm.
-    """
-
-    def __init__(self, conv: nn.Conv2d, multiple: int = 8):
-        super().__init__()
-        self.pad_in = -conv.in_channels % multiple
-        self.out_channels = conv.out_channels
-        weight = F.pad(conv.weight.detach(), (0, 0, 0, 0, 0, self.pad_in, 0, -conv.out_channels % multiple))
-        self.conv = nn.Conv2d(weight.shape[1], weight.shape[0], conv.kernel_size, stride=conv.stride,
-                              padding=conv.padding, padding_mode=conv.padding_mode, bias=False)
-        self.conv.weight = nn.Parameter(weight, requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pad_in:
-            x = F.pad(x, (0, 0, 0, 0, 0, self.pad_in))
-        out = self.conv(x)
-        return out[:, : self.out_channels] if out.shape[1] != self.out_channels else out
-
-
-def with_padded_channels(net: nn.Module, multiple: int = 8) -> nn.Module:
-    """Wrap (in place) every bias-free Conv2d whose channel counts are not multiples of `multiple`."""
-    for name, child in net.named_children():
-        if isinstance(child, nn.Conv2d) and child.bias is None and (
-                child.in_channels % multiple or child.out_channels % multiple):
-            setattr(net, name, ChannelPaddedConv(child, multiple))
-        else:
-            with_padded_channels(child, multiple)
-    return net
-
-
 class _CapturedShape:
     """One static input shape of a network, captured as a CUDA graph."""
 
@@ -127,7 +89,7 @@ class CompiledEngine(Engine):
     name = "compile"
 
     def __init__(self, net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig,
-                 pad_channels: int = 8):
+                 autotune: bool = False):
         super().__init__(device, dtype)
         if not hasattr(torch, "compile"):
             raise BackendError(f"torch {torch.__version__} has no torch.compile; upgrade to torch >= 2.0")
@@ -142,13 +104,13 @@ class CompiledEngine(Engine):
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         # Norms swapped while the weights are still fp32, so their parameters never pass through fp16.
         net = with_float32_norms(copy.deepcopy(net)).to(device).eval()
-        if pad_channels:
-            with_padded_channels(net, pad_channels)
         for module in net.modules():
             if isinstance(module, nn.Conv2d):
                 module.to(dtype)
         self.eager = net.to(memory_format=torch.channels_last)
-        self.module = torch.compile(self.eager, dynamic=False, fullgraph=True)
+        # autotune: Inductor times Triton convolution templates against cuDNN's per shape (slow to build).
+        options = {"max_autotune": True, "max_autotune_conv_backends": "ATEN,TRITON"} if autotune else None
+        self.module = torch.compile(self.eager, dynamic=False, fullgraph=True, options=options)
         self.compiled = True
         self._captured: dict[tuple[int, int], list[_CapturedShape]] = {}
 

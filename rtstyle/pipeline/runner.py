@@ -75,13 +75,16 @@ def run_stream(source: Source, stylize: Stylize, sink: Sink, config: StreamConfi
 
     def capture() -> None:
         try:
+            produced = time.perf_counter()
             for frame in source.frames():
+                metrics.stage("capture", time.perf_counter() - produced)  # decoding, for files
                 if stages.drain.is_set() or quit_event.is_set():
                     break
                 if config.live:
                     _put_newest(captured, frame, metrics)
                 else:
                     stages.put(captured, frame)
+                produced = time.perf_counter()
         finally:
             source.close()
         stages.put(captured, END)
@@ -102,8 +105,11 @@ def run_stream(source: Source, stylize: Stylize, sink: Sink, config: StreamConfi
 
         def finish_oldest() -> None:
             batch, pending, started = in_flight.popleft()
+            waited = time.perf_counter()
             images = pending.result()
-            metrics.stage("stylize", time.perf_counter() - started, len(batch))
+            now = time.perf_counter()
+            metrics.stage("stylize", now - started, len(batch))  # submitted -> pixels on the host
+            metrics.stage("stylize_wait", now - waited, len(batch))  # of which the host sat waiting
             for frame, image in zip(batch, images):
                 stages.put(stylized, (frame, image))
 
@@ -116,6 +122,7 @@ def run_stream(source: Source, stylize: Stylize, sink: Sink, config: StreamConfi
             if batch:
                 started = time.perf_counter()
                 in_flight.append((batch, start([f.image for f in batch]), started))
+                metrics.stage("stylize_submit", time.perf_counter() - started, len(batch))
         while in_flight:
             finish_oldest()
         stages.put(stylized, END)
