@@ -115,7 +115,7 @@ def build(s: Session, net, backend: str, precision: str):
         from rtstyle.backends.compiled import CompiledEngine
 
         device = torch.device(s.device)
-        return CompiledEngine(net, device, resolve_dtype(precision, device), EngineConfig(), autotune=True)
+        return CompiledEngine(net, device, resolve_dtype(precision, device), EngineConfig(autotune=True))
     return create_engine(net, EngineConfig(backend=backend, device=s.device, precision=precision))
 
 

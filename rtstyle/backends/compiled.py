@@ -88,8 +88,7 @@ class _CapturedShape:
 class CompiledEngine(Engine):
     name = "compile"
 
-    def __init__(self, net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig,
-                 autotune: bool = False):
+    def __init__(self, net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig):
         super().__init__(device, dtype)
         if not hasattr(torch, "compile"):
             raise BackendError(f"torch {torch.__version__} has no torch.compile; upgrade to torch >= 2.0")
@@ -109,7 +108,7 @@ class CompiledEngine(Engine):
                 module.to(dtype)
         self.eager = net.to(memory_format=torch.channels_last)
         # autotune: Inductor times Triton convolution templates against cuDNN's per shape (slow to build).
-        options = {"max_autotune": True, "max_autotune_conv_backends": "ATEN,TRITON"} if autotune else None
+        options = {"max_autotune": True, "max_autotune_conv_backends": "ATEN,TRITON"} if config.autotune else None
         self.module = torch.compile(self.eager, dynamic=False, fullgraph=True, options=options)
         self.compiled = True
         self._captured: dict[tuple[int, int], list[_CapturedShape]] = {}

@@ -16,7 +16,8 @@ from .main import EXIT_INTERRUPTED
 
 
 def _engine_config(args: argparse.Namespace) -> EngineConfig:
-    return EngineConfig(backend=args.backend, device=args.device, precision=args.precision)
+    return EngineConfig(backend=args.backend, device=args.device, precision=args.precision,
+                        autotune=getattr(args, "autotune", False))
 
 
 def _default_output(src: Path, choice: StyleChoice) -> Path:
@@ -56,8 +57,9 @@ def stylize(args: argparse.Namespace) -> int:
     src = Path(args.input)
     choice = StyleChoice.parse(args.style, args.blend, args.strength)
     dst = Path(args.output) if args.output else _default_output(src, choice)
-    config = ConvertConfig(batch=args.batch, max_side=args.max_side, crf=args.crf, copy_audio=not args.no_audio,
-                           codec=args.codec, smooth=args.smooth, smooth_strength=args.smooth_strength)
+    config = ConvertConfig(batch=args.batch, max_side=args.max_side, crf=args.crf, preset=args.preset,
+                           copy_audio=not args.no_audio, codec=args.codec, smooth=args.smooth,
+                           smooth_strength=args.smooth_strength)
     result = _convert(src, dst, args, config, quiet=args.quiet or args.json)
     if args.stats_json:
         Path(args.stats_json).write_text(json.dumps(result.metrics or {"frames": result.frames,

@@ -54,6 +54,9 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--backend", choices=BACKENDS, default="auto", help="default: auto")
     group.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="default: fp16 on CUDA, fp32 on CPU")
+    group.add_argument("--autotune", action="store_true",
+                       help="compile backend on CUDA: time Triton conv kernels against cuDNN's (a few %% faster, "
+                            "tens of seconds more to start)")
 
 
 def add_style_options(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +121,10 @@ def build_parser() -> Parser:
                        help=f"frames per batch (default: {defaults.batch})")
     group.add_argument("--max-side", type=positive_int, help="scale the long side down to this many pixels")
     group.add_argument("--crf", type=int, default=defaults.crf, help=f"x264 quality, 0-51 (default: {defaults.crf})")
+    group.add_argument("--preset", default=defaults.preset,
+                       choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"),
+                       help=f"x264 speed against file size; at 1080p on a GPU the encoder bounds the speed "
+                            f"(default: {defaults.preset})")
     group.add_argument("--no-audio", action="store_true", help="drop the audio instead of copying it")
     group.add_argument("--codec", default=defaults.codec,
                        help=f"H.264 encoder: libx264, or a hardware one such as h264_nvenc where FFmpeg has it "
