@@ -7,39 +7,104 @@
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+import os
+import shutil
 import threading
 from pathlib import Path
 
-from .backends.base import create_engine
 from .config import SMOOTH_STRENGTH, ConvertConfig, EngineConfig
+from .errors import InputError
 from .io.sinks import NullSink, PreviewSink, Sink, TeeSink, Window
 from .io.sources import Source
-from .model.loader import fuse, load_base
 from .model.styles import StyleChoice, builtin_styles
 from .pipeline.controls import LiveControls, StyleSwitcher
 from .pipeline.convert import ConvertResult, Progress, convert_file
-from .pipeline.frames import FrameStylizer
 from .pipeline.metrics import Metrics
 from .pipeline.runner import RunResult, StreamConfig, run_stream
-from .temporal.smoothers import make_smoother
+
+log = logging.getLogger(__name__)
 
 
 def load_stylizer(model: str | Path = "quality", style: StyleChoice | None = None,
-                  engine: EngineConfig | None = None) -> FrameStylizer:
-    """Fuse the chosen styles into the base network and compile it for the chosen backend.
+                  engine: EngineConfig | None = None, lean: bool = True):
+    """Fuse the chosen styles into the base network and build an engine for it.
 
+    On a CPU with ONNX Runtime (and always when torch is not installed) this is the lean path:
+    numpy fusion into the base's committed ONNX template, no torch imported. Elsewhere (CUDA, the
+    torch/jit/compile/tensorrt backends, custom bases without a template) it is the torch path.
+    `lean=False` forces the torch path (`rtstyle export` needs its cached engine files).
     Temporal smoothing belongs to a stream, not to a stylizer: see `ConvertConfig.smooth` and
     `stylize_live(smooth=...)`.
     """
     style = style or StyleChoice()
+    engine = engine or EngineConfig()
+    reason = lean_path_reason(engine) if lean else None
+    if reason is not None:
+        stylizer = _load_lean(model, style, engine)
+        if stylizer is not None:
+            log.info("engine: %s (%s)", stylizer.describe(), reason)
+            return stylizer
+    return _load_torch(model, style, engine)
+
+
+def lean_path_reason(engine: EngineConfig) -> str | None:
+    """Why the lean path serves `engine`, or None when it cannot (decided without importing torch)."""
+    if engine.backend not in ("auto", "onnx") or engine.device.startswith("cuda") or engine.precision == "fp16":
+        return None
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None
+    has_torch = importlib.util.find_spec("torch") is not None
+    if engine.device == "auto" and has_torch and _nvidia_driver():
+        return None  # a CUDA GPU is likely: let the torch path look
+    if not has_torch:
+        return "lean path: ONNX Runtime with numpy; torch is not installed"
+    if engine.device == "cpu":
+        return "lean path: ONNX Runtime with numpy on the CPU, torch not imported"
+    return "lean path: no NVIDIA driver here, so ONNX Runtime with numpy on the CPU, torch not imported"
+
+
+def _nvidia_driver() -> bool:
+    return os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi") is not None
+
+
+def _load_lean(model: str | Path, style: StyleChoice, engine: EngineConfig):
+    from .backends.onnx_cpu import OnnxCpuStylizer
+    from .model.templates import has_template, template_bytes
+    from .model.weights import fuse_weights, read_base
+
+    base = read_base(model)
+    if not has_template(base.base_id, base.spec):
+        if importlib.util.find_spec("torch") is None:
+            raise InputError(f"the base {base.base_id!r} has no ONNX template; running it needs torch to export "
+                             "its graph: pip install 'rtstyle[torch]'")
+        return None
+    graph = template_bytes(base.base_id, fuse_weights(base, style.resolve(base.base_id)))
+    blend = ", ".join(f"{name} {w:.2f}" for name, w in style.weights().items())
+    stylizer = OnnxCpuStylizer(graph, "", None)
+    stylizer.description = f"{base.base_id} model, {blend}, {stylizer.describe()}"
+    return stylizer
+
+
+def _load_torch(model: str | Path, style: StyleChoice, engine: EngineConfig):
+    try:
+        from .backends.base import create_engine
+        from .model.loader import fuse, load_base
+        from .pipeline.frames import FrameStylizer
+    except ImportError as exc:
+        if exc.name != "torch":
+            raise
+        raise InputError(f"this engine ({engine.backend} on {engine.device}) needs torch: "
+                         "pip install 'rtstyle[torch]', or use --backend onnx --device cpu") from None
     base = load_base(model)
     net = fuse(base, style.resolve(base.base_id))
     blend = ", ".join(f"{name} {w:.2f}" for name, w in style.weights().items())
-    built = create_engine(net, engine or EngineConfig())
+    built = create_engine(net, engine)
     return FrameStylizer(built, f"{base.base_id} model, {blend}, {built.describe()}")
 
 
-def stylize_file(src: str | Path, dst: str | Path, stylizer: FrameStylizer,
+def stylize_file(src: str | Path, dst: str | Path, stylizer,
                  config: ConvertConfig | None = None, progress: Progress | None = None) -> ConvertResult:
     return convert_file(src, dst, stylizer, config or ConvertConfig(), progress)
 
@@ -53,7 +118,9 @@ def stylize_live(source: Source, model: str | Path = "quality", styles: list[str
 
     `styles` is the list the n / p keys cycle through (default: every built-in style of the model).
     """
-    base_id = load_base(model).base_id
+    from .model.weights import read_base
+
+    base_id = read_base(model).base_id
     controls = LiveControls(styles or builtin_styles(base_id), strength=strength)
     switcher = StyleSwitcher(controls, lambda name, s: load_stylizer(model, StyleChoice({name: 1.0}, s), engine))
     metrics = Metrics()
@@ -67,7 +134,8 @@ def stylize_live(source: Source, model: str | Path = "quality", styles: list[str
         timer.start()
     try:
         return run_stream(source, switcher, sink, config or StreamConfig(batch=1, live=True),
-                          quit_event=controls.quit, metrics=metrics, smoother=make_smoother(smooth, smooth_strength))
+                          quit_event=controls.quit, metrics=metrics,
+                          smoother=switcher.make_smoother(smooth, smooth_strength))
     finally:
         if timer is not None:
             timer.cancel()

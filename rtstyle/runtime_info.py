@@ -6,27 +6,25 @@ import platform
 
 
 def runtime_info() -> dict:
-    import torch
-
     from . import __version__
 
     report: dict = {
         "rtstyle": __version__,
         "python": platform.python_version(),
         "platform": f"{platform.system()} {platform.machine()}",
-        "torch": torch.__version__,
-        "cpu threads": torch.get_num_threads(),
-        "cuda": torch.version.cuda if torch.cuda.is_available() else "not available",
-        "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else "-",
-        "gpus": [f"{torch.cuda.get_device_name(i)} (sm_{''.join(map(str, torch.cuda.get_device_capability(i)))})"
-                 for i in range(torch.cuda.device_count())] or "none",
     }
+    try:
+        import torch
+    except ImportError:
+        report["torch"] = "not installed: the lean CPU path only (pip install 'rtstyle[torch]' for GPUs and training)"
+    else:
+        report.update(_torch_info(torch))
     try:
         import onnxruntime as ort
 
         report["onnxruntime"] = f"{ort.__version__} ({', '.join(ort.get_available_providers())})"
     except ImportError:
-        report["onnxruntime"] = "not installed (pip install 'rtstyle[onnx]')"
+        report["onnxruntime"] = "not installed (pip install onnxruntime)"
     try:
         import tensorrt
 
@@ -34,3 +32,14 @@ def runtime_info() -> dict:
     except ImportError:
         report["tensorrt"] = "not installed (pip install 'rtstyle[tensorrt]')"
     return report
+
+
+def _torch_info(torch) -> dict:
+    return {
+        "torch": torch.__version__,
+        "cpu threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda if torch.cuda.is_available() else "not available",
+        "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else "-",
+        "gpus": [f"{torch.cuda.get_device_name(i)} (sm_{''.join(map(str, torch.cuda.get_device_capability(i)))})"
+                 for i in range(torch.cuda.device_count())] or "none",
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -35,11 +36,12 @@ def random_adapter(base: BaseModel, name: str, seed: int, rank: int = 2, alpha: 
         conv = net.get_submodule(target)
         a = 0.3 * torch.randn(rank, conv.in_channels, *conv.kernel_size, generator=gen)
         b = 0.3 * torch.randn(conv.out_channels, rank, 1, 1, generator=gen)
-        lora[target] = (a, b)
+        lora[target] = (a.numpy(), b.numpy())
     norm = {}
     for target in NORM_TARGETS:
         channels = net.get_submodule(target).num_features
-        norm[target] = (0.2 * torch.randn(channels, generator=gen), 0.2 * torch.randn(channels, generator=gen))
+        norm[target] = (0.2 * torch.randn(channels, generator=gen).numpy(),
+                        0.2 * torch.randn(channels, generator=gen).numpy())
     return Adapter(name=name, base_id=base.base_id, base_hash=base.weight_hash, lora=lora, norm=norm, alpha=alpha)
 
 
@@ -143,9 +145,10 @@ def test_save_load_round_trip_is_exact(tmp_path, images):
         "round", "tiny", base.weight_hash, 2, 4.0)
     assert loaded.provenance == {"source": "test"} and loaded.training == {"steps": 10}
     for target, (a, b) in adapter.lora.items():
-        assert torch.equal(loaded.lora[target][0], a) and torch.equal(loaded.lora[target][1], b)
+        assert np.array_equal(loaded.lora[target][0], a) and np.array_equal(loaded.lora[target][1], b)
     for target, (s, t) in adapter.norm.items():
-        assert torch.equal(loaded.norm[target][0], s) and torch.equal(loaded.norm[target][1], t)
+        assert np.array_equal(loaded.norm[target][0], s) and np.array_equal(loaded.norm[target][1], t)
+    assert all(x.dtype == np.float32 for pair in [*loaded.lora.values(), *loaded.norm.values()] for x in pair)
     with torch.no_grad():
         assert torch.equal(fuse(base, [(loaded, 1.0)])(images), fuse(base, [(adapter, 1.0)])(images))
 

@@ -127,7 +127,7 @@ def test_auto_picks_a_working_backend_and_logs_why(fused, caplog):
 
 def test_missing_onnxruntime_is_a_clear_error(fused, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    with pytest.raises(BackendError, match=r"pip install 'rtstyle\[onnx\]'"):
+    with pytest.raises(BackendError, match=r"onnxruntime is not installed: pip install onnxruntime"):
         create_engine(fused, EngineConfig(backend="onnx", device="cpu"))
     # ... and auto falls back to the next backend.
     assert create_engine(fused, EngineConfig(backend="auto", device="cpu")).name == "torch"

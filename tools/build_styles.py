@@ -30,9 +30,10 @@ import numpy as np
 import torch
 
 from rtstyle.model.adapters import Adapter
-from rtstyle.model.loader import BaseModel, builtin_model_path, save_base
+from rtstyle.model.loader import BaseModel, save_base
 from rtstyle.model.network import BUILTIN_SPECS, Stylizer
 from rtstyle.model.styles import styles_dir
+from rtstyle.model.weights import builtin_model_path
 
 log = logging.getLogger("build_styles")
 
@@ -189,8 +190,8 @@ def main() -> None:
         old.unlink()
     for index, (name, description) in STYLE_NAMES.items():
         norm = {
-            layer: (scales[layer][index] - base.state[f"{layer}.weight"],
-                    shifts[layer][index] - base.state[f"{layer}.bias"])
+            layer: ((scales[layer][index] - base.state[f"{layer}.weight"]).numpy(),
+                    (shifts[layer][index] - base.state[f"{layer}.bias"]).numpy())
             for layer in scales
         }
         adapter = Adapter(name=name, base_id="quality", base_hash=base.weight_hash, norm=norm,

@@ -26,9 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from rtstyle.model.adapters import Adapter
-from rtstyle.model.loader import BaseModel, builtin_model_path, load_base, save_base
+from rtstyle.model.loader import BaseModel, load_base, save_base
 from rtstyle.model.network import BUILTIN_SPECS, Stylizer
 from rtstyle.model.styles import builtin_styles, load_style, styles_dir
+from rtstyle.model.weights import builtin_model_path
 
 log = logging.getLogger("distill_fast")
 DATA = Path(__file__).parents[1] / "../shared/data"
@@ -66,8 +67,8 @@ def teacher_tables(base: BaseModel, styles: list[Adapter]) -> dict[str, tuple[to
         if key.endswith(".norm.weight"):
             layer = key.removesuffix(".weight")
             scale0, shift0 = base.state[f"{layer}.weight"], base.state[f"{layer}.bias"]
-            scales = [scale0] + [scale0 + s.norm[layer][0] for s in styles]
-            shifts = [shift0] + [shift0 + s.norm[layer][1] for s in styles]
+            scales = [scale0] + [scale0 + torch.from_numpy(s.norm[layer][0]) for s in styles]
+            shifts = [shift0] + [shift0 + torch.from_numpy(s.norm[layer][1]) for s in styles]
             tables[layer] = (torch.stack(scales), torch.stack(shifts))
     return tables
 
@@ -176,8 +177,9 @@ def export(student: Stylizer, names: list[str], styles: list[Adapter], step: int
     out_dir.mkdir(parents=True, exist_ok=True)
     layers = sorted({layer for layer, _ in norm_rows})
     for row, (name, source) in enumerate(zip(names, styles), start=1):
-        norm = {layer: (norm_rows[(layer, "scale")][row] - norm_rows[(layer, "scale")][0],
-                        norm_rows[(layer, "shift")][row] - norm_rows[(layer, "shift")][0]) for layer in layers}
+        norm = {layer: ((norm_rows[(layer, "scale")][row] - norm_rows[(layer, "scale")][0]).numpy(),
+                        (norm_rows[(layer, "shift")][row] - norm_rows[(layer, "shift")][0]).numpy())
+                for layer in layers}
         Adapter(name=name, base_id="fast", base_hash=base.weight_hash, norm=norm, description=source.description,
                 provenance={**source.provenance, "method": "distilled from the quality model",
                             "distill_steps": step}).save(out_dir / f"{name}.safetensors")

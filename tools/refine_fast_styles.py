@@ -62,8 +62,8 @@ def refine(name: str, images: list[np.ndarray], args: argparse.Namespace) -> Non
     layers = adapter_layers(student)
     with torch.no_grad():
         for layer, (scale, shift) in start.norm.items():
-            layers[layer].scale[ADAPTER].copy_(scale)
-            layers[layer].shift[ADAPTER].copy_(shift)
+            layers[layer].scale[ADAPTER].copy_(torch.from_numpy(scale))
+            layers[layer].shift[ADAPTER].copy_(torch.from_numpy(shift))
     crops = RandomCrops(images, args.size, seed=args.seed)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(config.warmup, args.steps))

@@ -1,5 +1,6 @@
-"""Backends run a fused, plain `Stylizer` on one device. See `base.py` for the interface."""
+"""Engines that run a fused network: one module per backend.
 
-from .base import Engine, create_engine, resolve_device
-
-__all__ = ["Engine", "create_engine", "resolve_device"]
+`base.py` holds the torch engines' interface and registry (`create_engine`); `onnx_cpu.py` is the
+lean CPU path, which imports no torch. Nothing is imported here, so that importing one backend
+module never pulls in another's dependencies.
+"""

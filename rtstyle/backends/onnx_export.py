@@ -66,7 +66,7 @@ def export_onnx(net: Stylizer, dtype: torch.dtype = torch.float32) -> bytes:
     try:
         import onnx  # noqa: F401  (the exporter needs it)
     except ImportError:
-        raise BackendError("the onnx package is missing: pip install 'rtstyle[onnx]'") from None
+        raise BackendError("the onnx package is missing: pip install onnx") from None
     module = copy.deepcopy(net).to(dtype=dtype).eval()
     if dtype == torch.float16:
         norms_in_float32(module)

@@ -18,18 +18,10 @@ from ..errors import BackendError, RtstyleError
 from ..model.network import Stylizer, pad_to_multiple
 from .base import Engine, register
 from .cache import default_cache_dir, load_or_build
+from .onnx_cpu import import_ort
 from .onnx_export import INPUT, OUTPUT, export_onnx, graph_key
 
 log = logging.getLogger(__name__)
-
-
-def import_ort():
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise BackendError("onnxruntime is not installed: pip install 'rtstyle[onnx]' "
-                           "(or 'rtstyle[onnx-gpu]' for CUDA)") from None
-    return ort
 
 
 def providers_for(device: torch.device, dtype: torch.dtype, available: list[str], cache_dir: str) -> list:
@@ -37,7 +29,7 @@ def providers_for(device: torch.device, dtype: torch.dtype, available: list[str]
         return ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" not in available:
         raise BackendError(f"this onnxruntime has no CUDA provider (has {', '.join(available)}): "
-                           "pip uninstall onnxruntime && pip install 'rtstyle[onnx-gpu]'")
+                           "pip uninstall onnxruntime && pip install onnxruntime-gpu")
     cuda = ("CUDAExecutionProvider", {"device_id": device.index or 0, "cudnn_conv_algo_search": "HEURISTIC"})
     chosen = [cuda, "CPUExecutionProvider"]
     if "TensorrtExecutionProvider" in available:

@@ -149,7 +149,7 @@ def export(args: argparse.Namespace) -> int:
         raise OutputError(f"output folder does not exist: {out_dir}")
     for spec in args.styles:
         blend = parse_blend(spec) if ":" in spec else {spec: 1.0}
-        stylizer = load_stylizer(args.model, StyleChoice(blend, args.strength), _engine_config(args))
+        stylizer = load_stylizer(args.model, StyleChoice(blend, args.strength), _engine_config(args), lean=False)
         artefact = getattr(stylizer.engine, "path", None)
         where = f" -> {artefact}" if artefact else " (nothing to cache for this backend)"
         print(f"{spec}: {stylizer.engine.describe()}{where}")
@@ -165,8 +165,8 @@ def webcam(args: argparse.Namespace) -> int:
     from ..io.sinks import RecordSink, Window
     from ..io.sources import SyntheticSource, WebcamSource
     from ..io.video import check_writable
-    from ..model.loader import load_base
     from ..model.styles import DEFAULT_STYLE, builtin_styles, parse_blend
+    from ..model.weights import read_base
 
     if args.no_preview and not args.record and not args.stats_json and not args.duration:
         raise OutputError("--no-preview needs --record, --stats-json or --duration, or nothing would happen")
@@ -174,7 +174,7 @@ def webcam(args: argparse.Namespace) -> int:
     if record_path is not None:
         check_writable(record_path)
     window = None if args.no_preview else Window("rtstyle")  # no display: fail before opening the camera
-    base_id = load_base(args.model).base_id
+    base_id = read_base(args.model).base_id
     styles = args.styles.split(",") if args.styles else builtin_styles(base_id)
     first = args.style or (next(iter(parse_blend(args.blend))) if args.blend else DEFAULT_STYLE)
     if first in styles:

@@ -7,6 +7,9 @@ the format version, the style name, the base it was made for (id and weight hash
 alpha, the targets, and free-form JSON for provenance and training settings. The scaling
 alpha/r is derived per layer, never stored: r is the layer's own rank (its lora_A's first dim),
 smaller than the nominal rank on convs too thin to hold it.
+
+Tensors are float32 numpy arrays and this module does not import torch, so the lean runtime
+(ONNX Runtime without torch) reads adapters with the same code as training writes them.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from ..errors import AdapterError
 
@@ -29,8 +32,8 @@ class Adapter:
     name: str
     base_id: str
     base_hash: str
-    lora: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
-    norm: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    lora: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # float32 (A, B)
+    norm: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # float32 (scale, shift)
     alpha: float = 1.0
     description: str = ""
     provenance: dict = field(default_factory=dict)
@@ -42,15 +45,15 @@ class Adapter:
         return max((a.shape[0] for a, _ in self.lora.values()), default=0)
 
     def save(self, path: str | Path) -> None:
-        from safetensors.torch import save_file
+        from safetensors.numpy import save_file
 
-        tensors: dict[str, torch.Tensor] = {}
+        tensors: dict[str, np.ndarray] = {}
         for layer, (a, b) in self.lora.items():
-            tensors[f"{layer}.lora_A"] = a.detach().float().contiguous().cpu()
-            tensors[f"{layer}.lora_B"] = b.detach().float().contiguous().cpu()
+            tensors[f"{layer}.lora_A"] = _float32(a)
+            tensors[f"{layer}.lora_B"] = _float32(b)
         for layer, (scale, shift) in self.norm.items():
-            tensors[f"{layer}.norm_scale"] = scale.detach().float().contiguous().cpu()
-            tensors[f"{layer}.norm_shift"] = shift.detach().float().contiguous().cpu()
+            tensors[f"{layer}.norm_scale"] = _float32(scale)
+            tensors[f"{layer}.norm_shift"] = _float32(shift)
         metadata = {
             "format": FORMAT,
             "style_name": self.name,
@@ -77,9 +80,9 @@ class Adapter:
         if not path.is_file():
             raise AdapterError(f"adapter file not found: {path}")
         try:
-            with safe_open(str(path), framework="pt") as handle:
+            with safe_open(str(path), framework="np") as handle:
                 meta = handle.metadata() or {}
-                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+                tensors = {key: _float32(handle.get_tensor(key)) for key in handle.keys()}
         except (SafetensorError, OSError, ValueError) as exc:
             raise AdapterError(f"{path} is not a readable safetensors adapter ({exc})") from exc
         if meta.get("format") != FORMAT:
@@ -103,3 +106,7 @@ class Adapter:
         if tensors:
             raise AdapterError(f"{path} has tensors no target names: {sorted(tensors)[:3]}")
         return adapter
+
+
+def _float32(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array, dtype=np.float32)

@@ -1,30 +1,30 @@
-"""Base networks and adapters -> a fused, plain `Stylizer`.
+"""Base networks and adapters -> a fused, plain `Stylizer` (torch side of the model loader).
 
-This is the only module that knows adapters are LoRA: backends get an ordinary network
-whose weights already hold the chosen mix of styles.
+`weights.py` (numpy: base weights, the fusion math), `lora.py` (adapter layers for training)
+and this module are the model loader, the only code that knows adapters are LoRA: backends get
+an ordinary network whose weights already hold the chosen mix of styles. The fusion itself is
+done once, in `weights.fuse_weights`; here its result is loaded into a `Stylizer`. Training
+attaches unmerged adapter layers instead (`attach`, `set_mix`, `strip_adapters`).
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import AdapterError, InputError
+from ..errors import AdapterError
 from .adapters import Adapter
 from .lora import AdapterLayer, LoRAConv2d, NormAdapter
 from .network import NetworkSpec, Stylizer
-
-BASE_FORMAT = "rtstyle-base/1"
+from .weights import BASE_FORMAT, BaseWeights, fuse_weights, read_base
 
 
 @dataclass(frozen=True)
 class BaseModel:
-    """A frozen base network with its identity."""
+    """A frozen base network with its identity, as torch tensors (for training and torch backends)."""
 
     base_id: str
     spec: NetworkSpec
@@ -33,7 +33,12 @@ class BaseModel:
 
     @property
     def weight_hash(self) -> str:
-        return state_hash(self.state)
+        return self.as_weights().weight_hash
+
+    def as_weights(self) -> BaseWeights:
+        """The same base as float32 numpy arrays, which the fusion math works on."""
+        state = {key: tensor.detach().float().cpu().contiguous().numpy() for key, tensor in self.state.items()}
+        return BaseWeights(self.base_id, self.spec, state, self.provenance)
 
     def build(self) -> Stylizer:
         net = Stylizer(self.spec)
@@ -41,46 +46,11 @@ class BaseModel:
         return net.eval().requires_grad_(False)
 
 
-def state_hash(state: dict[str, torch.Tensor]) -> str:
-    """A short content hash of a state dict: names, shapes and float32 bytes."""
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        tensor = state[key].detach().float().contiguous().cpu()
-        digest.update(key.encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def builtin_model_path(model: str) -> Path:
-    return Path(str(resources.files("rtstyle.model") / "assets" / f"{model}.safetensors"))
-
-
-def builtin_models() -> list[str]:
-    assets = resources.files("rtstyle.model") / "assets"
-    return sorted(p.name.removesuffix(".safetensors") for p in assets.iterdir() if p.name.endswith(".safetensors"))
-
-
 def load_base(model: str | Path) -> BaseModel:
     """Load a base by built-in name ('quality', 'fast') or from a .safetensors path."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(model)
-    if not path.suffix:
-        path = builtin_model_path(str(model))
-        if not path.is_file():
-            raise InputError(f"unknown model {str(model)!r}; built-in models: {', '.join(builtin_models())}")
-    if not path.is_file():
-        raise InputError(f"model file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            meta = handle.metadata() or {}
-            state = {key: handle.get_tensor(key) for key in handle.keys()}
-    except (SafetensorError, OSError) as exc:
-        raise InputError(f"{path} is not a readable model file ({exc})") from exc
-    if meta.get("format") != BASE_FORMAT:
-        raise InputError(f"{path} is not an rtstyle base model")
-    return BaseModel(meta["base_id"], NetworkSpec.from_json(meta["spec"]), state, meta.get("provenance", ""))
+    weights = read_base(model)
+    state = {key: torch.from_numpy(array) for key, array in weights.state.items()}
+    return BaseModel(weights.base_id, weights.spec, state, weights.provenance)
 
 
 def save_base(base: BaseModel, path: str | Path) -> None:
@@ -117,24 +87,15 @@ def adapter_layers(net: nn.Module) -> dict[str, AdapterLayer]:
     return {name: m for name, m in net.named_modules() if isinstance(m, AdapterLayer)}
 
 
-def check_fits(adapter: Adapter, base: BaseModel) -> None:
-    if adapter.base_id != base.base_id or adapter.base_hash != base.weight_hash:
-        raise AdapterError(
-            f"adapter {adapter.name!r} was made for base {adapter.base_id!r} ({adapter.base_hash}), "
-            f"not for {base.base_id!r} ({base.weight_hash}); pick the model it was trained on "
-            f"(--model {adapter.base_id})"
-        )
-
-
 def attach(net: nn.Module, adapter: Adapter, key: str | None = None) -> str:
     """Add `adapter` to a network (wrapping layers as needed); returns the name it lives under."""
     key = key or adapter.name
     inject_adapter_layers(net, list(adapter.lora), list(adapter.norm))
     layers = adapter_layers(net)
     for target, (a, b) in adapter.lora.items():
-        layers[target].load_adapter(key, a, b, adapter.alpha)
+        layers[target].load_adapter(key, torch.from_numpy(a), torch.from_numpy(b), adapter.alpha)
     for target, (scale, shift) in adapter.norm.items():
-        layers[target].load_adapter(key, scale, shift)
+        layers[target].load_adapter(key, torch.from_numpy(scale), torch.from_numpy(shift))
     return key
 
 
@@ -155,11 +116,8 @@ def strip_adapters(net: nn.Module) -> nn.Module:
 
 
 def fuse(base: BaseModel, styles: list[tuple[Adapter, float]]) -> Stylizer:
-    """A plain network whose weights are the base plus the weighted sum of the adapters."""
-    net = base.build()
-    mix: dict[str, float] = {}
-    for index, (adapter, weight) in enumerate(styles):
-        check_fits(adapter, base)
-        mix[attach(net, adapter, key=f"s{index}")] = weight
-    set_mix(net, mix)
-    return strip_adapters(net).eval().requires_grad_(False)
+    """A plain network whose weights are the base plus the weighted sum of the adapters (see `fuse_weights`)."""
+    state = fuse_weights(base.as_weights(), styles)
+    net = Stylizer(base.spec)
+    net.load_state_dict({key: torch.from_numpy(array) for key, array in state.items()})
+    return net.eval().requires_grad_(False)

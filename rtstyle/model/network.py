@@ -16,38 +16,11 @@ fp16 range, unlike Johnson's 0..255 convention.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: The network halves the resolution twice, so inputs are padded to a multiple of this.
-SIZE_MULTIPLE = 4
-
-
-@dataclass(frozen=True)
-class NetworkSpec:
-    """Shape of a stylizer. Two specs are the same network iff they compare equal."""
-
-    contract: tuple[int, ...] = (32, 32, 32)  # first conv, then the two stride-2 convs
-    res_blocks: int = 6
-    expand: tuple[int, ...] = (8, 4)  # upsample+conv stages
-    outer_kernel: int = 9  # kernel of the first and the last conv
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> NetworkSpec:
-        raw = json.loads(text)
-        return cls(
-            contract=tuple(raw["contract"]),
-            res_blocks=int(raw["res_blocks"]),
-            expand=tuple(raw["expand"]),
-            outer_kernel=int(raw["outer_kernel"]),
-        )
+from .spec import BUILTIN_SPECS, SIZE_MULTIPLE, NetworkSpec  # noqa: F401  (re-exported)
 
 
 class ConvNorm(nn.Module):
@@ -140,11 +113,3 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, min_side: int = 16) -> torch
         return x
     mode = "reflect" if pad_h < height and pad_w < width else "replicate"
     return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-
-
-#: The two sizes the project ships. The quality spec matches the Magenta multi-style network
-#: the built-in styles come from; the fast spec is narrower with fewer blocks.
-BUILTIN_SPECS: dict[str, NetworkSpec] = {
-    "quality": NetworkSpec(contract=(32, 32, 32), res_blocks=6, expand=(8, 4), outer_kernel=9),
-    "fast": NetworkSpec(contract=(16, 32, 32), res_blocks=3, expand=(8, 4), outer_kernel=5),
-}

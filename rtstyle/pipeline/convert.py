@@ -18,7 +18,6 @@ from ..io.images import is_image_path, probe_image, read_image, write_image
 from ..io.sinks import FileSink
 from ..io.sources import FileSource
 from ..io.video import VideoReader, VideoWriter, check_writable
-from ..temporal.smoothers import make_smoother
 from .runner import StreamConfig, Stylize, run_stream
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".avi"}
@@ -99,8 +98,9 @@ def convert_video(src: Path, dst: Path, stylizer: Stylize, config: ConvertConfig
         raise
     stream = StreamConfig(batch=config.batch, queue_frames=config.queue_frames, live=False)
     try:
-        result = run_stream(source, stylizer, FileSink(writer), stream, progress,
-                            smoother=make_smoother(config.smooth, config.smooth_strength))
+        make = getattr(stylizer, "make_smoother", None)
+        smoother = make(config.smooth, config.smooth_strength) if make is not None else None
+        result = run_stream(source, stylizer, FileSink(writer), stream, progress, smoother=smoother)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -22,40 +22,14 @@ import numpy as np
 import torch
 
 from ..backends.base import Engine
+from ..temporal.smoothers import Smoother, make_smoother
+from .pending import IN_FLIGHT, PendingBatch
 
-#: Pinned buffers per batch shape and direction: one for each batch that can be in flight, plus
-#: one being filled. The stream runner keeps at most IN_FLIGHT batches submitted.
-IN_FLIGHT = 2
-_RING = IN_FLIGHT + 1
+_RING = IN_FLIGHT + 1  # pinned buffers per batch shape and direction: those in flight plus one being filled
 
-#: Work on the stylized batch before it leaves the device: (inputs uint8 N x H x W x 3 on the host,
-#: inputs on the device in 0..1, outputs on the device in 0..1) -> outputs. The temporal smoother.
+#: What a FrameStylizer hands its `after` step: (inputs uint8 H x W x 3 on the host, inputs on the
+#: device (N, 3, H, W) in 0..1, outputs on the device in 0..1) -> outputs. The torch smoothers' apply_batch.
 DeviceStep = Callable[[list[np.ndarray], torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-class PendingBatch:
-    """A submitted batch; `result()` waits for its pixels (only the first call waits)."""
-
-    def __init__(self, host: torch.Tensor | np.ndarray, count: int, ready: torch.cuda.Event | None = None):
-        self._host = host
-        self._count = count
-        self._ready = ready
-        self._frames: list[np.ndarray] | None = None
-
-    def done(self) -> bool:
-        return self._ready is None or self._ready.query()
-
-    def result(self) -> list[np.ndarray]:
-        if self._frames is None:
-            if self._ready is not None:
-                self._ready.synchronize()
-                # The pinned buffer goes back to the ring; the frames leave with a copy of their own.
-                host = self._host[: self._count].numpy().copy()
-            else:
-                host = self._host
-            self._frames = list(host)
-            self._host = None
-        return self._frames
 
 
 class FrameStylizer:
@@ -77,6 +51,10 @@ class FrameStylizer:
     @property
     def device(self) -> torch.device:
         return self.engine.device
+
+    def make_smoother(self, kind: str, strength: float) -> Smoother:
+        """A temporal smoother for one stream, working where this stylizer's frames are (torch)."""
+        return make_smoother(kind, strength)
 
     def warm_up(self, batch: int, width: int, height: int) -> None:
         """Build whatever the engine builds per shape (compiled kernels, CUDA graphs) before timing starts."""

@@ -30,9 +30,8 @@ import numpy as np
 from ..errors import PipelineError, RtstyleError
 from ..io.sinks import Sink
 from ..io.sources import Frame, Source
-from ..temporal.smoothers import NoSmoothing, Smoother
-from .frames import IN_FLIGHT, PendingBatch
 from .metrics import Metrics
+from .pending import IN_FLIGHT, PendingBatch
 from .stages import END, Stages, Stopped
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ class Aborted(KeyboardInterrupt):
 
 def run_stream(source: Source, stylize: Stylize, sink: Sink, config: StreamConfig,
                progress: Progress | None = None, quit_event: threading.Event | None = None,
-               metrics: Metrics | None = None, smoother: Smoother | None = None) -> RunResult:
+               metrics: Metrics | None = None, smoother=None) -> RunResult:
     stages = Stages()
     warm_up = getattr(stylize, "warm_up", None)
     if warm_up is not None and source.size[0] > 0:
@@ -90,7 +89,8 @@ def run_stream(source: Source, stylize: Stylize, sink: Sink, config: StreamConfi
         stages.put(captured, END)
 
     submit = getattr(stylize, "submit", None)
-    after = None if smoother is None or isinstance(smoother, NoSmoothing) else smoother.apply_batch
+    # `smoother`: made by the stylizer (`make_smoother`), so its arrays are the stylizer's own.
+    after = None if smoother is None or smoother.passthrough else smoother.apply_batch
     layout = getattr(sink, "layout", "rgb24")  # a file sink takes yuv420p straight from the GPU
 
     def start(images: list[np.ndarray]) -> PendingBatch:

@@ -28,6 +28,8 @@ from .flow import FlowEstimator, to_gray
 
 
 class Smoother(ABC):
+    passthrough = False  # True where apply_batch changes nothing, so callers can skip it
+
     def __init__(self, strength: float):
         if not 0.0 <= strength <= 0.95:
             raise InputError(f"smoothing strength must be between 0 and 0.95, got {strength:g}")
@@ -70,6 +72,7 @@ class Smoother(ABC):
 
 
 class NoSmoothing(Smoother):
+    passthrough = True
     def __call__(self, content: np.ndarray, stylized: torch.Tensor, content_on_device: torch.Tensor | None = None
                  ) -> torch.Tensor:
         return stylized

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -147,12 +148,15 @@ def extract_adapter(net: nn.Module, base: BaseModel, name: str, alpha: float, tr
                       provenance={"made_by": "rtstyle train", "mode": training.get("mode")})
     for layer_name, layer in adapter_layers(net).items():
         if isinstance(layer, LoRAConv2d) and ADAPTER in layer.adapter_names:
-            adapter.lora[layer_name] = (layer.lora_A[ADAPTER].weight.detach().float().cpu(),
-                                        layer.lora_B[ADAPTER].weight.detach().float().cpu())
+            adapter.lora[layer_name] = (_array(layer.lora_A[ADAPTER].weight), _array(layer.lora_B[ADAPTER].weight))
         elif isinstance(layer, NormAdapter) and ADAPTER in layer.adapter_names:
-            adapter.norm[layer_name] = (layer.scale[ADAPTER].detach().float().cpu(),
-                                        layer.shift[ADAPTER].detach().float().cpu())
+            adapter.norm[layer_name] = (_array(layer.scale[ADAPTER]), _array(layer.shift[ADAPTER]))
     return adapter
+
+
+def _array(tensor: torch.Tensor) -> np.ndarray:
+    """A trained tensor as the float32 numpy array adapters hold."""
+    return tensor.detach().float().cpu().numpy()
 
 
 def cosine_with_warmup(warmup: int, total: int) -> Callable[[int], float]:

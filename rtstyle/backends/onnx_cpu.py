@@ -1,0 +1,94 @@
+"""ONNX Runtime on the CPU with numpy alone: the lean path, which never imports torch.
+
+The graph is the base network's committed ONNX template (model/templates.py) with the fused
+weights of the chosen styles put in (model/weights.py), so nothing is exported at run time.
+uint8 frames go in and out; the conversion to float, the padding to a multiple of 4 and the
+smoothing happen here in numpy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from ..errors import BackendError
+from ..pipeline.pending import PendingBatch
+
+log = logging.getLogger(__name__)
+INPUT, OUTPUT = "image", "stylized"
+SIZE_MULTIPLE = 4
+
+
+def import_ort():
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise BackendError("onnxruntime is not installed: pip install onnxruntime "
+                           "(or onnxruntime-gpu for CUDA)") from None
+    return ort
+
+
+def pad_to_multiple(batch: np.ndarray, multiple: int = SIZE_MULTIPLE, min_side: int = 16) -> np.ndarray:
+    """network.pad_to_multiple for numpy (N, C, H, W): bottom/right reflection, replicate when too small."""
+    height, width = batch.shape[-2:]
+    pad_h = max(min_side, -(-height // multiple) * multiple) - height
+    pad_w = max(min_side, -(-width // multiple) * multiple) - width
+    if pad_h == 0 and pad_w == 0:
+        return batch
+    mode = "reflect" if pad_h < height and pad_w < width else "edge"
+    return np.pad(batch, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), mode=mode)
+
+
+class OnnxCpuStylizer:
+    """Batches of H x W x 3 uint8 RGB frames through an ONNX Runtime CPU session."""
+
+    name = "onnx"
+
+    def __init__(self, graph: bytes, description: str, threads: int | None = None):
+        ort = import_ort()
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
+        try:
+            self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types per failure
+            raise BackendError(f"ONNX Runtime could not load the model: {exc}") from exc
+        self.description = description
+
+    def describe(self) -> str:
+        return "onnx/CPU on cpu (float32)"
+
+    def warm_up(self, batch: int, width: int, height: int) -> None:
+        """ONNX Runtime plans memory per shape on its first run; do that before the clock starts."""
+        self._run(np.zeros((batch, 3, height, width), np.float32))
+
+    def make_smoother(self, kind: str, strength: float):
+        from ..temporal.host import make_host_smoother
+
+        return make_host_smoother(kind, strength)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        height, width = batch.shape[-2:]
+        padded = np.ascontiguousarray(pad_to_multiple(batch))
+        return self.session.run([OUTPUT], {INPUT: padded})[0][..., :height, :width]
+
+    def submit(self, images: list[np.ndarray], after=None, layout: str = "rgb24") -> PendingBatch:
+        """Stylize now (the CPU has nothing to overlap with) and hand back a finished batch.
+
+        `after(images, outputs)` smooths the float (N, H, W, 3) outputs; `layout` is a GPU-only
+        request, so frames always come back as H x W x 3 RGB.
+        """
+        batch = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1 / 255)
+        out = self._run(batch).transpose(0, 2, 3, 1)
+        if after is not None:
+            out = after(images, np.ascontiguousarray(out))  # OpenCV wants contiguous frames
+        frames = (np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        return PendingBatch(frames, len(images))
+
+    def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        if not images:
+            return []
+        return self.submit(images).result()

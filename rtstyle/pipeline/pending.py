@@ -1,0 +1,49 @@
+"""A batch handed to a stylizer whose pixels may not be ready yet (torch-free).
+
+Stylizers return one from `submit`; the stream runner keeps up to IN_FLIGHT of them and asks
+for the pixels of the oldest only when it must, so a GPU can work on one batch while the host
+fills the next (see frames.py). CPU stylizers return batches that are already done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+#: Batches a stream keeps submitted at once: one computing while the next is uploaded.
+IN_FLIGHT = 2
+
+#: Work on a stylized batch before it becomes uint8 (the temporal smoother). Each stylizer calls it
+#: with its own arrays and makes the matching smoother (`make_smoother`), so the two always agree.
+AfterStep = Callable[..., Any]
+
+
+class PendingBatch:
+    """A submitted batch; `result()` waits for its pixels (only the first call waits).
+
+    `host` holds the frames: a numpy array, a list, or a pinned torch buffer that `ready` (a
+    CUDA event) says has been filled.
+    """
+
+    def __init__(self, host: Any, count: int, ready: Any = None):
+        self._host = host
+        self._count = count
+        self._ready = ready
+        self._frames: list[np.ndarray] | None = None
+
+    def done(self) -> bool:
+        return self._ready is None or self._ready.query()
+
+    def result(self) -> list[np.ndarray]:
+        if self._frames is None:
+            if self._ready is not None:
+                self._ready.synchronize()
+                # The pinned buffer goes back to its ring; the frames leave with a copy of their own.
+                host = self._host[: self._count].numpy().copy()
+            else:
+                host = self._host
+            self._frames = list(host)
+            self._host = None
+        return self._frames

@@ -1,0 +1,68 @@
+"""The lean path: ONNX Runtime with numpy, no torch, for files on a CPU."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtstyle.config import EngineConfig
+from rtstyle.model.styles import StyleChoice
+
+ROOT = Path(__file__).resolve().parents[1]
+NO_TORCH = "import sys; sys.modules['torch'] = None  # any import of torch now fails\n"
+
+
+def run_without_torch(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", NO_TORCH + code], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+
+
+def test_stylize_a_photo_and_a_clip_without_torch(tmp_path, clip, shared_data):
+    photo = shared_data / "content" / "kodim01.png"
+    code = (f"from rtstyle.cli.main import main\n"
+            f"assert main(['stylize', {str(photo)!r}, '-o', 'photo.png', '--style', 'mosaic', '-q']) == 0\n"
+            f"assert main(['stylize', {str(clip)!r}, '-o', 'clip.mp4', '--smooth', 'flow', '-q']) == 0\n"
+            "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n")
+    done = run_without_torch(code, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "photo.png").stat().st_size > 0 and (tmp_path / "clip.mp4").stat().st_size > 0
+
+
+def test_gpu_only_choices_without_torch_are_one_clear_line(tmp_path, clip):
+    code = (f"from rtstyle.cli.main import main\n"
+            f"raise SystemExit(main(['stylize', {str(clip)!r}, '-o', 'o.mp4', '--backend', 'torch']))\n")
+    done = run_without_torch(code, tmp_path)
+    assert done.returncode == 2
+    assert "needs torch: pip install 'rtstyle[torch]'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("model", ["quality", "fast"])
+def test_lean_path_matches_the_torch_onnx_path(model, shared_data):
+    from PIL import Image
+
+    from rtstyle.api import load_stylizer
+
+    photo = np.asarray(Image.open(shared_data / "content" / "kodim01.png").convert("RGB").resize((157, 101)))
+    frames = [photo, photo[::-1].copy()]
+    choice = StyleChoice({"mosaic": 0.7, "woodcut": 0.3}, strength=0.8)
+    lean = load_stylizer(model, choice, EngineConfig(device="cpu"))
+    full = load_stylizer(model, choice, EngineConfig(device="cpu", backend="onnx"), lean=False)
+    assert type(lean).__name__ == "OnnxCpuStylizer" and type(full).__name__ == "FrameStylizer"
+    for a, b in zip(lean(frames), full(frames)):
+        assert a.shape == b.shape == photo.shape
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_auto_takes_the_torch_path_for_torch_only_backends():
+    from rtstyle.api import lean_path_reason
+
+    assert lean_path_reason(EngineConfig(device="cpu")) is not None
+    assert lean_path_reason(EngineConfig(device="cpu", backend="onnx")) is not None
+    for config in (EngineConfig(backend="torch"), EngineConfig(backend="jit"), EngineConfig(device="cuda"),
+                   EngineConfig(precision="fp16")):
+        assert lean_path_reason(config) is None
