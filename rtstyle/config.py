@@ -34,7 +34,7 @@ class EngineConfig:
 class ConvertConfig:
     """File conversion: batching, resizing, queue depth and encoder settings."""
 
-    batch: int = 4
+    batch: int | None = None  # None: the stylizer's own choice (1 on the lean CPU path, 8 on CUDA, else 4)
     max_side: int | None = None  # scale the long side down to this many pixels
     queue_frames: int = 16  # bound on frames waiting between two stages
     crf: int = 18  # x264 quality: lower is better, 18 is visually lossless for most content
@@ -47,7 +47,7 @@ class ConvertConfig:
     def __post_init__(self) -> None:
         from .errors import InputError
 
-        if not 1 <= self.batch <= 256:
+        if self.batch is not None and not 1 <= self.batch <= 256:
             raise InputError(f"batch must be between 1 and 256, got {self.batch}")
         if self.max_side is not None and self.max_side < 16:
             raise InputError(f"max side must be at least 16 pixels, got {self.max_side}")

@@ -140,3 +140,18 @@ def test_the_lean_model_modules_do_not_import_torch():
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_template_index_matches_the_template():
+    """The index beside each template (read where the onnx package is not imported) says what it holds."""
+    import onnx
+
+    from rtstyle.model.spec import BUILTIN_SPECS
+    from rtstyle.model.templates import has_template, index_path, template_index, template_path
+
+    for base_id, spec in BUILTIN_SPECS.items():
+        model = onnx.load(str(template_path(base_id)))
+        index = template_index(base_id)
+        assert index_path(base_id).is_file() and has_template(base_id, spec)
+        assert index["initializers"] == {init.name: list(init.dims) for init in model.graph.initializer}
+        assert index["spec"] == spec.to_json()

@@ -17,6 +17,7 @@ network.py or onnx_export.py, and commit the .onnx files)
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import onnx
 from rtstyle.backends.onnx_export import export_onnx
 from rtstyle.model.loader import load_base
 from rtstyle.model.network import BUILTIN_SPECS, Stylizer
-from rtstyle.model.templates import SPEC_KEY, template_path
+from rtstyle.model.templates import SPEC_KEY, index_path, template_path
 
 log = logging.getLogger("build_onnx_templates")
 PREFIX = "net."  # PaddedStylizer's name for the wrapped Stylizer
@@ -64,6 +65,9 @@ def main() -> None:
         path = Path(template_path(base_id))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(model.SerializeToString())
+        index = {"spec": base.spec.to_json(),
+                 "initializers": {init.name: list(init.dims) for init in model.graph.initializer}}
+        index_path(base_id).write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
         log.info("%s: %d nodes, %d initializers, %d bytes -> %s", base_id, len(model.graph.node),
                  len(model.graph.initializer), path.stat().st_size, path)
 

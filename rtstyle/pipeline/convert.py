@@ -96,7 +96,8 @@ def convert_video(src: Path, dst: Path, stylizer: Stylize, config: ConvertConfig
         source.close()
         tmp.unlink(missing_ok=True)
         raise
-    stream = StreamConfig(batch=config.batch, queue_frames=config.queue_frames, live=False)
+    batch = config.batch or getattr(stylizer, "preferred_batch", 4)
+    stream = StreamConfig(batch=batch, queue_frames=config.queue_frames, live=False)
     try:
         make = getattr(stylizer, "make_smoother", None)
         smoother = make(config.smooth, config.smooth_strength) if make is not None else None
