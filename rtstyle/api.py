@@ -71,7 +71,7 @@ def _nvidia_driver() -> bool:
 
 def _load_lean(model: str | Path, style: StyleChoice, engine: EngineConfig):
     from .backends.onnx_cpu import OnnxCpuStylizer
-    from .model.templates import has_template, template_bytes
+    from .model.templates import filled_template, has_template
     from .model.weights import fuse_weights, read_base
 
     base = read_base(model)
@@ -80,9 +80,9 @@ def _load_lean(model: str | Path, style: StyleChoice, engine: EngineConfig):
             raise InputError(f"the base {base.base_id!r} has no ONNX template; running it needs torch to export "
                              "its graph: pip install 'rtstyle[torch]'")
         return None
-    graph = template_bytes(base.base_id, fuse_weights(base, style.resolve(base.base_id)))
+    graph, weights = filled_template(base.base_id, fuse_weights(base, style.resolve(base.base_id)))
     blend = ", ".join(f"{name} {w:.2f}" for name, w in style.weights().items())
-    stylizer = OnnxCpuStylizer(graph, "")
+    stylizer = OnnxCpuStylizer(graph, weights, "")
     stylizer.description = f"{base.base_id} model, {blend}, {stylizer.describe()}"
     return stylizer
 

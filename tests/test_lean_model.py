@@ -96,7 +96,7 @@ def test_committed_template_equals_a_fresh_export(model):
     import onnx
 
     fresh = build_templates_tool().template_model(load_base(model).build())
-    committed = onnx.load(str(template_path(model)))
+    committed = onnx.load(str(template_path(model)), load_external_data=False)
     assert [n.op_type for n in committed.graph.node] == [n.op_type for n in fresh.graph.node]
     shapes = {init.name: tuple(init.dims) for init in committed.graph.initializer}
     assert shapes == {init.name: tuple(init.dims) for init in fresh.graph.initializer}
@@ -150,7 +150,7 @@ def test_template_index_matches_the_template():
     from rtstyle.model.templates import has_template, index_path, template_index, template_path
 
     for base_id, spec in BUILTIN_SPECS.items():
-        model = onnx.load(str(template_path(base_id)))
+        model = onnx.load(str(template_path(base_id)), load_external_data=False)
         index = template_index(base_id)
         assert index_path(base_id).is_file() and has_template(base_id, spec)
         assert index["initializers"] == {init.name: list(init.dims) for init in model.graph.initializer}

@@ -54,6 +54,16 @@ def template_model(net: Stylizer) -> onnx.ModelProto:
     return model
 
 
+def weightless(model: onnx.ModelProto, location: str) -> onnx.ModelProto:
+    """The graph with every initializer marked external and its data dropped (the runtime supplies it)."""
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    convert_model_to_external_data(model, all_tensors_to_one_file=True, location=location, size_threshold=0)
+    for init in model.graph.initializer:
+        init.ClearField("raw_data")
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bases", nargs="+", default=sorted(BUILTIN_SPECS))
@@ -64,9 +74,9 @@ def main() -> None:
         model = template_model(base.build())
         path = Path(template_path(base_id))
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(model.SerializeToString())
         index = {"spec": base.spec.to_json(),
                  "initializers": {init.name: list(init.dims) for init in model.graph.initializer}}
+        path.write_bytes(weightless(model, f"{base_id}.weights").SerializeToString())
         index_path(base_id).write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
         log.info("%s: %d nodes, %d initializers, %d bytes -> %s", base_id, len(model.graph.node),
                  len(model.graph.initializer), path.stat().st_size, path)

@@ -1,7 +1,8 @@
 """ONNX Runtime on the CPU with numpy alone: the lean path, which never imports torch.
 
-The graph is the base network's committed ONNX template (model/templates.py) with the fused
-weights of the chosen styles (model/weights.py) put in, so nothing is exported at run time.
+The graph is the base network's committed ONNX template (model/templates.py), and the fused
+weights of the chosen styles (model/weights.py) are its external initializers, so nothing is
+exported or rewritten at run time.
 uint8 frames go in and out; the conversion to float, the padding to a multiple of 4 and the
 smoothing happen here in numpy.
 """
@@ -51,12 +52,15 @@ class OnnxCpuStylizer:
     #: with the batch).
     preferred_batch = 1
 
-    def __init__(self, graph: bytes, description: str, threads: int | None = None):
+    def __init__(self, graph: bytes, weights: dict[str, np.ndarray], description: str, threads: int | None = None):
         ort = import_ort()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
+        # The session keeps these in place of the graph's external data; the OrtValues must outlive it.
+        self._weights = [ort.OrtValue.ortvalue_from_numpy(array) for array in weights.values()]
+        options.add_external_initializers(list(weights), self._weights)
         try:
             self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types per failure

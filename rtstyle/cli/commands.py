@@ -26,8 +26,6 @@ def _default_output(src: Path, choice: StyleChoice) -> Path:
 
 
 def _convert(src: Path, dst: Path, args: argparse.Namespace, config: ConvertConfig, quiet: bool) -> ConvertResult:
-    from tqdm import tqdm
-
     from ..api import load_stylizer
     from ..pipeline.convert import check_paths, convert_file
 
@@ -42,6 +40,8 @@ def _convert(src: Path, dst: Path, args: argparse.Namespace, config: ConvertConf
     def progress(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
+            from tqdm import tqdm  # imported here: a photo shows no bar, and tqdm costs 20 ms to import
+
             bar = tqdm(total=total or None, unit="frame", dynamic_ncols=True, disable=quiet or None,
                        file=sys.stderr)
         bar.update(done - bar.n)

@@ -1,14 +1,17 @@
 """The committed ONNX templates of the built-in bases, filled with fused weights.
 
 A template (`assets/onnx/<base>.onnx`, made by tools/build_onnx_templates.py) is the exported
-graph of `Stylizer.transform` whose initializers are named by the state-dict keys. Putting the
-output of `weights.fuse_weights` into them gives the graph of base + styles without torch.
+graph of `Stylizer.transform` whose initializers are named by the state-dict keys and stored as
+*external* data that is never shipped: the graph alone, 36-60 KB. The lean runtime hands ONNX
+Runtime that graph and the output of `weights.fuse_weights` as the external initializers
+(`filled_template`), so making a style's engine needs neither torch nor the onnx package, and
+no protobuf is rewritten. (Overriding embedded initializers instead, with
+`SessionOptions.add_initializer`, loses the convolution weights under ONNX Runtime 1.32's full
+graph optimisations: outputs off by 0.38, measured.)
 
-Each template has an index beside it (`<base>.json`: its spec and each initializer's shape), so
-checking that a base has a template reads no protobuf. ONNX Runtime's initializer overrides
-(`SessionOptions.add_initializer`) would spare rewriting the graph, but with its full graph
-optimisations (15% faster on the quality model) ONNX Runtime 1.32 ignores the overrides of
-convolution weights (measured: outputs off by 0.38), so the graph is rewritten instead.
+Beside each template, an index (`<base>.json`: the spec it was exported from and each
+initializer's shape) checks the weights without reading the protobuf. `template_bytes` makes a
+self-contained graph with the weights embedded, for tools and tests (it needs the onnx package).
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ def index_path(base_id: str) -> Path:
 @functools.lru_cache(maxsize=8)
 def template_index(base_id: str) -> dict:
     """The template's spec JSON and initializer shapes, read without the onnx package."""
+    if not index_path(base_id).is_file():
+        raise InputError(f"the base {base_id!r} has no ONNX template ({template_path(base_id)})")
     return json.loads(index_path(base_id).read_text())
 
 
@@ -48,31 +53,37 @@ def has_template(base_id: str, spec: NetworkSpec) -> bool:
     return template_index(base_id)["spec"] == spec.to_json()
 
 
+@functools.lru_cache(maxsize=8)
+def _graph(base_id: str) -> bytes:
+    return template_path(base_id).read_bytes()
+
+
+def filled_template(base_id: str, state: dict[str, np.ndarray]) -> tuple[bytes, dict[str, np.ndarray]]:
+    """(graph bytes, weights): what ONNX Runtime needs to run `base_id` with `state` as its initializers.
+
+    The weights come back as contiguous float32 arrays, checked against the template's index.
+    """
+    shapes = {name: tuple(dims) for name, dims in template_index(base_id)["initializers"].items()}
+    if set(shapes) != set(state):
+        raise InputError(f"the {base_id} ONNX template does not fit these weights: template only "
+                         f"{sorted(set(shapes) - set(state))[:3]}, weights only {sorted(set(state) - set(shapes))[:3]}")
+    weights = {name: np.ascontiguousarray(state[name], dtype=np.float32) for name in shapes}
+    for name, array in weights.items():
+        if array.shape != shapes[name]:
+            raise InputError(f"the {base_id} ONNX template needs {name} of shape {shapes[name]}, got {array.shape}")
+    return _graph(base_id), weights
+
+
 def template_bytes(base_id: str, state: dict[str, np.ndarray]) -> bytes:
-    """The serialized template of `base_id` with every initializer replaced by `state[name]` (float32)."""
+    """A self-contained serialized graph of `base_id` with `state` embedded as its initializers."""
+    onnx = _onnx()
     from onnx import numpy_helper
 
-    model = _onnx().ModelProto()
-    model.CopyFrom(_template(base_id))
-    names = {init.name for init in model.graph.initializer}
-    if names != set(state):
-        raise InputError(f"the {base_id} ONNX template does not fit these weights: template only "
-                         f"{sorted(names - set(state))[:3]}, weights only {sorted(set(state) - names)[:3]}")
-    for init in model.graph.initializer:
-        array = np.ascontiguousarray(state[init.name], dtype=np.float32)
-        if array.shape != tuple(init.dims):
-            raise InputError(f"the {base_id} ONNX template needs {init.name} of shape {tuple(init.dims)}, "
-                             f"got {array.shape}")
-        init.CopyFrom(numpy_helper.from_array(array, init.name))
+    graph, weights = filled_template(base_id, state)
+    model = onnx.load_model_from_string(graph)
+    for index, init in enumerate(model.graph.initializer):
+        model.graph.initializer[index].CopyFrom(numpy_helper.from_array(weights[init.name], init.name))
     return model.SerializeToString()
-
-
-@functools.lru_cache(maxsize=8)
-def _template(base_id: str):
-    path = template_path(base_id)
-    if not path.is_file():
-        raise InputError(f"the base {base_id!r} has no ONNX template ({path})")
-    return _onnx().load(str(path))
 
 
 def _onnx():
