@@ -1,4 +1,4 @@
-"""Configuration for every stage, as plain dataclasses: the one home of defaults."""
+"""Configuration for the engine and file conversion, as plain dataclasses passed down explicitly."""
 
 from __future__ import annotations
 

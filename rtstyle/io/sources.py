@@ -1,4 +1,4 @@
-"""Frame sources: video files, webcams, image folders and a synthetic scene, behind one interface.
+"""Frame sources: video files, webcams and a synthetic scene, behind one interface.
 
 A source yields `Frame`s stamped with their capture time. File-like sources (`live = False`)
 produce as fast as the consumer takes them; live sources (`live = True`) produce at their own
@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .images import IMAGE_SUFFIXES, read_image
 from .synthetic import scene_frame
 from .video import VideoInfo, VideoReader
 
@@ -88,31 +87,6 @@ class FileSource(Source):
 
     def close(self) -> None:
         self.reader.close()
-
-
-class ImageFolderSource(Source):
-    """The images of a folder in name order, as a sequence of frames of the first image's size."""
-
-    def __init__(self, folder: str | Path, fps: float = 25.0, max_side: int | None = None):
-        self.paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not self.paths:
-            raise InputError(f"no images in {folder}")
-        self.max_side = max_side
-        first, _ = read_image(self.paths[0], max_side)
-        self._size = (first.shape[1], first.shape[0])
-        self._fps = fps
-
-    @property
-    def expected_frames(self) -> int:
-        return len(self.paths)
-
-    def frames(self) -> Iterator[Frame]:
-        for index, path in enumerate(self.paths):
-            image, _ = read_image(path, self.max_side)
-            if (image.shape[1], image.shape[0]) != self._size:
-                raise InputError(f"{path.name} is {image.shape[1]}x{image.shape[0]}, but the sequence is "
-                                 f"{self._size[0]}x{self._size[1]}")
-            yield Frame(image, index, index)
 
 
 class SyntheticSource(Source):
