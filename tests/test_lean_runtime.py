@@ -32,6 +32,17 @@ def test_stylize_a_photo_and_a_clip_without_torch(tmp_path, clip, shared_data):
     assert (tmp_path / "photo.png").stat().st_size > 0 and (tmp_path / "clip.mp4").stat().st_size > 0
 
 
+def test_webcam_and_info_without_torch(tmp_path):
+    code = ("from rtstyle.cli.main import main\n"
+            "assert main(['webcam', '--synthetic', '--size', '160x96', '--fps', '10', '--no-preview',"
+            " '--duration', '1.5', '--record', 'live.mp4', '--smooth', 'adaptive']) == 0\n"
+            "assert main(['info']) == 0\n")
+    done = run_without_torch(code, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "torch" in done.stdout and "not installed" in done.stdout
+    assert (tmp_path / "live.mp4").stat().st_size > 0
+
+
 def test_gpu_only_choices_without_torch_are_one_clear_line(tmp_path, clip):
     code = (f"from rtstyle.cli.main import main\n"
             f"raise SystemExit(main(['stylize', {str(clip)!r}, '-o', 'o.mp4', '--backend', 'torch']))\n")
