@@ -11,7 +11,8 @@ in a ring (pinning per frame costs more than it saves).
 
 A file sink can take its frames as yuv420p (`layout`): on CUDA the colour conversion and the
 chroma subsampling then run on the GPU, the download is half the size, and the encoder thread
-skips swscale (measured: the RGB -> YUV conversion was the largest single cost of encoding).
+skips swscale (measured on the H100 machine's host: 1080p libx264 encodes at 197 fps from
+yuv420p against 153 fps from RGB).
 """
 
 from __future__ import annotations
