@@ -77,7 +77,7 @@ def _report(result: ConvertResult, as_json: bool) -> int:
               f"frame{'s' * (result.frames != 1)}, {result.seconds:.1f} s, {result.fps:.1f} fps)")
     if result.interrupted:
         print(f"rtstyle: interrupted: {result.output} holds the first {result.frames} frames", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return 128 + result.signal if result.signal else EXIT_INTERRUPTED
     return 0
 
 
@@ -201,7 +201,7 @@ def webcam(args: argparse.Namespace) -> int:
         Path(args.stats_json).write_text(json.dumps(stats, indent=2))
     if record_path is not None:
         print(f"recorded {record_path}")
-    return 0
+    return 128 + result.signal if result.signal else 0  # stopped by SIGTERM/SIGHUP/Ctrl-C: say so
 
 
 def train(args: argparse.Namespace) -> int:

@@ -28,6 +28,10 @@ class Sink(ABC):
         """Finish normally (flush, finalise)."""
         return None
 
+    def end_early(self) -> None:
+        """The stream was stopped before its end (Ctrl-C, SIGTERM); `close` follows."""
+        return None
+
     def abort(self) -> None:
         """Finish after an error: release resources, no flushing."""
         self.close()
@@ -45,6 +49,9 @@ class FileSink(Sink):
 
     def write(self, frame: Frame, image: np.ndarray) -> None:
         self.writer.write(image, frame.pts)
+
+    def end_early(self) -> None:
+        self.writer.end_audio_with_video()
 
     def close(self) -> None:
         self.writer.close()
@@ -79,6 +86,10 @@ class TeeSink(Sink):
     def write(self, frame: Frame, image: np.ndarray) -> None:
         for sink in self.sinks:
             sink.write(frame, image)
+
+    def end_early(self) -> None:
+        for sink in self.sinks:
+            sink.end_early()
 
     def close(self) -> None:
         for sink in self.sinks:

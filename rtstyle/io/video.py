@@ -202,6 +202,7 @@ class VideoWriter:
             raise
         self.frames_written = 0
         self._last_pts = -1
+        self._audio_ends_with_video = False
 
     def write(self, image: np.ndarray, pts: int | None) -> None:
         """`image`: H x W x 3 RGB, or (where `layout` is yuv420p) H * 3/2 x W yuv420p planes."""
@@ -222,15 +223,31 @@ class VideoWriter:
         self._last_pts = pts
         frame.time_base = self.info.time_base
         for packet in self._video.encode(frame):
-            self._mux_audio_until(packet)
-            self._out.mux(packet)
+            self._mux_packet(packet)
         self.frames_written += 1
 
-    def _mux_audio_until(self, packet) -> None:
-        """Interleave: send audio packets up to the time of this video packet."""
+    def end_audio_with_video(self) -> None:
+        """Copy audio only up to the end of the last frame written, not to the end of the input.
+
+        For a conversion stopped early (Ctrl-C, SIGTERM): otherwise the file would hold the whole
+        input's audio behind a shorter video, and players would report the input's duration.
+        """
+        self._audio_ends_with_video = True
+
+    def video_end(self) -> float:
+        """Seconds at which the last written frame ends (its timestamp plus one frame)."""
+        return float((self._last_pts + 1 / (self.info.rate * self.info.time_base)) * self.info.time_base)
+
+    def _mux_packet(self, packet) -> None:
+        """A video packet, after the audio that plays before it."""
+        if packet.pts is not None:
+            self._mux_audio_until(float(packet.pts * packet.time_base))
+        self._out.mux(packet)
+
+    def _mux_audio_until(self, limit: float | None) -> None:
+        """Interleave: send the audio packets that start by `limit` seconds (all of them for None)."""
         if self._audio_in is None:
             return
-        limit = float(packet.pts * packet.time_base) if packet is not None and packet.pts is not None else None
         while True:
             audio = self._pending_audio
             if audio is None:
@@ -253,9 +270,8 @@ class VideoWriter:
         """Flush the encoder, copy the remaining audio and finalise the container."""
         try:
             for packet in self._video.encode(None):
-                self._mux_audio_until(packet)
-                self._out.mux(packet)
-            self._mux_audio_until(None)
+                self._mux_packet(packet)
+            self._mux_audio_until(self.video_end() if self._audio_ends_with_video else None)
         finally:
             if self._audio_in is not None:
                 self._audio_in.close()

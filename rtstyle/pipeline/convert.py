@@ -1,14 +1,24 @@
 """File conversion: decode -> stylize -> encode through the stream runner, ordered and lossless.
 
 Output goes to a hidden temporary file beside the target and is renamed into place only
-when complete, so an error never leaves partial garbage under the output name. Ctrl-C is
-the exception: it drains the frames already decoded, closes the file properly and keeps it.
+when complete, so an error never leaves partial garbage under the output name. Ctrl-C, SIGTERM
+and SIGHUP are the exception: they drain the frames already decoded, close the file properly
+and keep it.
+
+Two runs with the same output do not mix: each writes its own temporary file (named with its
+pid), and a lock file claims the output for one run at a time; the second is refused in one
+line. Temporary files and locks left by a killed run (SIGKILL, power loss) are removed by the
+next run in that folder once their pid is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +30,9 @@ from ..io.sources import FileSource
 from ..io.video import VideoReader, VideoWriter, check_writable
 from .runner import StreamConfig, Stylize, run_stream
 
+log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".avi"}
+PARTIAL, LOCK = ".rtstyle-partial", ".rtstyle-lock"
 Progress = Callable[[int, int], None]  # (frames done, frames expected)
 
 
@@ -33,6 +45,7 @@ class ConvertResult:
     width: int = 0
     height: int = 0
     metrics: dict | None = None
+    signal: int | None = None  # the signal that stopped it early, if one did
 
     @property
     def fps(self) -> float:
@@ -40,7 +53,53 @@ class ConvertResult:
 
 
 def temporary_path(dst: Path) -> Path:
-    return dst.with_name(f".{dst.stem}.rtstyle-partial{dst.suffix}")
+    """A hidden name beside `dst`, unique to this process and call: `.NAME.PID-RANDOM.rtstyle-partial.EXT`."""
+    return dst.with_name(f".{dst.stem}.{os.getpid()}-{secrets.token_hex(3)}{PARTIAL}{dst.suffix}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_partials(folder: Path) -> None:
+    """Delete temporary files whose writer is provably dead (its pid, in the name, is gone)."""
+    for path in folder.glob(f".*{PARTIAL}*"):
+        pid = path.name.rsplit(PARTIAL, 1)[0].rsplit(".", 1)[-1].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            log.info("removing %s, left by a run that no longer exists (pid %s)", path.name, pid)
+            path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def claim_output(dst: Path) -> Iterator[None]:
+    """Hold `dst` for this process: a lock file made with O_EXCL, taken over only from a dead pid."""
+    lock = dst.with_name(f".{dst.name}{LOCK}")
+    remove_stale_partials(dst.parent)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = lock.read_text().strip() if lock.exists() else ""
+            if owner.isdigit() and _alive(int(owner)) and int(owner) != os.getpid():
+                raise OutputError(f"another rtstyle run (pid {owner}) is writing {dst}; wait for it or choose "
+                                  "another output") from None
+            lock.unlink(missing_ok=True)  # left by a dead run
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(os.getpid()))
+        break
+    else:
+        raise OutputError(f"cannot claim {dst}: {lock.name} keeps reappearing")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def check_paths(src: Path, dst: Path) -> None:
@@ -66,9 +125,10 @@ def convert_file(src: str | Path, dst: str | Path, stylizer: Stylize, config: Co
     """Stylize an image or a video file into `dst`."""
     src, dst = Path(src), Path(dst)
     check_paths(src, dst)
-    if is_image_path(src):
-        return convert_image(src, dst, stylizer, config)
-    return convert_video(src, dst, stylizer, config, progress)
+    with claim_output(dst):
+        if is_image_path(src):
+            return convert_image(src, dst, stylizer, config)
+        return convert_video(src, dst, stylizer, config, progress)
 
 
 def convert_image(src: Path, dst: Path, stylizer: Stylize, config: ConvertConfig) -> ConvertResult:
@@ -110,4 +170,4 @@ def convert_video(src: Path, dst: Path, stylizer: Stylize, config: ConvertConfig
         raise InputError(f"{src}: no frames were decoded")
     tmp.replace(dst)
     return ConvertResult(dst, writer.frames_written, result.metrics["seconds"], result.interrupted, info.width,
-                         info.height, result.metrics)
+                         info.height, result.metrics, result.signal)

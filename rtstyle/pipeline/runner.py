@@ -5,13 +5,16 @@ lost. Live (cameras): the capture queue keeps only the newest frames and counts 
 away, so latency stays bounded when the stylizer is slower than the source.
 
 The sink runs in the calling thread (GUI toolkits want the main thread); source and stylizer
-run in their own. The stylize stage keeps up to `frames.IN_FLIGHT` batches submitted to the
+run in their own. The stylize stage keeps up to `pending.IN_FLIGHT` batches submitted to the
 engine, so on a GPU the next batch is uploaded and computed while the last one downloads; in live
 mode it waits for a batch's pixels as soon as no new frame is waiting, so overlap never adds
 latency. The temporal smoother is the stream's own and runs on the engine's device between the
-engine and the download. Any failure stops every stage and is re-raised here. While running in the
-main thread, SIGINT does not raise mid-write: the first one drains (everything already read is
-still written), a second one aborts.
+engine and the download. Any failure stops every stage and is re-raised here.
+
+While running in the main thread, SIGINT, SIGTERM and SIGHUP do not kill the process mid-write:
+the first one drains (everything already read is still written, copied streams are cut where the
+video ends, and the file is closed properly), a second one aborts. SIGTERM is what `timeout`,
+systemd, Docker and job schedulers send, so it gets the same care as Ctrl-C.
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ class StreamConfig:
 @dataclass
 class RunResult:
     metrics: dict
-    interrupted: bool  # drained early (Ctrl-C, or the viewer quit)
+    interrupted: bool  # drained early (a signal, or the viewer quit)
+    signal: int | None = None  # the signal that drained it, if one did
 
 
 class Aborted(KeyboardInterrupt):
@@ -129,10 +133,9 @@ def run_stream(source: Source, stylize: Stylize, sink: Sink, config: StreamConfi
 
     stages.spawn("capture", capture)
     stages.spawn("stylize", stylize_stage)
-    interrupted = False
-    with _sigint_drains(stages):
+    with _DrainOnSignals(stages) as signals:
         try:
-            interrupted = _sink_loop(stages, stylized, sink, metrics, progress, source.expected_frames, quit_event)
+            _sink_loop(stages, stylized, sink, metrics, progress, source.expected_frames, quit_event)
         except BaseException as exc:
             stages.fail("sink", exc)
     if source.live:  # unblock a camera waiting for its next frame; files stop at their next queue call
@@ -146,8 +149,11 @@ def run_stream(source: Source, stylize: Stylize, sink: Sink, config: StreamConfi
         raise PipelineError(f"{stages.failed_stage} stage failed: {exc.__class__.__name__}: {exc}") from exc
     finally:
         metrics.finish()
+    interrupted = stages.drain.is_set() or quit_event.is_set()
+    if interrupted:
+        sink.end_early()
     sink.close()
-    return RunResult(metrics.summary(), interrupted or stages.drain.is_set() or quit_event.is_set())
+    return RunResult(metrics.summary(), interrupted, signals.received)
 
 
 def _put_newest(q: queue.Queue, frame: Frame, metrics: Metrics) -> None:
@@ -189,14 +195,14 @@ def _collect(stages: Stages, q: queue.Queue, config: StreamConfig) -> tuple[list
 
 
 def _sink_loop(stages: Stages, q: queue.Queue, sink: Sink, metrics: Metrics, progress: Progress | None,
-               expected: int, quit_event: threading.Event) -> bool:
+               expected: int, quit_event: threading.Event) -> None:
     while True:
         try:
             item = stages.get(q)
         except Stopped:
-            return False
+            return
         if item is END:
-            return False
+            return
         frame, image = item
         start = time.perf_counter()
         sink.write(frame, image)
@@ -208,25 +214,31 @@ def _sink_loop(stages: Stages, q: queue.Queue, sink: Sink, metrics: Metrics, pro
             stages.drain.set()
 
 
-class _sigint_drains:
-    """In the main thread: first SIGINT sets `drain`, a second one stops everything."""
+class _DrainOnSignals:
+    """In the main thread: the first SIGINT, SIGTERM or SIGHUP sets `drain`; a second one stops everything."""
+
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
     def __init__(self, stages: Stages):
         self.stages = stages
-        self.previous = None
+        self.previous: dict[int, object] = {}
+        self.received: int | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> _DrainOnSignals:
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in self.SIGNALS:
+                self.previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum, frame) -> None:
         if self.stages.drain.is_set():
-            self.stages.fail("main", Aborted("aborted by a second Ctrl-C"))
-        else:
-            log.warning("interrupted: finishing the frames already read (Ctrl-C again to abort)")
-            self.stages.drain.set()
+            self.stages.fail("main", Aborted(f"aborted by a second {signal.Signals(signum).name}"))
+            return
+        self.received = signum
+        how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        log.warning("%s: finishing the frames already read (again to abort)", how)
+        self.stages.drain.set()
 
     def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
