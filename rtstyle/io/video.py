@@ -34,6 +34,7 @@ class VideoInfo:
     rotation: int  # degrees counter-clockwise the decoded picture is turned to stand upright
     audio_streams: int
     source_size: tuple[int, int]  # coded width, height
+    mirrored: bool = False  # after the rotation, mirrored left to right (a display matrix with a flip)
 
 
 @dataclass
@@ -67,6 +68,30 @@ def fit_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
 
 
+def orientation(frame) -> tuple[int, bool]:
+    """(degrees counter-clockwise, mirrored) that stand `frame` upright, from its display matrix.
+
+    The eight orientations a display matrix can express are a turn by a multiple of 90 degrees,
+    optionally followed by a left-right mirror (a top-bottom mirror is a half turn plus that
+    mirror). PyAV's `frame.rotation` alone reports a mirror as a half turn, so the matrix itself
+    is matched against the eight, in FFmpeg's layout (16.16 fixed point, row-major 3 x 3).
+    """
+    matrix = next((np.frombuffer(bytes(side), dtype=np.int32) for side in frame.side_data
+                   if "DISPLAYMATRIX" in str(side.type)), None)
+    if matrix is None or matrix.size < 9:
+        return int(round(getattr(frame, "rotation", 0) or 0)) % 360, False
+    observed = np.sign(np.round(matrix[[0, 1, 3, 4]] / 65536.0)).astype(int)
+    for degrees in (0, 90, 180, 270):
+        cos, sin = round(np.cos(np.radians(degrees))), round(np.sin(np.radians(degrees)))
+        turn = np.array([cos, -sin, sin, cos])
+        if np.array_equal(observed, turn):
+            return degrees, False
+        if np.array_equal(observed, turn * np.array([-1, 1, -1, 1])):  # mirror: column 0 negated
+            return degrees, True
+    log.warning("display matrix %s is not a multiple of 90 degrees; ignoring it", matrix[[0, 1, 3, 4]].tolist())
+    return 0, False
+
+
 class VideoReader:
     """Decodes a video file into upright RGB frames (rotation metadata applied)."""
 
@@ -77,7 +102,7 @@ class VideoReader:
         # Frame threading is several times faster for files; it adds latency, so live sources skip it.
         stream.thread_type = "AUTO" if threaded else "SLICE"
         self._stream = stream
-        rotation = self._probe_rotation()
+        rotation, mirrored = self._probe_orientation()
         coded = (stream.codec_context.width, stream.codec_context.height)
         if coded[0] <= 0 or coded[1] <= 0:
             raise InputError(f"{self.path} has a video stream without a picture size")
@@ -88,10 +113,10 @@ class VideoReader:
             self._container.duration / 1e6 if self._container.duration else 0.0)
         frames = stream.frames or round(duration * rate)
         self.info = VideoInfo(self.path, width, height, Fraction(rate), Fraction(stream.time_base), int(frames),
-                              duration, rotation, len(self._container.streams.audio), coded)
+                              duration, rotation, len(self._container.streams.audio), coded, mirrored)
 
-    def _probe_rotation(self) -> int:
-        """Rotation from the first frame's display matrix (PyAV exposes it per frame)."""
+    def _probe_orientation(self) -> tuple[int, bool]:
+        """(rotation, mirrored) from the first frame's display matrix (PyAV exposes it per frame)."""
         # One decoder generator for the whole file: a second one would restart a flushed decoder.
         self._decoded = self._container.decode(self._stream)
         try:
@@ -101,7 +126,7 @@ class VideoReader:
         except Exception as exc:  # av raises many FFmpegError subclasses on corrupt data
             raise InputError(f"{self.path}: cannot decode video ({exc})") from exc
         self._first = first
-        return int(round(getattr(first, "rotation", 0) or 0)) % 360
+        return orientation(first)
 
     def __iter__(self) -> Iterator[VideoFrame]:
         import av
@@ -119,10 +144,11 @@ class VideoReader:
     def _convert(self, frame) -> VideoFrame:
         width, height = self._scaled
         image = frame.to_ndarray(format="rgb24", width=width, height=height)
-        # A display matrix turning the picture by `rotation` degrees counter-clockwise;
-        # np.rot90 turns counter-clockwise for positive k.
-        if self.info.rotation:
-            image = np.ascontiguousarray(np.rot90(image, k=self.info.rotation // 90))
+        # The display matrix: turn by `rotation` degrees counter-clockwise (np.rot90 turns that way
+        # for positive k), then mirror left to right where it has a flip.
+        if self.info.rotation or self.info.mirrored:
+            image = np.rot90(image, k=self.info.rotation // 90)
+            image = np.ascontiguousarray(image[:, ::-1] if self.info.mirrored else image)
         return VideoFrame(image, frame.pts)
 
     def close(self) -> None:
