@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, OutputError
+from .color import FULL, LIMITED, ColorInfo, color_of, yuv_layout
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class VideoInfo:
     audio_streams: int
     source_size: tuple[int, int]  # coded width, height
     mirrored: bool = False  # after the rotation, mirrored left to right (a display matrix with a flip)
+    color: ColorInfo = ColorInfo()  # what the YUV samples mean; the output keeps it
 
 
 @dataclass
@@ -103,6 +105,8 @@ class VideoReader:
         stream.thread_type = "AUTO" if threaded else "SLICE"
         self._stream = stream
         rotation, mirrored = self._probe_orientation()
+        self._color = color_of(self._first, stream.codec_context.height)
+        self._swscale = self._color.swscale()
         coded = (stream.codec_context.width, stream.codec_context.height)
         if coded[0] <= 0 or coded[1] <= 0:
             raise InputError(f"{self.path} has a video stream without a picture size")
@@ -113,7 +117,8 @@ class VideoReader:
             self._container.duration / 1e6 if self._container.duration else 0.0)
         frames = stream.frames or round(duration * rate)
         self.info = VideoInfo(self.path, width, height, Fraction(rate), Fraction(stream.time_base), int(frames),
-                              duration, rotation, len(self._container.streams.audio), coded, mirrored)
+                              duration, rotation, len(self._container.streams.audio), coded, mirrored,
+                              self._color)
 
     def _probe_orientation(self) -> tuple[int, bool]:
         """(rotation, mirrored) from the first frame's display matrix (PyAV exposes it per frame)."""
@@ -143,7 +148,9 @@ class VideoReader:
 
     def _convert(self, frame) -> VideoFrame:
         width, height = self._scaled
-        image = frame.to_ndarray(format="rgb24", width=width, height=height)
+        image = frame.to_ndarray(format="rgb24", width=width, height=height,
+                                 src_colorspace=self._swscale["colorspace"], src_color_range=self._swscale["range"],
+                                 interpolation=self._swscale["interpolation"])
         # The display matrix: turn by `rotation` degrees counter-clockwise (np.rot90 turns that way
         # for positive k), then mirror left to right where it has a flip.
         if self.info.rotation or self.info.mirrored:
@@ -202,7 +209,13 @@ class VideoWriter:
             # 4:2:0 needs even sides; odd-sized video keeps its exact size in 4:4:4.
             even = info.width % 2 == 0 and info.height % 2 == 0
             stream.pix_fmt = "yuv420p" if even else "yuv444p"
-            self.layout = "yuv420p" if even else "rgb24"
+            self.layout = yuv_layout(info.color) if even else "rgb24"
+            # Tag what the samples are: the input's colour description, which write() converts to.
+            context = stream.codec_context
+            context.colorspace, context.color_primaries, context.color_trc = (
+                info.color.matrix, info.color.primaries, info.color.transfer)
+            context.color_range = FULL if info.color.full_range else LIMITED
+            self._swscale = info.color.swscale()
             if not even:
                 log.warning("odd frame size %dx%d: encoding 4:4:4 to keep every pixel", info.width, info.height)
             # x264 takes crf and its own presets; hardware encoders have their own quality knobs.
@@ -236,8 +249,10 @@ class VideoWriter:
 
         height, width = self.info.height, self.info.width
         if image.shape == (height, width, 3):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-        elif self.layout == "yuv420p" and image.shape == (height * 3 // 2, width):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(
+                format=self._video.pix_fmt, dst_colorspace=self._swscale["colorspace"],
+                dst_color_range=self._swscale["range"], interpolation=self._swscale["interpolation"])
+        elif self.layout.startswith("yuv420p") and image.shape == (height * 3 // 2, width):
             frame = av.VideoFrame.from_ndarray(image, format="yuv420p")
         else:
             raise OutputError(f"frame of shape {image.shape} does not match the video ({height}x{width}x3)")

@@ -148,6 +148,9 @@ def convert_video(src: Path, dst: Path, stylizer: Stylize, config: ConvertConfig
                   progress: Progress | None = None) -> ConvertResult:
     source = FileSource(src, config.max_side)
     info = source.info
+    if info.color.hdr:
+        log.warning("HDR input (%s): stylized on its coded values and written with the same tags, "
+                    "without tone mapping", info.color.describe())
     tmp = temporary_path(dst)
     try:
         writer = VideoWriter(tmp, info, crf=config.crf, preset=config.preset, copy_audio=config.copy_audio,

@@ -9,10 +9,10 @@ k-1 (another side stream) overlap, ordered by CUDA events. The host waits only w
 pixels (`PendingBatch.result`). Host staging buffers are pinned once per batch shape and reused
 in a ring (pinning per frame costs more than it saves).
 
-A file sink can take its frames as yuv420p (`layout`): on CUDA the colour conversion and the
-chroma subsampling then run on the GPU, the download is half the size, and the encoder thread
-skips swscale (measured on the H100 machine's host: 1080p libx264 encodes at 197 fps from
-yuv420p against 153 fps from RGB).
+A file sink can take its frames as yuv420p in its own matrix and range (`layout`, see
+io/color.py): on CUDA the colour conversion and the chroma subsampling then run on the GPU, the
+download is half the size, and the encoder thread skips swscale (measured on the H100 machine's
+host: 1080p libx264 encodes at 197 fps from yuv420p against 153 fps from RGB).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..backends.base import Engine
+from ..io.color import parse_yuv_layout
 from ..temporal.smoothers import Smoother, make_smoother
 from .pending import IN_FLIGHT, PendingBatch
 
@@ -110,19 +111,26 @@ class FrameStylizer:
         return batch.permute(0, 3, 1, 2).to(self.engine.dtype).div_(255.0)
 
     @staticmethod
-    def to_yuv420p(batch: torch.Tensor) -> torch.Tensor:
+    def to_yuv420p(batch: torch.Tensor, kr: float = 0.299, kb: float = 0.114, full_range: bool = False
+                   ) -> torch.Tensor:
         """(N, 3, H, W) float RGB 0..1 -> (N, H * 3/2, W) uint8 yuv420p planes, as PyAV lays them out.
 
-        BT.601 limited range, the matrix swscale uses for untagged RGB -> YUV (what the CPU path
-        writes); chroma is the 2 x 2 mean. H and W must be even.
+        `kr`, `kb`: the matrix's luma weights (BT.601 by default); limited range unless `full_range`.
+        Chroma is the 2 x 2 mean. H and W must be even.
         """
         rgb = batch.float().clamp(0.0, 1.0)
         count, _, height, width = rgb.shape
+        luma_scale, chroma_scale, offset = (255.0, 255.0, 0.0) if full_range else (219.0, 224.0, 16.0)
+
+        def luma_of(r, g, b):
+            return kr * r + (1.0 - kr - kb) * g + kb * b
+
         r, g, b = rgb.unbind(1)
-        luma = 16.0 + 65.481 * r + 128.553 * g + 24.966 * b
+        luma = offset + luma_scale * luma_of(r, g, b)
         r, g, b = torch.nn.functional.avg_pool2d(rgb, 2).unbind(1)
-        cb = 128.0 - 37.797 * r - 74.203 * g + 112.0 * b
-        cr = 128.0 + 112.0 * r - 93.786 * g - 18.214 * b
+        mean_luma = luma_of(r, g, b)
+        cb = 128.0 + chroma_scale * (b - mean_luma) / (2.0 * (1.0 - kb))
+        cr = 128.0 + chroma_scale * (r - mean_luma) / (2.0 * (1.0 - kr))
         planes = torch.cat([luma.flatten(1), cb.flatten(1), cr.flatten(1)], dim=1)
         return planes.add_(0.5).clamp_(0, 255).to(torch.uint8).view(count, height * 3 // 2, width)
 
@@ -136,8 +144,8 @@ class FrameStylizer:
         """Queue a batch; on CUDA this returns before the GPU has finished (see module docstring).
 
         `after` runs on the stylized batch while it is still on the device (the smoother).
-        `layout`: "rgb24" (H x W x 3 frames) or "yuv420p" (H * 3/2 x W planes); yuv420p is a
-        request that only CUDA engines take up, so a sink asking for it must accept either.
+        `layout`: "rgb24" (H x W x 3 frames) or a yuv420p layout (H * 3/2 x W planes, io/color.py);
+        yuv420p is a request that only CUDA engines take up, so a sink asking for it must accept either.
         """
         with torch.inference_mode():
             inputs = self.to_tensor(images)
@@ -145,8 +153,9 @@ class FrameStylizer:
             if after is not None:
                 out = after(images, inputs, out)
             height, width = out.shape[-2:]
-            if layout == "yuv420p" and self._cuda and height % 2 == 0 and width % 2 == 0:
-                frames = self.to_yuv420p(out)
+            yuv = parse_yuv_layout(layout)
+            if yuv is not None and self._cuda and height % 2 == 0 and width % 2 == 0:
+                frames = self.to_yuv420p(out, *yuv)
             else:
                 frames = self.to_uint8(out)
             if self._cuda:
