@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from ..errors import BackendError
+from ..io.color import eight_bit
 from ..pipeline.pending import PendingBatch
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ def pad_to_multiple(batch: np.ndarray, multiple: int = SIZE_MULTIPLE, min_side: 
 
 
 class OnnxCpuStylizer:
-    """Batches of H x W x 3 uint8 RGB frames through an ONNX Runtime CPU session."""
+    """Batches of H x W x 3 RGB frames (uint8, or uint16 for high bit depths) through an ONNX Runtime
+    CPU session; frames come back in the depth they came in."""
 
     name = "onnx"
 
@@ -90,11 +92,13 @@ class OnnxCpuStylizer:
         `after(images, outputs)` smooths the float (N, H, W, 3) outputs; `layout` is a GPU-only
         request, so frames always come back as H x W x 3 RGB.
         """
-        batch = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1 / 255)
+        depth = images[0].dtype  # uint8, or uint16 for high-bit-depth video and images
+        top = float(np.iinfo(depth).max)
+        batch = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1 / top)
         out = self._run(batch).transpose(0, 2, 3, 1)
         if after is not None:
-            out = after(images, np.ascontiguousarray(out))  # OpenCV wants contiguous frames
-        frames = (np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+            out = after(eight_bit(images), np.ascontiguousarray(out))  # OpenCV wants contiguous frames
+        frames = (np.clip(out, 0.0, 1.0) * top + 0.5).astype(depth)
         return PendingBatch(frames, len(images))
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:

@@ -58,7 +58,7 @@ def stylize(args: argparse.Namespace) -> int:
     choice = StyleChoice.parse(args.style, args.blend, args.strength)
     dst = Path(args.output) if args.output else _default_output(src, choice)
     config = ConvertConfig(batch=args.batch, max_side=args.max_side, crf=args.crf, preset=args.preset,
-                           copy_audio=not args.no_audio, codec=args.codec, smooth=args.smooth,
+                           copy_audio=not args.no_audio, codec=args.codec, pix_fmt=args.pix_fmt, smooth=args.smooth,
                            smooth_strength=args.smooth_strength)
     result = _convert(src, dst, args, config, quiet=args.quiet or args.json)
     if args.stats_json:

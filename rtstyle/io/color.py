@@ -86,3 +86,8 @@ def parse_yuv_layout(layout: str) -> tuple[float, float, bool] | None:
     matrix, _, range_name = rest.partition(":")
     kr, kb = LUMA_WEIGHTS.get(int(matrix), LUMA_WEIGHTS[SMPTE170M])
     return kr, kb, range_name == "full"
+
+
+def eight_bit(images: list) -> list:
+    """Frames as uint8 (16-bit ones keep their top byte): what optical flow and change detection need."""
+    return [image if image.dtype.itemsize == 1 else (image >> 8).astype("uint8") for image in images]

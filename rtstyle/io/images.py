@@ -1,4 +1,9 @@
-"""Still images through Pillow: upright RGB in (EXIF orientation applied), alpha kept on the way out."""
+"""Still images: upright RGB in (EXIF orientation applied), alpha kept on the way out.
+
+8-bit images go through Pillow. 16-bit PNG and TIFF (grayscale, RGB, with or without alpha) go
+through OpenCV, since Pillow reads 16-bit RGB as 8 bits and has no 16-bit RGB mode to write; they
+come out as 16 bits where the output format holds it (PNG, TIFF), and as 8 bits elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import numpy as np
 from ..errors import InputError, OutputError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+SIXTEEN_BIT_SUFFIXES = {".png", ".tif", ".tiff"}
 
 
 def is_image_path(path: Path) -> bool:
@@ -29,11 +35,15 @@ def probe_image(path: Path) -> tuple[int, int]:
 
 
 def read_image(path: Path, max_side: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Return (H x W x 3 uint8 RGB, H x W alpha or None)."""
+    """Return (H x W x 3 RGB, H x W alpha or None): uint8, or uint16 for 16-bit PNG and TIFF."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not path.exists():
         raise InputError(f"input not found: {path}")
+    if path.suffix.lower() in SIXTEEN_BIT_SUFFIXES:
+        deep = _read_16_bit(path, max_side)
+        if deep is not None:
+            return deep
     try:
         with Image.open(path) as raw:
             image = ImageOps.exif_transpose(raw)
@@ -47,9 +57,33 @@ def read_image(path: Path, max_side: int | None = None) -> tuple[np.ndarray, np.
     return np.asarray(image.convert("RGB")).copy(), alpha
 
 
+def _read_16_bit(path: Path, max_side: int | None) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """A 16-bit image as uint16 RGB (+ alpha), or None when the file is not 16-bit."""
+    import cv2
+
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.dtype != np.uint16:
+        return None
+    if max_side and max(raw.shape[:2]) > max_side:
+        scale = max_side / max(raw.shape[:2])
+        size = (max(1, round(raw.shape[1] * scale)), max(1, round(raw.shape[0] * scale)))
+        raw = cv2.resize(raw, size, interpolation=cv2.INTER_AREA)
+    if raw.ndim == 2:
+        return np.ascontiguousarray(np.repeat(raw[..., None], 3, axis=2)), None
+    if raw.shape[2] == 2:  # gray + alpha
+        return np.ascontiguousarray(np.repeat(raw[..., :1], 3, axis=2)), raw[..., 1].copy()
+    rgb = cv2.cvtColor(raw[..., :3], cv2.COLOR_BGR2RGB)
+    return rgb, (raw[..., 3].copy() if raw.shape[2] == 4 else None)
+
+
 def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None) -> None:
     from PIL import Image
 
+    if rgb.dtype == np.uint16:
+        if path.suffix.lower() in SIXTEEN_BIT_SUFFIXES:
+            return _write_16_bit(path, rgb, alpha)
+        rgb = (rgb >> 8).astype(np.uint8)  # the format holds 8 bits
+        alpha = None if alpha is None else (alpha >> 8).astype(np.uint8)
     image = Image.fromarray(rgb, "RGB")
     if alpha is not None and path.suffix.lower() in {".png", ".webp", ".tif", ".tiff"}:
         image.putalpha(Image.fromarray(alpha, "L"))
@@ -58,6 +92,21 @@ def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None) ->
         image.save(path, format=_format_for(path), **options)
     except OSError as exc:
         raise OutputError(f"cannot write {path} ({exc})") from exc
+
+
+def _write_16_bit(path: Path, rgb: np.ndarray, alpha: np.ndarray | None) -> None:
+    import cv2
+
+    pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if alpha is not None:
+        pixels = np.dstack([pixels, alpha.astype(np.uint16)])
+    try:
+        # OpenCV picks the encoder from the extension; the temporary name keeps it (.x.png).
+        ok = cv2.imwrite(str(path), pixels)
+    except cv2.error as exc:
+        raise OutputError(f"cannot write {path} ({str(exc).strip().splitlines()[-1]})") from exc
+    if not ok:
+        raise OutputError(f"cannot write {path}")
 
 
 def _format_for(path: Path) -> str:

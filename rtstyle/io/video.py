@@ -37,11 +37,12 @@ class VideoInfo:
     source_size: tuple[int, int]  # coded width, height
     mirrored: bool = False  # after the rotation, mirrored left to right (a display matrix with a flip)
     color: ColorInfo = ColorInfo()  # what the YUV samples mean; the output keeps it
+    bit_depth: int = 8  # of the coded samples; above 8, frames are decoded as 16-bit RGB
 
 
 @dataclass
 class VideoFrame:
-    image: np.ndarray  # H x W x 3 uint8 RGB, upright
+    image: np.ndarray  # H x W x 3 RGB, upright: uint8, or uint16 for sources above 8 bits
     pts: int | None  # in VideoInfo.time_base
 
 
@@ -107,6 +108,10 @@ class VideoReader:
         rotation, mirrored = self._probe_orientation()
         self._color = color_of(self._first, stream.codec_context.height)
         self._swscale = self._color.swscale()
+        bit_depth = max(component.bits for component in self._first.format.components)
+        # 10-bit sources keep their levels: the network runs in float anyway (a High10 gradient
+        # row has 43 distinct levels decoded to 8 bits, 166 decoded to 16).
+        self._rgb_format = "rgb48le" if bit_depth > 8 else "rgb24"
         coded = (stream.codec_context.width, stream.codec_context.height)
         if coded[0] <= 0 or coded[1] <= 0:
             raise InputError(f"{self.path} has a video stream without a picture size")
@@ -118,7 +123,7 @@ class VideoReader:
         frames = stream.frames or round(duration * rate)
         self.info = VideoInfo(self.path, width, height, Fraction(rate), Fraction(stream.time_base), int(frames),
                               duration, rotation, len(self._container.streams.audio), coded, mirrored,
-                              self._color)
+                              self._color, bit_depth)
 
     def _probe_orientation(self) -> tuple[int, bool]:
         """(rotation, mirrored) from the first frame's display matrix (PyAV exposes it per frame)."""
@@ -148,7 +153,7 @@ class VideoReader:
 
     def _convert(self, frame) -> VideoFrame:
         width, height = self._scaled
-        image = frame.to_ndarray(format="rgb24", width=width, height=height,
+        image = frame.to_ndarray(format=self._rgb_format, width=width, height=height,
                                  src_colorspace=self._swscale["colorspace"], src_color_range=self._swscale["range"],
                                  interpolation=self._swscale["interpolation"])
         # The display matrix: turn by `rotation` degrees counter-clockwise (np.rot90 turns that way
@@ -182,6 +187,31 @@ def check_writable(path: Path) -> None:
         raise OutputError(f"cannot write to {parent}: {exc.strerror or exc}") from None
 
 
+def default_pix_fmt(info: VideoInfo) -> str:
+    """The input's depth and 4:2:0, or 4:4:4 where a side is odd (4:2:0 needs even sides)."""
+    even = info.width % 2 == 0 and info.height % 2 == 0
+    if not even:
+        log.warning("odd frame size %dx%d: encoding 4:4:4 to keep every pixel", info.width, info.height)
+    chroma = "yuv420p" if even else "yuv444p"
+    return f"{chroma}10le" if info.bit_depth > 8 else chroma
+
+
+def check_encoder(codec: str, pix_fmt: str) -> None:
+    """One clear line when this FFmpeg lacks the encoder or the encoder lacks the pixel format."""
+    import av
+
+    try:
+        encoder = av.Codec(codec, "w")
+    except (av.error.FFmpegError, ValueError):
+        video = sorted(name for name in av.codecs_available
+                       if any(key in name for key in ("264", "265", "hevc", "vp9", "av1")))
+        raise OutputError(f"this FFmpeg (PyAV {av.__version__}) has no encoder {codec!r}; video encoders it has "
+                          f"include: {', '.join(video)}") from None
+    formats = [fmt.name for fmt in encoder.video_formats or []]
+    if formats and pix_fmt not in formats:
+        raise OutputError(f"{codec} cannot write pixel format {pix_fmt!r}; it takes: {', '.join(formats)}")
+
+
 class VideoWriter:
     """Encodes RGB frames with H.264 and remuxes the audio of `info.path` alongside.
 
@@ -190,13 +220,11 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | Path, info: VideoInfo, crf: int = 18, preset: str = "veryfast",
-                 copy_audio: bool = True, codec: str = "libx264"):
+                 copy_audio: bool = True, codec: str = "libx264", pix_fmt: str | None = None):
         import av
 
-        if codec not in av.codecs_available:
-            h264 = sorted(name for name in av.codecs_available if "264" in name)
-            raise OutputError(f"this FFmpeg (PyAV {av.__version__}) has no codec {codec!r}; "
-                              f"its H.264 codecs: {', '.join(h264) or 'none'}")
+        pix_fmt = pix_fmt or default_pix_fmt(info)
+        check_encoder(codec, pix_fmt)
         self.path = Path(path)
         self.info = info
         try:
@@ -206,18 +234,14 @@ class VideoWriter:
         try:
             stream = self._out.add_stream(codec, rate=info.rate)
             stream.width, stream.height = info.width, info.height
-            # 4:2:0 needs even sides; odd-sized video keeps its exact size in 4:4:4.
-            even = info.width % 2 == 0 and info.height % 2 == 0
-            stream.pix_fmt = "yuv420p" if even else "yuv444p"
-            self.layout = yuv_layout(info.color) if even else "rgb24"
+            stream.pix_fmt = pix_fmt
+            self.layout = yuv_layout(info.color) if pix_fmt == "yuv420p" else "rgb24"
             # Tag what the samples are: the input's colour description, which write() converts to.
             context = stream.codec_context
             context.colorspace, context.color_primaries, context.color_trc = (
                 info.color.matrix, info.color.primaries, info.color.transfer)
             context.color_range = FULL if info.color.full_range else LIMITED
             self._swscale = info.color.swscale()
-            if not even:
-                log.warning("odd frame size %dx%d: encoding 4:4:4 to keep every pixel", info.width, info.height)
             # x264 takes crf and its own presets; hardware encoders have their own quality knobs.
             stream.options = {"crf": str(crf), "preset": preset} if codec == "libx264" else {}
             stream.time_base = info.time_base
@@ -249,7 +273,8 @@ class VideoWriter:
 
         height, width = self.info.height, self.info.width
         if image.shape == (height, width, 3):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(
+            rgb_format = "rgb24" if image.dtype == np.uint8 else "rgb48le"
+            frame = av.VideoFrame.from_ndarray(image, format=rgb_format).reformat(
                 format=self._video.pix_fmt, dst_colorspace=self._swscale["colorspace"],
                 dst_color_range=self._swscale["range"], interpolation=self._swscale["interpolation"])
         elif self.layout.startswith("yuv420p") and image.shape == (height * 3 // 2, width):

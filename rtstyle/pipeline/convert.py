@@ -154,7 +154,7 @@ def convert_video(src: Path, dst: Path, stylizer: Stylize, config: ConvertConfig
     tmp = temporary_path(dst)
     try:
         writer = VideoWriter(tmp, info, crf=config.crf, preset=config.preset, copy_audio=config.copy_audio,
-                             codec=config.codec)
+                             codec=config.codec, pix_fmt=config.pix_fmt)
     except BaseException:
         source.close()
         tmp.unlink(missing_ok=True)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..backends.base import Engine
-from ..io.color import parse_yuv_layout
+from ..io.color import eight_bit, parse_yuv_layout
 from ..temporal.smoothers import Smoother, make_smoother
 from .pending import IN_FLIGHT, PendingBatch
 
@@ -147,6 +147,8 @@ class FrameStylizer:
         `layout`: "rgb24" (H x W x 3 frames) or a yuv420p layout (H * 3/2 x W planes, io/color.py);
         yuv420p is a request that only CUDA engines take up, so a sink asking for it must accept either.
         """
+        if images[0].dtype != np.uint8:
+            return self._submit_high_depth(images, after)
         with torch.inference_mode():
             inputs = self.to_tensor(images)
             out = self.engine(inputs)
@@ -161,6 +163,21 @@ class FrameStylizer:
             if self._cuda:
                 return self._download(frames)
             return PendingBatch(frames.numpy(), len(images))
+
+    def _submit_high_depth(self, images: list[np.ndarray], after: DeviceStep | None) -> PendingBatch:
+        """uint16 frames (10/12/16-bit sources): converted on the host, synchronously.
+
+        Rare enough (and torch's uint16 support thin enough) that the pinned rings stay uint8-only.
+        """
+        top = float(np.iinfo(images[0].dtype).max)
+        batch = np.stack(images).astype(np.float32) * np.float32(1 / top)
+        with torch.inference_mode():
+            inputs = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).to(self.engine.dtype)
+            out = self.engine(inputs)
+            if after is not None:
+                out = after(eight_bit(images), inputs, out)
+            frames = out.float().clamp_(0.0, 1.0).mul_(top).add_(0.5).to(torch.int32).permute(0, 2, 3, 1).cpu()
+        return PendingBatch(frames.numpy().astype(images[0].dtype), len(images))
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
         if not images:
