@@ -198,3 +198,14 @@ def test_a_failing_stage_stops_everything_and_leaves_nothing(clip, tmp_path, fas
     assert time.perf_counter() - start < 10
     assert not out.exists() and not leftovers(tmp_path)
     assert not [t for t in threading.enumerate() if t.name.startswith("rtstyle-")]
+
+
+def test_avi_output_header_says_what_it_holds(clip, tmp_path, fast_stylizer):
+    """AVI counts frames: its header once claimed 2400 frames at 600 fps for a 120-frame clip."""
+    out = tmp_path / "out.avi"
+    result = convert_file(clip, out, fast_stylizer, ConvertConfig())
+    with av.open(str(out)) as container:
+        video = container.streams.video[0]
+        assert video.frames == result.frames == 48 and video.average_rate == 24
+        assert sum(1 for _ in container.decode(video=0)) == 48
+        assert container.streams.audio

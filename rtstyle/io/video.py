@@ -244,8 +244,10 @@ class VideoWriter:
             self._swscale = info.color.swscale()
             # x264 takes crf and its own presets; hardware encoders have their own quality knobs.
             stream.options = {"crf": str(crf), "preset": preset} if codec == "libx264" else {}
-            stream.time_base = info.time_base
-            stream.codec_context.time_base = info.time_base
+            # AVI counts frames, not time: given the input's time base it claimed 2400 frames at
+            # 600 fps for a 120-frame clip (measured), so there timestamps become frame numbers.
+            self._time_base = 1 / Fraction(info.rate) if self._out.format.name == "avi" else info.time_base
+            stream.time_base = stream.codec_context.time_base = self._time_base
             # Open the encoder now: a listed hardware encoder without its driver fails here, before
             # any frame is decoded, rather than at the first frame written.
             stream.codec_context.open()
@@ -283,11 +285,13 @@ class VideoWriter:
             raise OutputError(f"frame of shape {image.shape} does not match the video ({height}x{width}x3)")
         # Keep the input's timestamps (variable frame rate survives); repair missing or
         # non-increasing ones, which the encoder would reject.
+        if pts is not None and self._time_base != self.info.time_base:
+            pts = round(pts * self.info.time_base / self._time_base)
         if pts is None or pts <= self._last_pts:
             pts = self._last_pts + 1
         frame.pts = pts
         self._last_pts = pts
-        frame.time_base = self.info.time_base
+        frame.time_base = self._time_base
         for packet in self._video.encode(frame):
             self._mux_packet(packet)
         self.frames_written += 1
@@ -302,7 +306,7 @@ class VideoWriter:
 
     def video_end(self) -> float:
         """Seconds at which the last written frame ends (its timestamp plus one frame)."""
-        return float((self._last_pts + 1 / (self.info.rate * self.info.time_base)) * self.info.time_base)
+        return float((self._last_pts + 1 / (self.info.rate * self._time_base)) * self._time_base)
 
     def _mux_packet(self, packet) -> None:
         """A video packet, after the audio that plays before it."""
