@@ -43,6 +43,27 @@ def pad_to_multiple(batch: np.ndarray, multiple: int = SIZE_MULTIPLE, min_side: 
     return np.pad(batch, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), mode=mode)
 
 
+class OrtSession:
+    """An ONNX Runtime CPU session over a graph whose weights (external initializers) are given here."""
+
+    def __init__(self, graph: bytes, weights: dict[str, np.ndarray], threads: int | None = None):
+        ort = import_ort()
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
+        # The session reads these in place of the graph's external data; the OrtValues must outlive it.
+        self._values = [ort.OrtValue.ortvalue_from_numpy(array) for array in weights.values()]
+        options.add_external_initializers(list(weights), self._values)
+        try:
+            self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types per failure
+            raise BackendError(f"ONNX Runtime could not load the model: {exc}") from exc
+
+    def run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(outputs, feeds)
+
+
 class OnnxCpuStylizer:
     """Batches of H x W x 3 RGB frames (uint8, or uint16 for high bit depths) through an ONNX Runtime
     CPU session; frames come back in the depth they came in."""
@@ -54,20 +75,13 @@ class OnnxCpuStylizer:
     #: with the batch).
     preferred_batch = 1
 
-    def __init__(self, graph: bytes, weights: dict[str, np.ndarray], description: str, threads: int | None = None):
-        ort = import_ort()
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
-        # The session keeps these in place of the graph's external data; the OrtValues must outlive it.
-        self._weights = [ort.OrtValue.ortvalue_from_numpy(array) for array in weights.values()]
-        options.add_external_initializers(list(weights), self._weights)
-        try:
-            self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types per failure
-            raise BackendError(f"ONNX Runtime could not load the model: {exc}") from exc
+    def __init__(self, graph: bytes, weights: dict[str, np.ndarray], description: str, base_id: str = "",
+                 threads: int | None = None):
+        self.session = OrtSession(graph, weights, threads)
         self.description = description
+        self.base_id = base_id
+        self._weights = weights
+        self._tiled = None
 
     def describe(self) -> str:
         return "onnx/CPU on cpu (float32)"
@@ -85,6 +99,16 @@ class OnnxCpuStylizer:
         height, width = batch.shape[-2:]
         padded = np.ascontiguousarray(pad_to_multiple(batch))
         return self.session.run([OUTPUT], {INPUT: padded})[0][..., :height, :width]
+
+    def stylize_image(self, image: np.ndarray) -> np.ndarray:
+        """One still image; above `onnx_tiles.TILE_ABOVE_PIXELS` in tiles, so memory stays bounded."""
+        from .onnx_tiles import TILE_ABOVE_PIXELS, TiledStylizer
+
+        if image.shape[0] * image.shape[1] <= TILE_ABOVE_PIXELS or not self.base_id:
+            return self([image])[0]
+        if self._tiled is None:
+            self._tiled = TiledStylizer(self.base_id, self._weights, OrtSession)
+        return self._tiled(image)
 
     def submit(self, images: list[np.ndarray], after=None, layout: str = "rgb24") -> PendingBatch:
         """Stylize now (the CPU has nothing to overlap with) and hand back a finished batch.

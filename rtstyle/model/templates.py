@@ -92,3 +92,73 @@ def _onnx():
     except ImportError:
         raise BackendError("the onnx package is missing: pip install onnx") from None
     return onnx
+
+
+def norm_stats_graph(base_id: str) -> tuple[bytes, list[str]]:
+    """The template with, for every instance norm, the mean and the mean square of its input as outputs.
+
+    Returns (graph bytes, output names in norm order: mean_0, meansq_0, mean_1, ...). Run on a
+    thumbnail, it gives the statistics that `fixed_norm_graph` then applies to every tile
+    (thumbnail instance normalisation, Chen et al., AAAI 2022).
+    """
+    onnx = _onnx()
+    from onnx import helper
+
+    model = onnx.load_model_from_string(_graph(base_id))
+    outputs = []
+    for index, node in enumerate(n for n in list(model.graph.node) if n.op_type == "InstanceNormalization"):
+        source = node.input[0]
+        mean, square, meansq = f"norm{index}_mean", f"norm{index}_square", f"norm{index}_meansq"
+        model.graph.node.extend([
+            helper.make_node("ReduceMean", [source], [mean], axes=[2, 3], keepdims=1),
+            helper.make_node("Mul", [source, source], [square]),
+            helper.make_node("ReduceMean", [square], [meansq], axes=[2, 3], keepdims=1)])
+        for name in (mean, meansq):
+            model.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+            outputs.append(name)
+    return model.SerializeToString(), outputs
+
+
+def fixed_norm_graph(base_id: str) -> tuple[bytes, list[str], set[str]]:
+    """The template with every instance norm replaced by `x * scale_k + shift_k`, both graph inputs.
+
+    Returns (graph bytes, the new input names in norm order: norm0_scale, norm0_shift, ..., each of
+    shape (1, C, 1, 1): the norm's affine folded into statistics measured elsewhere, and the names
+    of the initializers the graph still uses: the norms' own weights and biases are gone).
+    """
+    onnx = _onnx()
+    from onnx import helper
+
+    model = onnx.load_model_from_string(_graph(base_id))
+    nodes, inputs, unused = [], [], set()
+    for node in model.graph.node:
+        if node.op_type != "InstanceNormalization":
+            nodes.append(node)
+            continue
+        index = len(inputs) // 2
+        scale, shift, scaled = f"norm{index}_scale", f"norm{index}_shift", f"norm{index}_scaled"
+        nodes += [helper.make_node("Mul", [node.input[0], scale], [scaled]),
+                  helper.make_node("Add", [scaled, shift], [node.output[0]])]
+        inputs += [scale, shift]
+        unused.update(node.input[1:])
+        for name in (scale, shift):
+            model.graph.input.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [1, None, 1, 1]))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    kept = [init for init in model.graph.initializer if init.name not in unused]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    return model.SerializeToString(), inputs, {init.name for init in kept}
+
+
+def norm_parameters(base_id: str, state: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """(weight, bias, epsilon) of each instance norm of the template, in graph order, from `state`."""
+    onnx = _onnx()
+
+    model = onnx.load_model_from_string(_graph(base_id))
+    found = []
+    for node in model.graph.node:
+        if node.op_type == "InstanceNormalization":
+            eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+            found.append((state[node.input[1]], state[node.input[2]], eps))
+    return found

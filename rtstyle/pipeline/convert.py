@@ -134,7 +134,8 @@ def convert_file(src: str | Path, dst: str | Path, stylizer: Stylize, config: Co
 def convert_image(src: Path, dst: Path, stylizer: Stylize, config: ConvertConfig) -> ConvertResult:
     start = time.perf_counter()
     rgb, alpha = read_image(src, config.max_side)
-    (out,) = stylizer([rgb])
+    stylize_image = getattr(stylizer, "stylize_image", None)  # tiles huge images in bounded memory
+    out = stylize_image(rgb) if stylize_image is not None else stylizer([rgb])[0]
     tmp = temporary_path(dst)
     try:
         write_image(tmp, out, alpha)
