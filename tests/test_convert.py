@@ -209,3 +209,24 @@ def test_avi_output_header_says_what_it_holds(clip, tmp_path, fast_stylizer):
         assert video.frames == result.frames == 48 and video.average_rate == 24
         assert sum(1 for _ in container.decode(video=0)) == 48
         assert container.streams.audio
+
+
+def test_container_and_stream_metadata_are_kept(clip, tmp_path, fast_stylizer):
+    tagged = tmp_path / "tagged.mp4"
+    with av.open(str(clip)) as src, av.open(str(tagged), "w") as dst:
+        dst.metadata["title"] = "My trip"
+        dst.metadata["creation_time"] = "2024-05-01T10:00:00.000000Z"
+        streams = {}
+        for stream in src.streams:
+            streams[stream.index] = copy = dst.add_stream_from_template(stream)
+            copy.metadata["language"] = "fra" if stream.type == "video" else "deu"
+        for packet in src.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                dst.mux(packet)
+    out = tmp_path / "out.mp4"
+    convert_file(tagged, out, fast_stylizer, ConvertConfig())
+    with av.open(str(out)) as container:
+        assert container.metadata["title"] == "My trip"
+        assert container.metadata["creation_time"].startswith("2024-05-01T10:00:00")
+        assert [s.metadata.get("language") for s in container.streams] == ["fra", "deu"]

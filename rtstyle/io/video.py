@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -38,6 +38,8 @@ class VideoInfo:
     mirrored: bool = False  # after the rotation, mirrored left to right (a display matrix with a flip)
     color: ColorInfo = ColorInfo()  # what the YUV samples mean; the output keeps it
     bit_depth: int = 8  # of the coded samples; above 8, frames are decoded as 16-bit RGB
+    tags: dict = field(default_factory=dict)  # the container's metadata: title, creation_time, ...
+    video_tags: dict = field(default_factory=dict)  # the video stream's: language, handler_name, ...
 
 
 @dataclass
@@ -123,7 +125,7 @@ class VideoReader:
         frames = stream.frames or round(duration * rate)
         self.info = VideoInfo(self.path, width, height, Fraction(rate), Fraction(stream.time_base), int(frames),
                               duration, rotation, len(self._container.streams.audio), coded, mirrored,
-                              self._color, bit_depth)
+                              self._color, bit_depth, dict(self._container.metadata), dict(stream.metadata))
 
     def _probe_orientation(self) -> tuple[int, bool]:
         """(rotation, mirrored) from the first frame's display matrix (PyAV exposes it per frame)."""
@@ -212,6 +214,17 @@ def check_encoder(codec: str, pix_fmt: str) -> None:
         raise OutputError(f"{codec} cannot write pixel format {pix_fmt!r}; it takes: {', '.join(formats)}")
 
 
+#: Tags the muxer writes itself (and would contradict if copied): left to it.
+_MUXER_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration", "vendor_id"}
+
+
+def _copy_tags(source: dict, target) -> None:
+    """Copy metadata (title, creation time, language, ...) where the output container can hold it."""
+    for key, value in source.items():
+        if key.lower() not in _MUXER_TAGS:
+            target[key] = value
+
+
 class VideoWriter:
     """Encodes RGB frames with H.264 and remuxes the audio of `info.path` alongside.
 
@@ -235,6 +248,8 @@ class VideoWriter:
             stream = self._out.add_stream(codec, rate=info.rate)
             stream.width, stream.height = info.width, info.height
             stream.pix_fmt = pix_fmt
+            _copy_tags(info.tags, self._out.metadata)
+            _copy_tags(info.video_tags, stream.metadata)
             self.layout = yuv_layout(info.color) if pix_fmt == "yuv420p" else "rgb24"
             # Tag what the samples are: the input's colour description, which write() converts to.
             context = stream.codec_context
@@ -257,7 +272,8 @@ class VideoWriter:
             if copy_audio and info.audio_streams:
                 self._audio_in = av.open(str(info.path), metadata_errors="ignore")
                 for source in self._audio_in.streams.audio:
-                    self._audio_map[source.index] = self._out.add_stream_from_template(source)
+                    self._audio_map[source.index] = copied = self._out.add_stream_from_template(source)
+                    _copy_tags(dict(source.metadata), copied.metadata)
                 self._audio_packets = self._audio_in.demux(*self._audio_in.streams.audio)
                 self._pending_audio = None
         except Exception as exc:
