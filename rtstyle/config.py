@@ -40,7 +40,7 @@ class ConvertConfig:
     crf: int = 18  # x264 quality: lower is better, 18 is visually lossless for most content
     preset: str = "veryfast"
     copy_audio: bool = True
-    codec: str = "libx264"  # any video encoder PyAV's FFmpeg has: libx265, h264_nvenc, ...
+    codec: str | None = None  # None: libx264, or libvpx-vp9 for .webm; any encoder PyAV's FFmpeg has
     pix_fmt: str | None = None  # None: the input's depth (yuv420p, or yuv420p10le for 10-bit input)
     smooth: str = "none"  # temporal smoother: none, ema, adaptive, flow
     smooth_strength: float = SMOOTH_STRENGTH

@@ -230,3 +230,15 @@ def test_container_and_stream_metadata_are_kept(clip, tmp_path, fast_stylizer):
         assert container.metadata["title"] == "My trip"
         assert container.metadata["creation_time"].startswith("2024-05-01T10:00:00")
         assert [s.metadata.get("language") for s in container.streams] == ["fra", "deu"]
+
+
+def test_webm_output_is_vp9_with_the_audio_in_opus(clip, tmp_path, fast_stylizer):
+    out = tmp_path / "out.webm"
+    result = convert_file(clip, out, fast_stylizer, ConvertConfig())
+    with av.open(str(out)) as container:
+        assert [(s.type, s.codec_context.name) for s in container.streams] == [("video", "vp9"), ("audio", "opus")]
+        assert sum(1 for _ in container.decode(video=0)) == result.frames == 48
+    with av.open(str(out)) as made, av.open(str(clip)) as source:
+        seconds = sum(f.samples for f in made.decode(audio=0)) / 48000
+        expected = sum(f.samples for f in source.decode(audio=0)) / source.streams.audio[0].rate
+    assert seconds == pytest.approx(expected, abs=0.03)

@@ -127,8 +127,8 @@ def build_parser() -> Parser:
                             f"(default: {defaults.preset})")
     group.add_argument("--no-audio", action="store_true", help="drop the audio instead of copying it")
     group.add_argument("--codec", default=defaults.codec,
-                       help=f"video encoder: libx264, libx265, or a hardware one such as h264_nvenc where FFmpeg "
-                            f"has it (default: {defaults.codec})")
+                       help="video encoder: libx264, libx265, libvpx-vp9, libsvtav1, or a hardware one such as "
+                            "h264_nvenc where FFmpeg has it (default: libx264; libvpx-vp9 for .webm)")
     group.add_argument("--pix-fmt", help="pixel format to encode, e.g. yuv420p or yuv420p10le (default: the "
                                          "input's depth: 10-bit input gives 10-bit output)")
     add_smooth_options(group)

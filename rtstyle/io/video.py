@@ -189,13 +189,65 @@ def check_writable(path: Path) -> None:
         raise OutputError(f"cannot write to {parent}: {exc.strerror or exc}") from None
 
 
-def default_pix_fmt(info: VideoInfo) -> str:
-    """The input's depth and 4:2:0, or 4:4:4 where a side is odd (4:2:0 needs even sides)."""
+def default_pix_fmt(info: VideoInfo, codec: str = "libx264") -> str:
+    """The input's depth and 4:2:0, or 4:4:4 where a side is odd (4:2:0 needs even sides).
+
+    Where the encoder has no 10-bit format, 8 bits, said in the log.
+    """
+    import av
+
     even = info.width % 2 == 0 and info.height % 2 == 0
     if not even:
         log.warning("odd frame size %dx%d: encoding 4:4:4 to keep every pixel", info.width, info.height)
     chroma = "yuv420p" if even else "yuv444p"
-    return f"{chroma}10le" if info.bit_depth > 8 else chroma
+    if info.bit_depth <= 8:
+        return chroma
+    try:
+        formats = {fmt.name for fmt in av.Codec(codec, "w").video_formats or []}
+    except (av.error.FFmpegError, ValueError):
+        formats = set()  # check_encoder says why in one line
+    if formats and f"{chroma}10le" not in formats:
+        log.warning("%s has no 10-bit %s: writing 8 bits (--codec libx264 keeps 10)", codec, chroma)
+        return chroma
+    return f"{chroma}10le"
+
+
+def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
+    """Quality and speed settings in each encoder's own terms."""
+    if codec == "libx264":
+        return {"crf": str(crf), "preset": preset}
+    if codec == "libx265":
+        return {"crf": str(crf), "preset": preset, "x265-params": "log-level=error"}
+    if codec == "libvpx-vp9":
+        # Constant quality (b=0); VP9's crf scale runs to 63, and 18 + 14 looks like x264's 18.
+        return {"crf": str(min(63, crf + 14)), "b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"}
+    return {}  # hardware encoders have knobs of their own
+
+
+def _opus_packets(source, outputs: dict):
+    """(packet, output stream) of `source`'s audio decoded and re-encoded to Opus, in file order."""
+    import av
+
+    resamplers = {index: av.AudioResampler(format="flt", layout=out.layout.name, rate=48000)
+                  for index, out in outputs.items()}
+    samples = dict.fromkeys(outputs, 0)
+
+    def encode(index: int, frame):
+        # Timestamps count samples from the start: the audio starts with the video.
+        if frame is not None:
+            frame.pts, frame.time_base = samples[index], Fraction(1, 48000)
+            samples[index] += frame.samples
+        for encoded in outputs[index].encode(frame):
+            yield encoded, outputs[index]
+
+    for packet in source.demux(*source.streams.audio):
+        for frame in packet.decode():
+            for resampled in resamplers[packet.stream.index].resample(frame):
+                yield from encode(packet.stream.index, resampled)
+    for index in outputs:
+        for resampled in resamplers[index].resample(None):
+            yield from encode(index, resampled)
+        yield from encode(index, None)
 
 
 def check_encoder(codec: str, pix_fmt: str) -> None:
@@ -225,18 +277,31 @@ def _copy_tags(source: dict, target) -> None:
             target[key] = value
 
 
+#: Containers that take only some codecs: their default video encoder and the audio codecs they hold.
+WEBM_AUDIO = {"opus", "vorbis"}
+
+
+def default_codec(path: Path) -> str:
+    """H.264 everywhere it goes; VP9 for WebM, which holds only VP8/VP9/AV1."""
+    return "libvpx-vp9" if path.suffix.lower() == ".webm" else "libx264"
+
+
 class VideoWriter:
-    """Encodes RGB frames with H.264 and remuxes the audio of `info.path` alongside.
+    """Encodes RGB frames (H.264 by default, VP9 for WebM) and copies the audio of `info.path` alongside.
+
+    Audio is copied packet for packet where the container takes its codec; WebM takes only Opus
+    and Vorbis, so other audio is re-encoded to Opus there.
 
     Learns nothing from its frames: size, rate and time base come from `info`, and a frame of
     another size is refused rather than silently rescaled.
     """
 
     def __init__(self, path: str | Path, info: VideoInfo, crf: int = 18, preset: str = "veryfast",
-                 copy_audio: bool = True, codec: str = "libx264", pix_fmt: str | None = None):
+                 copy_audio: bool = True, codec: str | None = None, pix_fmt: str | None = None):
         import av
 
-        pix_fmt = pix_fmt or default_pix_fmt(info)
+        codec = codec or default_codec(Path(path))
+        pix_fmt = pix_fmt or default_pix_fmt(info, codec)
         check_encoder(codec, pix_fmt)
         self.path = Path(path)
         self.info = info
@@ -257,8 +322,7 @@ class VideoWriter:
                 info.color.matrix, info.color.primaries, info.color.transfer)
             context.color_range = FULL if info.color.full_range else LIMITED
             self._swscale = info.color.swscale()
-            # x264 takes crf and its own presets; hardware encoders have their own quality knobs.
-            stream.options = {"crf": str(crf), "preset": preset} if codec == "libx264" else {}
+            stream.options = encoder_options(codec, crf, preset)
             # AVI counts frames, not time: given the input's time base it claimed 2400 frames at
             # 600 fps for a 120-frame clip (measured), so there timestamps become frame numbers.
             self._time_base = 1 / Fraction(info.rate) if self._out.format.name == "avi" else info.time_base
@@ -268,13 +332,9 @@ class VideoWriter:
             stream.codec_context.open()
             self._video = stream
             self._audio_in = None
-            self._audio_map: dict[int, object] = {}
             if copy_audio and info.audio_streams:
                 self._audio_in = av.open(str(info.path), metadata_errors="ignore")
-                for source in self._audio_in.streams.audio:
-                    self._audio_map[source.index] = copied = self._out.add_stream_from_template(source)
-                    _copy_tags(dict(source.metadata), copied.metadata)
-                self._audio_packets = self._audio_in.demux(*self._audio_in.streams.audio)
+                self._audio_packets = self._audio_streams(self._audio_in)
                 self._pending_audio = None
         except Exception as exc:
             self._out.close()
@@ -330,26 +390,42 @@ class VideoWriter:
             self._mux_audio_until(float(packet.pts * packet.time_base))
         self._out.mux(packet)
 
+    def _audio_streams(self, source):
+        """Output audio streams for `source`'s, and a generator of (packet, output stream) in file order."""
+        transcode = self._out.format.name == "webm" and any(
+            s.codec_context.name not in WEBM_AUDIO for s in source.streams.audio)
+        outputs = {}
+        for stream in source.streams.audio:
+            if transcode:
+                outputs[stream.index] = out = self._out.add_stream("libopus", rate=48000)
+                out.layout = "mono" if stream.codec_context.channels == 1 else "stereo"
+            else:
+                outputs[stream.index] = out = self._out.add_stream_from_template(stream)
+            _copy_tags(dict(stream.metadata), out.metadata)
+        if transcode:
+            log.info("re-encoding the audio to Opus: WebM holds only Opus and Vorbis")
+            return _opus_packets(source, outputs)
+        return ((packet, outputs[packet.stream.index]) for packet in source.demux(*source.streams.audio))
+
     def _mux_audio_until(self, limit: float | None) -> None:
         """Interleave: send the audio packets that start by `limit` seconds (all of them for None)."""
         if self._audio_in is None:
             return
         while True:
-            audio = self._pending_audio
-            if audio is None:
-                audio = next(self._audio_packets, None)
-                if audio is None:
-                    self._audio_in.close()
-                    self._audio_in = None
-                    return
+            pending = self._pending_audio or next(self._audio_packets, None)
+            if pending is None:
+                self._audio_in.close()
+                self._audio_in = None
+                return
+            audio, stream = pending
             if audio.dts is None:  # demuxer flush packets carry no data
                 self._pending_audio = None
                 continue
             if limit is not None and float(audio.dts * audio.time_base) > limit:
-                self._pending_audio = audio
+                self._pending_audio = pending
                 return
             self._pending_audio = None
-            audio.stream = self._audio_map[audio.stream.index]
+            audio.stream = stream
             self._out.mux(audio)
 
     def close(self) -> None:

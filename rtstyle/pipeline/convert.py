@@ -31,7 +31,7 @@ from ..io.video import VideoReader, VideoWriter, check_writable
 from .runner import StreamConfig, Stylize, run_stream
 
 log = logging.getLogger(__name__)
-VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".avi"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm"}
 PARTIAL, LOCK = ".rtstyle-partial", ".rtstyle-lock"
 Progress = Callable[[int, int], None]  # (frames done, frames expected)
 
