@@ -242,3 +242,21 @@ def test_webm_output_is_vp9_with_the_audio_in_opus(clip, tmp_path, fast_stylizer
         seconds = sum(f.samples for f in made.decode(audio=0)) / 48000
         expected = sum(f.samples for f in source.decode(audio=0)) / source.streams.audio[0].rate
     assert seconds == pytest.approx(expected, abs=0.03)
+
+
+def test_gif_output_is_small_and_keeps_its_pace(tmp_path, fast_stylizer):
+    from PIL import Image
+
+    from rtstyle.io.synthetic import write_clip
+
+    src = write_clip(tmp_path / "in.mp4", seconds=2.0, width=640, height=360, fps=30)
+    out = tmp_path / "out.gif"
+    convert_file(src, out, fast_stylizer, ConvertConfig())
+    gif = Image.open(out)
+    assert gif.size == (480, 270) and gif.n_frames == 30  # 15 fps of 30, long side 480
+    durations = []
+    for index in range(gif.n_frames):
+        gif.seek(index)
+        durations.append(gif.info["duration"])
+    assert sum(durations) == pytest.approx(2000, abs=20)  # the clip keeps its length
+    assert gif.info.get("loop") == 0

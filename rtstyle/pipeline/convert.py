@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..config import ConvertConfig
 from ..errors import InputError, OutputError
+from ..io.gif import GIF_MAX_SIDE, GifWriter
 from ..io.images import is_image_path, probe_image, read_image, write_image
 from ..io.sinks import FileSink
 from ..io.sources import FileSource
@@ -31,7 +32,7 @@ from ..io.video import VideoReader, VideoWriter, check_writable
 from .runner import StreamConfig, Stylize, run_stream
 
 log = logging.getLogger(__name__)
-VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm", ".gif"}
 PARTIAL, LOCK = ".rtstyle-partial", ".rtstyle-lock"
 Progress = Callable[[int, int], None]  # (frames done, frames expected)
 
@@ -147,15 +148,17 @@ def convert_image(src: Path, dst: Path, stylizer: Stylize, config: ConvertConfig
 
 def convert_video(src: Path, dst: Path, stylizer: Stylize, config: ConvertConfig,
                   progress: Progress | None = None) -> ConvertResult:
-    source = FileSource(src, config.max_side)
+    gif = dst.suffix.lower() == ".gif"
+    source = FileSource(src, config.max_side or (GIF_MAX_SIDE if gif else None))
     info = source.info
     if info.color.hdr:
         log.warning("HDR input (%s): stylized on its coded values and written with the same tags, "
                     "without tone mapping", info.color.describe())
     tmp = temporary_path(dst)
     try:
-        writer = VideoWriter(tmp, info, crf=config.crf, preset=config.preset, copy_audio=config.copy_audio,
-                             codec=config.codec, pix_fmt=config.pix_fmt)
+        writer = GifWriter(tmp, info) if gif else VideoWriter(
+            tmp, info, crf=config.crf, preset=config.preset, copy_audio=config.copy_audio, codec=config.codec,
+            pix_fmt=config.pix_fmt)
     except BaseException:
         source.close()
         tmp.unlink(missing_ok=True)
