@@ -296,9 +296,9 @@ def end_to_end(s: Session) -> None:
             writer.write(first, index)
         writer.close()
         encode_fps = count / (time.perf_counter() - start)
-        from rtstyle.pipeline.frames import FrameStylizer
+        from rtstyle.pipeline.frames import TorchStylizer
 
-        planes = FrameStylizer.to_yuv420p(torch.from_numpy(first).permute(2, 0, 1)[None].float().div(255))[0].numpy()
+        planes = TorchStylizer.to_yuv420p(torch.from_numpy(first).permute(2, 0, 1)[None].float().div(255))[0].numpy()
         writer = VideoWriter(Path(tmp) / "enc_yuv.mp4", info, copy_audio=False)
         start = time.perf_counter()
         for index in range(count):

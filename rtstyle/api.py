@@ -91,7 +91,7 @@ def _load_torch(model: str | Path, style: StyleChoice, engine: EngineConfig):
     try:
         from .backends.base import create_engine
         from .model.loader import fuse, load_base
-        from .pipeline.frames import FrameStylizer
+        from .pipeline.frames import TorchStylizer
     except ImportError as exc:
         if exc.name != "torch":
             raise
@@ -101,7 +101,7 @@ def _load_torch(model: str | Path, style: StyleChoice, engine: EngineConfig):
     net = fuse(base, style.resolve(base.base_id))
     blend = ", ".join(f"{name} {w:.2f}" for name, w in style.weights().items())
     built = create_engine(net, engine)
-    return FrameStylizer(built, f"{base.base_id} model, {blend}, {built.describe()}")
+    return TorchStylizer(built, f"{base.base_id} model, {blend}, {built.describe()}")
 
 
 def stylize_file(src: str | Path, dst: str | Path, stylizer,

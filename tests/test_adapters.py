@@ -11,7 +11,7 @@ from rtstyle.errors import AdapterError
 from rtstyle.model.adapters import Adapter
 from rtstyle.model.loader import BaseModel, adapter_layers, attach, fuse, inject_adapter_layers, set_mix
 from rtstyle.model.lora import LoRAConv2d
-from rtstyle.model.network import NetworkSpec, Stylizer
+from rtstyle.model.network import NetworkSpec, StyleNet
 
 TINY = NetworkSpec(contract=(8, 8, 8), res_blocks=1, expand=(4, 4), outer_kernel=3)
 CONV_TARGETS = ["contract.1.conv", "res.0.first.conv", "res.0.second.conv", "expand.0.conv"]
@@ -20,7 +20,7 @@ NORM_TARGETS = ["res.0.first.norm", "output.norm"]
 
 def tiny_base(seed: int = 0, base_id: str = "tiny") -> BaseModel:
     torch.manual_seed(seed)
-    net = Stylizer(TINY)
+    net = StyleNet(TINY)
     with torch.no_grad():
         for name, p in net.named_parameters():
             if "norm" in name:
@@ -50,7 +50,7 @@ def images() -> torch.Tensor:
     return torch.rand(2, 3, 37, 50, generator=torch.Generator().manual_seed(1))
 
 
-def adapted(base: BaseModel, adapters: list[Adapter]) -> Stylizer:
+def adapted(base: BaseModel, adapters: list[Adapter]) -> StyleNet:
     net = base.build()
     for adapter in adapters:
         attach(net, adapter)

@@ -169,10 +169,10 @@ def test_torch_compile_matches_eager():
 @pytest.mark.gpu
 def test_cuda_frame_path_matches_cpu_over_many_batches(fused):
     """Pinned ring buffers and the copy stream must never hand the engine a half-copied batch."""
-    from rtstyle.pipeline.frames import FrameStylizer
+    from rtstyle.pipeline.frames import TorchStylizer
 
-    cpu = FrameStylizer(create_engine(fused, EngineConfig(backend="torch", device="cpu")))
-    gpu = FrameStylizer(create_engine(fused, EngineConfig(backend="torch", device="cuda", precision="fp32")))
+    cpu = TorchStylizer(create_engine(fused, EngineConfig(backend="torch", device="cpu")))
+    gpu = TorchStylizer(create_engine(fused, EngineConfig(backend="torch", device="cuda", precision="fp32")))
     rng = np.random.default_rng(0)
     for _ in range(8):
         frames = [rng.integers(0, 256, (72, 128, 3), dtype=np.uint8) for _ in range(4)]

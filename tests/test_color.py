@@ -16,7 +16,7 @@ from av.video.reformatter import ColorRange, Colorspace
 from rtstyle.config import ConvertConfig
 from rtstyle.io.color import BT709, BT2020_NCL, HLG, PQ, SMPTE170M, ColorInfo, yuv_layout
 from rtstyle.pipeline.convert import convert_file
-from rtstyle.pipeline.frames import FrameStylizer
+from rtstyle.pipeline.frames import TorchStylizer
 from rtstyle.pipeline.pending import PendingBatch
 
 # SMPTE-style bars plus the red, which BT.601 decoding of BT.709 samples turns (183, 56, 19).
@@ -125,7 +125,7 @@ def test_gpu_yuv_conversion_matches_swscale_for_each_matrix(color):
         format="yuv420p", dst_colorspace=swscale["colorspace"], dst_color_range=swscale["range"],
         interpolation=swscale["interpolation"]).to_ndarray()
     batch = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255)
-    got = FrameStylizer.to_yuv420p(batch, *parse_yuv_layout(yuv_layout(color)))[0].numpy()
+    got = TorchStylizer.to_yuv420p(batch, *parse_yuv_layout(yuv_layout(color)))[0].numpy()
     diff = np.abs(got.astype(int) - expected.astype(int))
     assert diff[:96].max() <= 1
     assert diff[96:].mean() < 1.0  # chroma: box vs swscale's filter differ only at edges

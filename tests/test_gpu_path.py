@@ -14,7 +14,7 @@ from rtstyle.backends.compiled import with_float32_norms
 from rtstyle.config import EngineConfig
 from rtstyle.model.loader import fuse, load_base
 from rtstyle.model.styles import StyleChoice
-from rtstyle.pipeline.frames import IN_FLIGHT, FrameStylizer
+from rtstyle.pipeline.frames import IN_FLIGHT, TorchStylizer
 
 
 @pytest.fixture(scope="module", params=["quality", "fast"])
@@ -38,7 +38,7 @@ def test_float32_statistics_norms_leave_the_network_unchanged(fused):
 
 
 def test_submitted_batches_come_back_in_order_on_cpu(fused):
-    stylizer = FrameStylizer(create_engine(fused, EngineConfig(backend="torch", device="cpu")))
+    stylizer = TorchStylizer(create_engine(fused, EngineConfig(backend="torch", device="cpu")))
     batches = [frames(2, seed=i) for i in range(4)]
     pending = [stylizer.submit(b) for b in batches]
     for batch, waiting in zip(batches, pending):
@@ -48,8 +48,8 @@ def test_submitted_batches_come_back_in_order_on_cpu(fused):
 @pytest.mark.gpu
 def test_overlapped_cuda_batches_match_the_cpu(fused):
     """Batches kept in flight (upload, compute, download on three streams) must never mix."""
-    cpu = FrameStylizer(create_engine(fused, EngineConfig(backend="torch", device="cpu")))
-    gpu = FrameStylizer(create_engine(fused, EngineConfig(backend="torch", device="cuda", precision="fp32")))
+    cpu = TorchStylizer(create_engine(fused, EngineConfig(backend="torch", device="cpu")))
+    gpu = TorchStylizer(create_engine(fused, EngineConfig(backend="torch", device="cuda", precision="fp32")))
     batches = [frames(4, seed=i) for i in range(10)]
     in_flight, results = [], []
     for batch in batches:
@@ -130,7 +130,7 @@ def test_yuv420p_from_the_device_matches_what_swscale_makes():
     rgb = scene_frame(12, 160, 96)
     expected = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
     batch = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255)
-    got = FrameStylizer.to_yuv420p(batch)[0].numpy()
+    got = TorchStylizer.to_yuv420p(batch)[0].numpy()
     assert got.shape == expected.shape == (144, 160)
     diff = np.abs(got.astype(int) - expected.astype(int))
     assert diff[:96].max() <= 1  # luma: same matrix, rounding apart

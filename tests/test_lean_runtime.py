@@ -63,7 +63,7 @@ def test_lean_path_matches_the_torch_onnx_path(model, shared_data):
     choice = StyleChoice({"mosaic": 0.7, "woodcut": 0.3}, strength=0.8)
     lean = load_stylizer(model, choice, EngineConfig(device="cpu"))
     full = load_stylizer(model, choice, EngineConfig(device="cpu", backend="onnx"), lean=False)
-    assert type(lean).__name__ == "OnnxCpuStylizer" and type(full).__name__ == "FrameStylizer"
+    assert type(lean).__name__ == "OnnxCpuStylizer" and type(full).__name__ == "TorchStylizer"
     for a, b in zip(lean(frames), full(frames)):
         assert a.shape == b.shape == photo.shape
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1

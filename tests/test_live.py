@@ -143,7 +143,7 @@ def test_live_style_switching_rebuilds_the_engine():
 
 
 class Tagged:
-    """Stands in for a FrameStylizer: answers every image with its own tag."""
+    """Stands in for a TorchStylizer: answers every image with its own tag."""
 
     def __init__(self, tag: str):
         self.tag = self.description = tag

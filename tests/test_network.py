@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from rtstyle.model.loader import fuse, load_base
-from rtstyle.model.network import BUILTIN_SPECS, Stylizer
+from rtstyle.model.network import BUILTIN_SPECS, StyleNet
 from rtstyle.model.styles import StyleChoice, builtin_styles, load_style
 
 
 @pytest.mark.parametrize("spec", sorted(BUILTIN_SPECS))
 @pytest.mark.parametrize("size", [(64, 64), (37, 53), (1, 1), (2, 7), (97, 31)])
 def test_any_input_size(spec, size):
-    net = Stylizer(BUILTIN_SPECS[spec]).eval()
+    net = StyleNet(BUILTIN_SPECS[spec]).eval()
     with torch.no_grad():
         out = net(torch.rand(2, 3, *size))
     assert out.shape == (2, 3, *size)

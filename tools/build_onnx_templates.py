@@ -1,12 +1,12 @@
 """Build the ONNX templates of the built-in bases: rtstyle/model/assets/onnx/<base>.onnx.
 
-A template is `Stylizer.transform` exported in fp32 with dynamic batch, height and width (by
+A template is `StyleNet.transform` exported in fp32 with dynamic batch, height and width (by
 `rtstyle.backends.onnx_export.export_onnx`, opset 17), with every state-dict tensor kept as an
 ONNX initializer named by its state-dict key. The lean runtime (`rtstyle.model.templates`) puts
 the fused weights of the chosen styles into those initializers, so it runs the network with
 ONNX Runtime and numpy without importing torch or exporting anything.
 
-The exporter names the weights after the module it was given (`PaddedStylizer`, hence a
+The exporter names the weights after the module it was given (`PaddedStyleNet`, hence a
 ``net.`` prefix); the prefix is taken off here. Constant folding does not touch the weights
 (they are graph inputs of Conv and InstanceNormalization), which `template_model` checks.
 
@@ -25,14 +25,14 @@ import onnx
 
 from rtstyle.backends.onnx_export import export_onnx
 from rtstyle.model.loader import load_base
-from rtstyle.model.network import BUILTIN_SPECS, Stylizer
+from rtstyle.model.network import BUILTIN_SPECS, StyleNet
 from rtstyle.model.templates import SPEC_KEY, index_path, template_path
 
 log = logging.getLogger("build_onnx_templates")
-PREFIX = "net."  # PaddedStylizer's name for the wrapped Stylizer
+PREFIX = "net."  # PaddedStyleNet's name for the wrapped StyleNet
 
 
-def template_model(net: Stylizer) -> onnx.ModelProto:
+def template_model(net: StyleNet) -> onnx.ModelProto:
     """The fp32 graph of `net.transform` with its initializers named exactly like `net.state_dict()`."""
     model = onnx.load_from_string(export_onnx(net))
     renamed = {}

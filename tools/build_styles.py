@@ -31,7 +31,7 @@ import torch
 
 from rtstyle.model.adapters import Adapter
 from rtstyle.model.loader import BaseModel, save_base
-from rtstyle.model.network import BUILTIN_SPECS, Stylizer
+from rtstyle.model.network import BUILTIN_SPECS, StyleNet
 from rtstyle.model.styles import styles_dir
 from rtstyle.model.weights import builtin_model_path
 
@@ -123,7 +123,7 @@ def _our_layer(name: str) -> tuple[str, str]:
     return ".".join(parts[:2]), ".".join(parts[2:])
 
 
-def fit_neutral_norms(net: Stylizer, content: torch.Tensor, steps: int, seed: int) -> None:
+def fit_neutral_norms(net: StyleNet, content: torch.Tensor, steps: int, seed: int) -> None:
     """Fit the norm parameters (convs frozen) so that the net reproduces its input (L1)."""
     generator = torch.Generator().manual_seed(seed)
     params = [p for name, p in net.named_parameters() if ".norm." in name]
@@ -170,7 +170,7 @@ def main() -> None:
     source = teacher_path()
     convs, scales, shifts = read_teacher(source)
     spec = BUILTIN_SPECS["quality"]
-    net = Stylizer(spec)
+    net = StyleNet(spec)
     state = net.state_dict()
     state.update(convs)
     for layer in scales:  # start the neutral fit from the mean style

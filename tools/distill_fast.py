@@ -27,7 +27,7 @@ from torch import nn
 
 from rtstyle.model.adapters import Adapter
 from rtstyle.model.loader import BaseModel, load_base, save_base
-from rtstyle.model.network import BUILTIN_SPECS, Stylizer
+from rtstyle.model.network import BUILTIN_SPECS, StyleNet
 from rtstyle.model.styles import builtin_styles, load_style, styles_dir
 from rtstyle.model.weights import builtin_model_path
 
@@ -51,7 +51,7 @@ class ConditionalNorm(nn.Module):
         return x * self.scale[index][:, :, None, None] + self.shift[index][:, :, None, None]
 
 
-def conditional(net: Stylizer, tables: dict[str, tuple[torch.Tensor, torch.Tensor]], selector: dict) -> Stylizer:
+def conditional(net: StyleNet, tables: dict[str, tuple[torch.Tensor, torch.Tensor]], selector: dict) -> StyleNet:
     for name, module in list(net.named_modules()):
         if isinstance(module, nn.InstanceNorm2d):
             parent_name, _, child = name.rpartition(".")
@@ -120,7 +120,7 @@ def main() -> None:
     tables = teacher_tables(base, styles)
     selector: dict = {"styles": torch.zeros(1, dtype=torch.long)}
     teacher = conditional(base.build(), tables, selector).requires_grad_(False)
-    student = Stylizer(BUILTIN_SPECS["fast"])
+    student = StyleNet(BUILTIN_SPECS["fast"])
     rows = len(names) + 1
     student = conditional(student, {name: (torch.ones(rows, m.num_features), torch.zeros(rows, m.num_features))
                                     for name, m in student.named_modules() if isinstance(m, nn.InstanceNorm2d)},
@@ -161,7 +161,7 @@ def main() -> None:
     export(student, names, styles, step)
 
 
-def export(student: Stylizer, names: list[str], styles: list[Adapter], step: int) -> None:
+def export(student: StyleNet, names: list[str], styles: list[Adapter], step: int) -> None:
     state, norm_rows = {}, {}
     for key, value in student.state_dict().items():
         layer, _, kind = key.rpartition(".")

@@ -15,7 +15,7 @@ import torch
 
 from ..config import EngineConfig
 from ..errors import BackendError
-from ..model.network import Stylizer
+from ..model.network import StyleNet
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     raise BackendError(f"unknown precision {precision!r}; use auto, fp32 or fp16")
 
 
-EngineFactory = Callable[[Stylizer, torch.device, torch.dtype, EngineConfig], Engine]
+EngineFactory = Callable[[StyleNet, torch.device, torch.dtype, EngineConfig], Engine]
 _REGISTRY: dict[str, EngineFactory] = {}
 #: Preference order for `auto`, fastest first (measured: benchmarks/results/engines_*.md).
 AUTO_ORDER = {"cuda": ("tensorrt", "compile", "onnx", "torch"), "cpu": ("onnx", "torch", "jit")}
@@ -93,7 +93,7 @@ def _load_builtin_backends() -> None:
     from . import compiled, onnxrt, tensorrt, torch_eager, torchscript  # noqa: F401
 
 
-def create_engine(net: Stylizer, config: EngineConfig) -> Engine:
+def create_engine(net: StyleNet, config: EngineConfig) -> Engine:
     """Build the engine `config` asks for around an already fused network."""
     _load_builtin_backends()
     device = resolve_device(config.device)

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..config import EngineConfig
 from ..errors import BackendError
-from ..model.network import Stylizer
+from ..model.network import StyleNet
 from .base import Engine, register
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class _CapturedShape:
 class CompiledEngine(Engine):
     name = "compile"
 
-    def __init__(self, net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig):
+    def __init__(self, net: StyleNet, device: torch.device, dtype: torch.dtype, config: EngineConfig):
         super().__init__(device, dtype)
         if not hasattr(torch, "compile"):
             raise BackendError(f"torch {torch.__version__} has no torch.compile; upgrade to torch >= 2.0")
@@ -98,7 +98,7 @@ class CompiledEngine(Engine):
             return
         _require_triton()
         torch.backends.cudnn.benchmark = True  # static shapes: let cuDNN time its algorithms once per shape
-        # Each shape is one recompilation of Stylizer.forward; past Dynamo's limit (8) it would
+        # Each shape is one recompilation of StyleNet.forward; past Dynamo's limit (8) it would
         # silently run eager, and a long live session with several sizes can pass 8.
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         # Norms swapped while the weights are still fp32, so their parameters never pass through fp16.
@@ -159,6 +159,6 @@ def _require_triton() -> None:
 
 
 @register("compile")
-def build(net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig) -> Engine:
+def build(net: StyleNet, device: torch.device, dtype: torch.dtype, config: EngineConfig) -> Engine:
     return CompiledEngine(net, device, dtype, config)
 

@@ -1,6 +1,6 @@
 """Export a fused network to ONNX, shared by the ONNX Runtime and TensorRT backends.
 
-Only `Stylizer.transform` is exported, with dynamic batch, height and width; callers pad to a
+Only `StyleNet.transform` is exported, with dynamic batch, height and width; callers pad to a
 multiple of 4 themselves (see network.py). Opset 17 has InstanceNormalization and Resize with
 constant float scales, which TensorRT's parser accepts (onnx-tensorrt#615).
 
@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import BackendError
 from ..model import network
-from ..model.network import PaddedStylizer, Stylizer
+from ..model.network import PaddedStyleNet, StyleNet
 from .cache import cache_key
 
 OPSET = 17
@@ -49,7 +49,7 @@ def norms_in_float32(net: nn.Module) -> nn.Module:
     return net
 
 
-def graph_key(net: Stylizer, dtype: torch.dtype) -> str:
+def graph_key(net: StyleNet, dtype: torch.dtype) -> str:
     """Names the graph `export_onnx(net, dtype)` makes, without exporting it.
 
     Covers the fused weights, the layout, the precision and the code behind the graph: this
@@ -62,7 +62,7 @@ def graph_key(net: Stylizer, dtype: torch.dtype) -> str:
     return cache_key(weights, net.spec.to_json(), str(dtype), torch.__version__, str(OPSET), code)
 
 
-def export_onnx(net: Stylizer, dtype: torch.dtype = torch.float32) -> bytes:
+def export_onnx(net: StyleNet, dtype: torch.dtype = torch.float32) -> bytes:
     try:
         import onnx  # noqa: F401  (the exporter needs it)
     except ImportError:
@@ -70,7 +70,7 @@ def export_onnx(net: Stylizer, dtype: torch.dtype = torch.float32) -> bytes:
     module = copy.deepcopy(net).to(dtype=dtype).eval()
     if dtype == torch.float16:
         norms_in_float32(module)
-    module = PaddedStylizer(module)
+    module = PaddedStyleNet(module)
     example = torch.rand(1, 3, 64, 64, dtype=dtype)
     buffer = io.BytesIO()
     axes = {0: "batch", 2: "height", 3: "width"}

@@ -15,7 +15,7 @@ import torch
 
 from ..config import EngineConfig
 from ..errors import BackendError, RtstyleError
-from ..model.network import Stylizer, pad_to_multiple
+from ..model.network import StyleNet, pad_to_multiple
 from .base import Engine, register
 from .cache import default_cache_dir, load_or_build
 from .onnx_cpu import import_ort
@@ -43,7 +43,7 @@ def providers_for(device: torch.device, dtype: torch.dtype, available: list[str]
 class OnnxRuntimeEngine(Engine):
     name = "onnx"
 
-    def __init__(self, net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig):
+    def __init__(self, net: StyleNet, device: torch.device, dtype: torch.dtype, config: EngineConfig):
         super().__init__(device, dtype)
         ort = import_ort()
         cache = default_cache_dir()
@@ -93,5 +93,5 @@ class OnnxRuntimeEngine(Engine):
 
 
 @register("onnx")
-def build(net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig) -> Engine:
+def build(net: StyleNet, device: torch.device, dtype: torch.dtype, config: EngineConfig) -> Engine:
     return OnnxRuntimeEngine(net, device, dtype, config)

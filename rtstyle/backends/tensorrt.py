@@ -24,7 +24,7 @@ import torch
 
 from ..config import EngineConfig
 from ..errors import BackendError
-from ..model.network import Stylizer, pad_to_multiple
+from ..model.network import StyleNet, pad_to_multiple
 from .base import Engine, register
 from .cache import cache_key, default_cache_dir, load_or_build, seal, unseal, write_atomic
 from .onnx_export import INPUT, OUTPUT, export_onnx, graph_key
@@ -43,7 +43,7 @@ def import_trt():
 class TensorRTEngine(Engine):
     name = "tensorrt"
 
-    def __init__(self, net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig):
+    def __init__(self, net: StyleNet, device: torch.device, dtype: torch.dtype, config: EngineConfig):
         if device.type != "cuda":
             raise BackendError("TensorRT needs a CUDA device; use --device cuda or another backend")
         trt = import_trt()
@@ -137,5 +137,5 @@ class TensorRTEngine(Engine):
 
 
 @register("tensorrt")
-def build(net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig) -> Engine:
+def build(net: StyleNet, device: torch.device, dtype: torch.dtype, config: EngineConfig) -> Engine:
     return TensorRTEngine(net, device, dtype, config)

@@ -7,14 +7,14 @@ import copy
 import torch
 
 from ..config import EngineConfig
-from ..model.network import Stylizer
+from ..model.network import StyleNet
 from .base import Engine, register
 
 
 class TorchEngine(Engine):
     name = "torch"
 
-    def __init__(self, net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig):
+    def __init__(self, net: StyleNet, device: torch.device, dtype: torch.dtype, config: EngineConfig):
         super().__init__(device, dtype)
         if config.threads and device.type == "cpu":
             torch.set_num_threads(config.threads)
@@ -37,5 +37,5 @@ class TorchEngine(Engine):
 
 
 @register("torch")
-def build(net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig) -> Engine:
+def build(net: StyleNet, device: torch.device, dtype: torch.dtype, config: EngineConfig) -> Engine:
     return TorchEngine(net, device, dtype, config)

@@ -13,14 +13,14 @@ import torch
 
 from ..config import EngineConfig
 from ..errors import BackendError
-from ..model.network import Stylizer
+from ..model.network import StyleNet
 from .base import Engine, register
 
 
 class TorchScriptEngine(Engine):
     name = "jit"
 
-    def __init__(self, net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig):
+    def __init__(self, net: StyleNet, device: torch.device, dtype: torch.dtype, config: EngineConfig):
         super().__init__(device, dtype)
         net = copy.deepcopy(net).to(device=device, dtype=dtype).eval()
         if device.type == "cuda" and dtype == torch.float32:
@@ -41,5 +41,5 @@ class TorchScriptEngine(Engine):
 
 
 @register("jit")
-def build(net: Stylizer, device: torch.device, dtype: torch.dtype, config: EngineConfig) -> Engine:
+def build(net: StyleNet, device: torch.device, dtype: torch.dtype, config: EngineConfig) -> Engine:
     return TorchScriptEngine(net, device, dtype, config)

@@ -25,12 +25,13 @@ def _default_output(src: Path, choice: StyleChoice) -> Path:
     return src.with_name(f"{src.stem}_{label}{src.suffix}")
 
 
-def _convert(src: Path, dst: Path, args: argparse.Namespace, config: ConvertConfig, quiet: bool) -> ConvertResult:
+def _convert(src: Path, dst: Path, args: argparse.Namespace, config: ConvertConfig, quiet: bool,
+             choice: StyleChoice | None = None) -> ConvertResult:
     from ..api import load_stylizer
     from ..pipeline.convert import check_paths, convert_file
 
     check_paths(src, dst)  # fail on bad paths before the model is built
-    choice = StyleChoice.parse(args.style, args.blend, args.strength)
+    choice = choice or StyleChoice.parse(args.style, args.blend, args.strength)
     stylizer = load_stylizer(args.model, choice, _engine_config(args))
     if not quiet:
         smoothing = f", {config.smooth} smoothing {config.smooth_strength:g}" if config.smooth != "none" else ""
@@ -60,7 +61,7 @@ def stylize(args: argparse.Namespace) -> int:
     config = ConvertConfig(batch=args.batch, max_side=args.max_side, crf=args.crf, preset=args.preset,
                            copy_audio=not args.no_audio, codec=args.codec, pix_fmt=args.pix_fmt, smooth=args.smooth,
                            smooth_strength=args.smooth_strength)
-    result = _convert(src, dst, args, config, quiet=args.quiet or args.json)
+    result = _convert(src, dst, args, config, quiet=args.quiet or args.json, choice=choice)
     if args.stats_json:
         Path(args.stats_json).write_text(json.dumps(result.metrics or {"frames": result.frames,
                                                                         "seconds": result.seconds}, indent=2))

@@ -1,9 +1,9 @@
-"""Base networks and adapters -> a fused, plain `Stylizer` (torch side of the model loader).
+"""Base networks and adapters -> a fused, plain `StyleNet` (torch side of the model loader).
 
 `weights.py` (numpy: base weights, the fusion math), `lora.py` (adapter layers for training)
 and this module are the model loader, the only code that knows adapters are LoRA: backends get
 an ordinary network whose weights already hold the chosen mix of styles. The fusion itself is
-done once, in `weights.fuse_weights`; here its result is loaded into a `Stylizer`. Training
+done once, in `weights.fuse_weights`; here its result is loaded into a `StyleNet`. Training
 attaches unmerged adapter layers instead (`attach`, `set_mix`, `strip_adapters`).
 """
 
@@ -18,7 +18,7 @@ from torch import nn
 from ..errors import AdapterError
 from .adapters import Adapter
 from .lora import AdapterLayer, LoRAConv2d, NormAdapter
-from .network import NetworkSpec, Stylizer
+from .network import NetworkSpec, StyleNet
 from .weights import BASE_FORMAT, BaseWeights, fuse_weights, read_base
 
 
@@ -40,8 +40,8 @@ class BaseModel:
         state = {key: tensor.detach().float().cpu().contiguous().numpy() for key, tensor in self.state.items()}
         return BaseWeights(self.base_id, self.spec, state, self.provenance)
 
-    def build(self) -> Stylizer:
-        net = Stylizer(self.spec)
+    def build(self) -> StyleNet:
+        net = StyleNet(self.spec)
         net.load_state_dict(self.state)
         return net.eval().requires_grad_(False)
 
@@ -115,9 +115,9 @@ def strip_adapters(net: nn.Module) -> nn.Module:
     return net
 
 
-def fuse(base: BaseModel, styles: list[tuple[Adapter, float]]) -> Stylizer:
+def fuse(base: BaseModel, styles: list[tuple[Adapter, float]]) -> StyleNet:
     """A plain network whose weights are the base plus the weighted sum of the adapters (see `fuse_weights`)."""
     state = fuse_weights(base.as_weights(), styles)
-    net = Stylizer(base.spec)
+    net = StyleNet(base.spec)
     net.load_state_dict({key: torch.from_numpy(array) for key, array in state.items()})
     return net.eval().requires_grad_(False)

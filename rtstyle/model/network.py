@@ -52,7 +52,7 @@ class ResidualBlock(nn.Module):
         return x + self.second(F.relu(self.first(x)))
 
 
-class Stylizer(nn.Module):
+class StyleNet(nn.Module):
     """Image transformation network: (N, 3, H, W) RGB 0..1 -> (N, 3, H, W) RGB 0..1, any H and W."""
 
     def __init__(self, spec: NetworkSpec):
@@ -89,10 +89,10 @@ class Stylizer(nn.Module):
         return torch.sigmoid(self.output(x))
 
 
-class PaddedStylizer(nn.Module):
-    """`Stylizer.transform` as a module's forward, for exporters that take one."""
+class PaddedStyleNet(nn.Module):
+    """`StyleNet.transform` as a module's forward, for exporters that take one."""
 
-    def __init__(self, net: Stylizer):
+    def __init__(self, net: StyleNet):
         super().__init__()
         self.net = net
 

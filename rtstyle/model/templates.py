@@ -1,7 +1,7 @@
 """The committed ONNX templates of the built-in bases, filled with fused weights.
 
 A template (`assets/onnx/<base>.onnx`, made by tools/build_onnx_templates.py) is the exported
-graph of `Stylizer.transform` whose initializers are named by the state-dict keys and stored as
+graph of `StyleNet.transform` whose initializers are named by the state-dict keys and stored as
 *external* data that is never shipped: the graph alone, 36-60 KB. The lean runtime hands ONNX
 Runtime that graph and the output of `weights.fuse_weights` as the external initializers
 (`filled_template`), so making a style's engine needs neither torch nor the onnx package, and

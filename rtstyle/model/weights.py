@@ -3,7 +3,7 @@
 This is the one implementation of the adapter math at inference time: a LoRA adapter on a conv
 with kernel W0 adds ``alpha / r * B @ A`` (r = A's first dim) and a norm adapter adds its scale
 and shift deltas to the instance norm's weight and bias; a mix of styles adds the weighted sum,
-computed in float32. `loader.fuse` loads the result into a torch `Stylizer` and the lean runtime
+computed in float32. `loader.fuse` loads the result into a torch `StyleNet` and the lean runtime
 into an ONNX template (`templates.py`), so both run the same weights. It imports numpy and
 safetensors only, never torch.
 """
@@ -26,7 +26,7 @@ BASE_FORMAT = "rtstyle-base/1"
 
 @dataclass(frozen=True)
 class BaseWeights:
-    """A base network's identity and its float32 weights, keyed like the `Stylizer` state dict."""
+    """A base network's identity and its float32 weights, keyed like the `StyleNet` state dict."""
 
     base_id: str
     spec: NetworkSpec

@@ -13,15 +13,13 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from ..model.styles import MAX_STRENGTH
-from .pending import AfterStep, PendingBatch
+from .pending import AfterStep, PendingBatch, Stylizer
 
 log = logging.getLogger(__name__)
-BuiltStylizer = Any  # a FrameStylizer or an OnnxCpuStylizer: anything with submit, warm_up, make_smoother
 
 VIEWS = ("stylized", "side-by-side", "original")
 
@@ -64,15 +62,15 @@ class BackgroundBuild:
     a compiled engine does not compile on the stream's next frame.
     """
 
-    def __init__(self, key: tuple[str, float], build: Callable[[str, float], BuiltStylizer],
+    def __init__(self, key: tuple[str, float], build: Callable[[str, float], Stylizer],
                  shape: tuple[int, int, int] | None = None):
         self.key = key
-        self.result: BuiltStylizer | None = None
+        self.result: Stylizer | None = None
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(build, shape), name="rtstyle-build", daemon=True)
         self._thread.start()
 
-    def _run(self, build: Callable[[str, float], BuiltStylizer], shape: tuple[int, int, int] | None) -> None:
+    def _run(self, build: Callable[[str, float], Stylizer], shape: tuple[int, int, int] | None) -> None:
         try:
             stylizer = build(*self.key)
             if shape is not None and hasattr(stylizer, "warm_up"):
@@ -86,7 +84,7 @@ class BackgroundBuild:
 
 
 class StyleSwitcher:
-    """Submits like a BuiltStylizer; follows `controls`, building new stylizers in the background.
+    """Submits like a Stylizer; follows `controls`, building new stylizers in the background.
 
     At most one build runs at a time, for the state asked for when it started; when it lands and
     the state has moved on (a held strength key), the next build starts from the newest state.
@@ -95,10 +93,10 @@ class StyleSwitcher:
 
     KEEP = 8  # built stylizers kept, so memory stays bounded when someone holds a key down
 
-    def __init__(self, controls: LiveControls, build: Callable[[str, float], BuiltStylizer]):
+    def __init__(self, controls: LiveControls, build: Callable[[str, float], Stylizer]):
         self.controls = controls
         self.build = build
-        self._built: dict[tuple[str, float], BuiltStylizer] = {}
+        self._built: dict[tuple[str, float], Stylizer] = {}
         self._pending: BackgroundBuild | None = None
         self._shape: tuple[int, int, int] | None = None  # (batch, width, height) the stream runs at
         first = controls.state()
@@ -110,7 +108,7 @@ class StyleSwitcher:
     def description(self) -> str:
         return self.current.description
 
-    def _keep(self, key: tuple[str, float], stylizer: BuiltStylizer) -> None:
+    def _keep(self, key: tuple[str, float], stylizer: Stylizer) -> None:
         self._built[key] = stylizer
         if len(self._built) > self.KEEP:
             self._built.pop(next(iter(self._built)))

@@ -29,7 +29,8 @@ from ..io.images import is_image_path, probe_image, read_image, write_image
 from ..io.sinks import FileSink
 from ..io.sources import FileSource
 from ..io.video import VideoReader, VideoWriter, check_writable
-from .runner import StreamConfig, Stylize, run_stream
+from .pending import Stylizer
+from .runner import FrameFunction, StreamConfig, run_stream
 
 log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm", ".gif"}
@@ -121,7 +122,7 @@ def check_paths(src: Path, dst: Path) -> None:
         VideoReader(src).close()
 
 
-def convert_file(src: str | Path, dst: str | Path, stylizer: Stylize, config: ConvertConfig,
+def convert_file(src: str | Path, dst: str | Path, stylizer: Stylizer | FrameFunction, config: ConvertConfig,
                  progress: Progress | None = None) -> ConvertResult:
     """Stylize an image or a video file into `dst`."""
     src, dst = Path(src), Path(dst)
@@ -132,7 +133,7 @@ def convert_file(src: str | Path, dst: str | Path, stylizer: Stylize, config: Co
         return convert_video(src, dst, stylizer, config, progress)
 
 
-def convert_image(src: Path, dst: Path, stylizer: Stylize, config: ConvertConfig) -> ConvertResult:
+def convert_image(src: Path, dst: Path, stylizer: Stylizer | FrameFunction, config: ConvertConfig) -> ConvertResult:
     start = time.perf_counter()
     rgb, alpha = read_image(src, config.max_side)
     stylize_image = getattr(stylizer, "stylize_image", None)  # tiles huge images in bounded memory
@@ -146,7 +147,7 @@ def convert_image(src: Path, dst: Path, stylizer: Stylize, config: ConvertConfig
     return ConvertResult(dst, 1, time.perf_counter() - start, width=out.shape[1], height=out.shape[0])
 
 
-def convert_video(src: Path, dst: Path, stylizer: Stylize, config: ConvertConfig,
+def convert_video(src: Path, dst: Path, stylizer: Stylizer | FrameFunction, config: ConvertConfig,
                   progress: Progress | None = None) -> ConvertResult:
     gif = dst.suffix.lower() == ".gif"
     source = FileSource(src, config.max_side or (GIF_MAX_SIDE if gif else None))

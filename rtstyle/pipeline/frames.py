@@ -29,12 +29,12 @@ from .pending import IN_FLIGHT, PendingBatch
 
 _RING = IN_FLIGHT + 1  # pinned buffers per batch shape and direction: those in flight plus one being filled
 
-#: What a FrameStylizer hands its `after` step: (inputs uint8 H x W x 3 on the host, inputs on the
+#: What a TorchStylizer hands its `after` step: (inputs uint8 H x W x 3 on the host, inputs on the
 #: device (N, 3, H, W) in 0..1, outputs on the device in 0..1) -> outputs. The torch smoothers' apply_batch.
 DeviceStep = Callable[[list[np.ndarray], torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-class FrameStylizer:
+class TorchStylizer:
     """Runs batches of H x W x 3 uint8 RGB frames through an engine.
 
     Holds no per-stream state beyond reusable staging buffers: a temporal smoother belongs to

@@ -8,7 +8,7 @@ fills the next (see frames.py). CPU stylizers return batches that are already do
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -18,6 +18,24 @@ IN_FLIGHT = 2
 #: Work on a stylized batch before it becomes uint8 (the temporal smoother). Each stylizer calls it
 #: with its own arrays and makes the matching smoother (`make_smoother`), so the two always agree.
 AfterStep = Callable[..., Any]
+
+
+class Stylizer(Protocol):
+    """Frames in, frames out: H x W x 3 RGB (uint8, or uint16 for high bit depths) in, the same back.
+
+    `TorchStylizer` (pipeline/frames.py), `OnnxCpuStylizer` (backends/onnx_cpu.py) and the live
+    `StyleSwitcher` are stylizers; the network they run is a `model.network.StyleNet`. The stream
+    runner also takes a plain function of a list of frames.
+    """
+
+    description: str
+
+    def submit(self, images: list[np.ndarray], after: AfterStep | None = None, layout: str = "rgb24"
+               ) -> PendingBatch: ...
+
+    def warm_up(self, batch: int, width: int, height: int) -> None: ...
+
+    def make_smoother(self, kind: str, strength: float) -> Any: ...
 
 
 class PendingBatch:

@@ -34,12 +34,12 @@ from ..errors import PipelineError, RtstyleError
 from ..io.sinks import Sink
 from ..io.sources import Frame, Source
 from .metrics import Metrics
-from .pending import IN_FLIGHT, PendingBatch
+from .pending import IN_FLIGHT, PendingBatch, Stylizer
 from .stages import END, Stages, Stopped
 
 log = logging.getLogger(__name__)
 
-Stylize = Callable[[list[np.ndarray]], list[np.ndarray]]  # FrameStylizer, StyleSwitcher or a plain function
+FrameFunction = Callable[[list[np.ndarray]], list[np.ndarray]]  # a plain function stylizes too
 Progress = Callable[[int, int], None]
 
 
@@ -63,7 +63,7 @@ class Aborted(KeyboardInterrupt):
     """A second Ctrl-C: stop without finishing."""
 
 
-def run_stream(source: Source, stylize: Stylize, sink: Sink, config: StreamConfig,
+def run_stream(source: Source, stylize: Stylizer | FrameFunction, sink: Sink, config: StreamConfig,
                progress: Progress | None = None, quit_event: threading.Event | None = None,
                metrics: Metrics | None = None, smoother=None) -> RunResult:
     stages = Stages()
