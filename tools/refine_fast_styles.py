@@ -25,11 +25,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from rtstyle.model.loader import adapter_layers, fuse, load_base
+from rtstyle.model.loader import add_trainable_adapter, fuse, load_base, start_from_norms, trained_adapter
 from rtstyle.model.styles import builtin_styles, load_style, styles_dir
 from rtstyle.train.data import RandomCrops
-from rtstyle.train.trainer import ADAPTER, TrainConfig, attach_trainable, cosine_with_warmup, extract_adapter
+from rtstyle.train.trainer import cosine_with_warmup
 
+ALPHA, WARMUP, CLIP = 16.0, 100, 1.0  # `rtstyle train`'s defaults, which the committed styles were refined with
 log = logging.getLogger("refine_fast_styles")
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 METHOD = "LoRA refinement against the quality model"
@@ -56,17 +57,12 @@ def refine(name: str, images: list[np.ndarray], args: argparse.Namespace) -> Non
     teacher = fuse(load_base("quality"), [(load_style(name, "quality"), 1.0)]).eval().requires_grad_(False)
     base = load_base("fast")
     student = base.build()
-    config = TrainConfig(style_dir=Path("."), content_dir=Path("."), out=Path("unused.safetensors"), model="fast",
-                         rank=args.rank, lr=args.lr, steps=args.steps)
-    params = attach_trainable(student, config)
-    layers = adapter_layers(student)
-    with torch.no_grad():
-        for layer, (scale, shift) in start.norm.items():
-            layers[layer].scale[ADAPTER].copy_(torch.from_numpy(scale))
-            layers[layer].shift[ADAPTER].copy_(torch.from_numpy(shift))
+    convs = [name for name, module in student.named_modules() if isinstance(module, torch.nn.Conv2d)]
+    params = add_trainable_adapter(student, convs, args.rank, ALPHA)
+    start_from_norms(student, start)
     crops = RandomCrops(images, args.size, seed=args.seed)
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(config.warmup, args.steps))
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(WARMUP, args.steps))
     student.train()
     started = time.perf_counter()
     for _ in range(args.steps):
@@ -76,13 +72,13 @@ def refine(name: str, images: list[np.ndarray], args: argparse.Namespace) -> Non
         loss = F.mse_loss(student(inputs), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, config.clip)
+        torch.nn.utils.clip_grad_norm_(params, CLIP)
         optimizer.step()
         schedule.step()
     training = {"method": METHOD, "steps": args.steps, "batch": args.batch, "size": args.size, "rank": args.rank,
-                "lr": config.lr, "loss": "mse", "content": "shared/data/frames + shared/data/styles",
+                "lr": args.lr, "loss": "mse", "content": "shared/data/frames + shared/data/styles",
                 "final_loss": round(loss.item(), 6)}
-    adapter = extract_adapter(student, base, name, config.alpha, training)
+    adapter = trained_adapter(student, base, name, ALPHA, training)
     adapter.description = start.description
     adapter.provenance = {**start.provenance, "method": f"{start.provenance.get('method', '')}; {METHOD}"}
     adapter.save(styles_dir("fast") / f"{name}.safetensors")

@@ -4,7 +4,8 @@
 and this module are the model loader, the only code that knows adapters are LoRA: backends get
 an ordinary network whose weights already hold the chosen mix of styles. The fusion itself is
 done once, in `weights.fuse_weights`; here its result is loaded into a `StyleNet`. Training
-attaches unmerged adapter layers instead (`attach`, `set_mix`, `strip_adapters`).
+works on unmerged adapter layers instead, through this module too: `add_trainable_adapter`,
+`start_from_norms` and `trained_adapter` (the trainer and the tools never touch LoRA internals).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -121,3 +123,61 @@ def fuse(base: BaseModel, styles: list[tuple[Adapter, float]]) -> StyleNet:
     net = StyleNet(base.spec)
     net.load_state_dict({key: torch.from_numpy(array) for key, array in state.items()})
     return net.eval().requires_grad_(False)
+
+
+#: The name the adapter being trained lives under in its layers (it shows in checkpoint keys).
+TRAINING = "learned"
+
+
+def max_rank(conv: nn.Conv2d) -> int:
+    """The largest LoRA rank a conv can hold: beyond it the update is full rank anyway."""
+    return min(conv.out_channels, conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1])
+
+
+def add_trainable_adapter(net: nn.Module, conv_targets: list[str], rank: int, alpha: float,
+                          norm_adapters: bool = True) -> list[nn.Parameter]:
+    """Wrap the targets, add a fresh (no-op) adapter, freeze everything else; return its parameters.
+
+    A conv thinner than `rank` (the decoder's 8- and 4-channel convs, the 3-channel output conv)
+    gets the largest rank it can hold, which for it is a full-rank update.
+    """
+    ranks = {target: min(rank, max_rank(net.get_submodule(target))) for target in conv_targets}
+    norms = [name for name, m in net.named_modules() if isinstance(m, nn.InstanceNorm2d)] if norm_adapters else []
+    inject_adapter_layers(net, conv_targets, norms)
+    net.requires_grad_(False)
+    for name, layer in adapter_layers(net).items():
+        if isinstance(layer, LoRAConv2d):
+            layer.add_adapter(TRAINING, ranks[name], alpha)
+        else:
+            layer.add_adapter(TRAINING)
+    set_mix(net, {TRAINING: 1.0})
+    params = [p for name, p in net.named_parameters() if TRAINING in name.split(".")]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def start_from_norms(net: nn.Module, adapter: Adapter) -> None:
+    """Start the trainable adapter's norm deltas at `adapter`'s (refining a norm-only style with LoRA)."""
+    layers = adapter_layers(net)
+    with torch.no_grad():
+        for layer, (scale, shift) in adapter.norm.items():
+            layers[layer].scale[TRAINING].copy_(torch.from_numpy(scale))
+            layers[layer].shift[TRAINING].copy_(torch.from_numpy(shift))
+
+
+def trained_adapter(net: nn.Module, base: BaseModel, name: str, alpha: float, training: dict) -> Adapter:
+    """The trainable adapter of `net` as an adapter file's contents."""
+    adapter = Adapter(name=name, base_id=base.base_id, base_hash=base.weight_hash, alpha=alpha, training=training,
+                      provenance={"made_by": "rtstyle train", "mode": training.get("mode")})
+    for layer_name, layer in adapter_layers(net).items():
+        if isinstance(layer, LoRAConv2d) and TRAINING in layer.adapter_names:
+            adapter.lora[layer_name] = (_array(layer.lora_A[TRAINING].weight), _array(layer.lora_B[TRAINING].weight))
+        elif isinstance(layer, NormAdapter) and TRAINING in layer.adapter_names:
+            adapter.norm[layer_name] = (_array(layer.scale[TRAINING]), _array(layer.shift[TRAINING]))
+    return adapter
+
+
+def _array(tensor: torch.Tensor) -> np.ndarray:
+    """A trained tensor as the float32 numpy array adapters hold."""
+    return tensor.detach().float().cpu().numpy()

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,15 +30,13 @@ from torch import nn
 from ..backends.base import resolve_device
 from ..errors import InputError
 from ..io.video import check_writable
-from ..model.adapters import Adapter
-from ..model.loader import BaseModel, adapter_layers, inject_adapter_layers, load_base, set_mix
-from ..model.lora import LoRAConv2d, NormAdapter
+from ..model.loader import TRAINING, add_trainable_adapter, load_base, trained_adapter
 from .data import ImageSet, RandomCrops, load_folder, outlier_report, to_tensor
 from .losses import FeatureNet, PerceptualLoss, PerceptualWeights, gram, load_vgg
 
 log = logging.getLogger(__name__)
 
-ADAPTER = "learned"
+ADAPTER = TRAINING  # the trainable adapter's name, as checkpoints know it
 MODES = ("perceptual", "distill")
 #: Distill: the best of 2e-3, 5e-3, 1.5e-2 and 3e-2 on benchmarks/train_eval.py (1500 steps; README).
 DEFAULT_LR = {"perceptual": 2e-3, "distill": 1.5e-2}
@@ -110,10 +107,6 @@ class TrainResult:
 Progress = Callable[[int, int, dict[str, float], float], None]  # step, total, loss terms, images/s
 
 
-def max_rank(conv: nn.Conv2d) -> int:
-    return min(conv.out_channels, conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1])
-
-
 def default_targets(net: nn.Module) -> list[str]:
     """Every conv. seeds/000 adapts only mid and deep convs of a large network; our networks are
     small, and with only the residual convs adapted a fast-model adapter plateaued ~2 dB lower
@@ -122,41 +115,9 @@ def default_targets(net: nn.Module) -> list[str]:
 
 
 def attach_trainable(net: nn.Module, config: TrainConfig) -> list[nn.Parameter]:
-    """Wrap the targets, add a fresh (no-op) adapter, freeze everything else; return its parameters."""
-    targets = list(config.conv_targets or default_targets(net))
-    # A conv thinner than the rank (the decoder's 8- and 4-channel convs, the 3-channel output
-    # conv) gets the largest rank it can hold, which for it is a full-rank update.
-    ranks = {t: min(config.rank, max_rank(net.get_submodule(t))) for t in targets}
-    norms = [name for name, m in net.named_modules() if isinstance(m, nn.InstanceNorm2d)] \
-        if config.norm_adapters else []
-    inject_adapter_layers(net, targets, norms)
-    net.requires_grad_(False)
-    for name, layer in adapter_layers(net).items():
-        if isinstance(layer, LoRAConv2d):
-            layer.add_adapter(ADAPTER, ranks[name], config.alpha)
-        else:
-            layer.add_adapter(ADAPTER)
-    set_mix(net, {ADAPTER: 1.0})
-    params = [p for name, p in net.named_parameters() if ADAPTER in name.split(".")]
-    for p in params:
-        p.requires_grad_(True)
-    return params
-
-
-def extract_adapter(net: nn.Module, base: BaseModel, name: str, alpha: float, training: dict) -> Adapter:
-    adapter = Adapter(name=name, base_id=base.base_id, base_hash=base.weight_hash, alpha=alpha, training=training,
-                      provenance={"made_by": "rtstyle train", "mode": training.get("mode")})
-    for layer_name, layer in adapter_layers(net).items():
-        if isinstance(layer, LoRAConv2d) and ADAPTER in layer.adapter_names:
-            adapter.lora[layer_name] = (_array(layer.lora_A[ADAPTER].weight), _array(layer.lora_B[ADAPTER].weight))
-        elif isinstance(layer, NormAdapter) and ADAPTER in layer.adapter_names:
-            adapter.norm[layer_name] = (_array(layer.scale[ADAPTER]), _array(layer.shift[ADAPTER]))
-    return adapter
-
-
-def _array(tensor: torch.Tensor) -> np.ndarray:
-    """A trained tensor as the float32 numpy array adapters hold."""
-    return tensor.detach().float().cpu().numpy()
+    """The trainable adapter `config` asks for, on `net` (see loader.add_trainable_adapter)."""
+    return add_trainable_adapter(net, list(config.conv_targets or default_targets(net)), config.rank, config.alpha,
+                                 config.norm_adapters)
 
 
 def cosine_with_warmup(warmup: int, total: int) -> Callable[[int], float]:
@@ -281,7 +242,7 @@ def train(config: TrainConfig, progress: Progress | None = None, loss_network: F
     summary = config.out.with_suffix(".json")
     if rank == 0:
         training = _training_metadata(config, styles, contents, step, world, distiller)
-        extract_adapter(net, base, config.name or config.out.stem, config.alpha, training).save(config.out)
+        trained_adapter(net, base, config.name or config.out.stem, config.alpha, training).save(config.out)
         summary.write_text(json.dumps({"adapter": str(config.out), "seconds": round(seconds, 1),
                                        "images_per_second": round(done_images / max(seconds, 1e-9), 2),
                                        "first_loss": history[0] if history else None,
