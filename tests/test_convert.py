@@ -260,3 +260,31 @@ def test_gif_output_is_small_and_keeps_its_pace(tmp_path, fast_stylizer):
         durations.append(gif.info["duration"])
     assert sum(durations) == pytest.approx(2000, abs=20)  # the clip keeps its length
     assert gif.info.get("loop") == 0
+
+
+def test_subtitles_are_copied_where_the_container_holds_them(clip, tmp_path, fast_stylizer, caplog):
+    srt = tmp_path / "s.srt"
+    srt.write_text("1\n00:00:00,200 --> 00:00:01,000\nBonjour\n\n2\n00:00:01,200 --> 00:00:01,800\nAu revoir\n")
+    src = tmp_path / "with_subs.mkv"
+    with av.open(str(clip)) as video, av.open(str(srt)) as subs, av.open(str(src), "w") as out:
+        streams = {("v", s.index): out.add_stream_from_template(s) for s in video.streams}
+        text = out.add_stream_from_template(subs.streams[0])
+        text.metadata["language"] = "fra"
+        for packet in video.demux():
+            if packet.dts is not None:
+                packet.stream = streams[("v", packet.stream.index)]
+                out.mux(packet)
+        for packet in subs.demux():
+            if packet.dts is not None:
+                packet.stream = text
+                out.mux(packet)
+    convert_file(src, tmp_path / "out.mkv", fast_stylizer, ConvertConfig())
+    with av.open(str(tmp_path / "out.mkv")) as made:
+        assert [s.type for s in made.streams] == ["video", "audio", "subtitle"]
+        assert made.streams.subtitles[0].metadata.get("language") == "fra"
+        assert [bytes(p) for p in made.demux(made.streams.subtitles[0]) if p.size] == [b"Bonjour", b"Au revoir"]
+    with caplog.at_level("WARNING"):
+        convert_file(src, tmp_path / "out.mp4", fast_stylizer, ConvertConfig())  # MP4 takes only mov_text
+    assert any("subtitle stream 2 (srt) left out" in r.message for r in caplog.records)
+    with av.open(str(tmp_path / "out.mp4")) as made:
+        assert [s.type for s in made.streams] == ["video", "audio"]

@@ -38,6 +38,7 @@ class VideoInfo:
     mirrored: bool = False  # after the rotation, mirrored left to right (a display matrix with a flip)
     color: ColorInfo = ColorInfo()  # what the YUV samples mean; the output keeps it
     bit_depth: int = 8  # of the coded samples; above 8, frames are decoded as 16-bit RGB
+    subtitle_streams: int = 0
     tags: dict = field(default_factory=dict)  # the container's metadata: title, creation_time, ...
     video_tags: dict = field(default_factory=dict)  # the video stream's: language, handler_name, ...
 
@@ -125,7 +126,8 @@ class VideoReader:
         frames = stream.frames or round(duration * rate)
         self.info = VideoInfo(self.path, width, height, Fraction(rate), Fraction(stream.time_base), int(frames),
                               duration, rotation, len(self._container.streams.audio), coded, mirrored,
-                              self._color, bit_depth, dict(self._container.metadata), dict(stream.metadata))
+                              self._color, bit_depth, len(self._container.streams.subtitles),
+                              dict(self._container.metadata), dict(stream.metadata))
 
     def _probe_orientation(self) -> tuple[int, bool]:
         """(rotation, mirrored) from the first frame's display matrix (PyAV exposes it per frame)."""
@@ -279,6 +281,9 @@ def _copy_tags(source: dict, target) -> None:
 
 #: Containers that take only some codecs: their default video encoder and the audio codecs they hold.
 WEBM_AUDIO = {"opus", "vorbis"}
+SUBTITLE_CODECS = {"mp4": {"mov_text"}, "mov": {"mov_text"}, "ipod": {"mov_text"}, "webm": {"webvtt"},
+                   "matroska": {"srt", "subrip", "ass", "ssa", "webvtt", "mov_text", "dvd_subtitle",
+                                "hdmv_pgs_subtitle", "dvb_subtitle"}}
 
 
 def default_codec(path: Path) -> str:
@@ -332,9 +337,9 @@ class VideoWriter:
             stream.codec_context.open()
             self._video = stream
             self._audio_in = None
-            if copy_audio and info.audio_streams:
+            if (copy_audio and info.audio_streams) or info.subtitle_streams:
                 self._audio_in = av.open(str(info.path), metadata_errors="ignore")
-                self._audio_packets = self._audio_streams(self._audio_in)
+                self._audio_packets = self._copied_streams(self._audio_in, copy_audio)
                 self._pending_audio = None
         except Exception as exc:
             self._out.close()
@@ -390,13 +395,25 @@ class VideoWriter:
             self._mux_audio_until(float(packet.pts * packet.time_base))
         self._out.mux(packet)
 
-    def _audio_streams(self, source):
-        """Output audio streams for `source`'s, and a generator of (packet, output stream) in file order."""
-        transcode = self._out.format.name == "webm" and any(
-            s.codec_context.name not in WEBM_AUDIO for s in source.streams.audio)
+    def _copied_streams(self, source, copy_audio: bool):
+        """Output streams for `source`'s audio and subtitles, and a generator of (packet, output stream)
+        in file order. Subtitles go only where this container takes their codec (said in the log)."""
+        audio = list(source.streams.audio) if copy_audio else []
+        subtitles = []
+        takes = SUBTITLE_CODECS.get(self._out.format.name, set())
+        for stream in source.streams.subtitles:
+            if stream.codec_context.name in takes:
+                subtitles.append(stream)
+            else:
+                log.warning("subtitle stream %d (%s) left out: %s output does not hold it", stream.index,
+                            stream.codec_context.name, self.path.suffix)
+        transcode = self._out.format.name == "webm" and any(s.codec_context.name not in WEBM_AUDIO for s in audio)
+        if transcode and subtitles:
+            log.warning("subtitles left out: the audio is being re-encoded for WebM")
+            subtitles = []
         outputs = {}
-        for stream in source.streams.audio:
-            if transcode:
+        for stream in sorted(audio + subtitles, key=lambda s: s.index):  # in the input's order
+            if transcode and stream.type == "audio":
                 outputs[stream.index] = out = self._out.add_stream("libopus", rate=48000)
                 out.layout = "mono" if stream.codec_context.channels == 1 else "stereo"
             else:
@@ -404,8 +421,8 @@ class VideoWriter:
             _copy_tags(dict(stream.metadata), out.metadata)
         if transcode:
             log.info("re-encoding the audio to Opus: WebM holds only Opus and Vorbis")
-            return _opus_packets(source, outputs)
-        return ((packet, outputs[packet.stream.index]) for packet in source.demux(*source.streams.audio))
+            return _opus_packets(source, {s.index: outputs[s.index] for s in audio})
+        return ((packet, outputs[packet.stream.index]) for packet in source.demux(*audio, *subtitles))
 
     def _mux_audio_until(self, limit: float | None) -> None:
         """Interleave: send the audio packets that start by `limit` seconds (all of them for None)."""
