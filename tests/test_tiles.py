@@ -51,3 +51,29 @@ def test_images_above_the_limit_are_tiled_on_the_way_through(tmp_path, photo, mo
     convert_file(src, out, load_stylizer("fast", None, EngineConfig(device="cpu")), ConvertConfig())
     assert calls and Image.open(out).size == (419, 301)
     assert TILE_ABOVE_PIXELS == 2048 * 2048
+
+
+def test_video_frames_above_the_limit_go_through_in_tiles(tmp_path, monkeypatch):
+    """4K and up: each frame in tiles (here a small clip, with the limit and the tiles made small)."""
+    import av
+
+    from rtstyle.backends import onnx_tiles
+    from rtstyle.io.synthetic import write_clip
+
+    clip = write_clip(tmp_path / "in.mp4", seconds=0.5, width=320, height=192, fps=24)
+    stylizer = load_stylizer("fast", None, EngineConfig(device="cpu"))
+    convert_file(clip, tmp_path / "whole.mp4", stylizer, ConvertConfig(crf=0))
+    monkeypatch.setattr(onnx_tiles, "TILE_ABOVE_PIXELS", 100 * 100)
+    monkeypatch.setattr(onnx_tiles, "TILE", 96)  # 4 x 2 tiles; the 1024 px thumbnail is the frame itself
+    assert stylizer._tiled is None
+    convert_file(clip, tmp_path / "tiled.mp4", stylizer, ConvertConfig(crf=0, smooth="flow"))
+    assert stylizer._tiled is not None  # the frames did go through the tiler
+    convert_file(clip, tmp_path / "tiled_plain.mp4", stylizer, ConvertConfig(crf=0))
+    with av.open(str(tmp_path / "whole.mp4")) as a, av.open(str(tmp_path / "tiled_plain.mp4")) as b:
+        pairs = list(zip(a.decode(video=0), b.decode(video=0)))
+        assert len(pairs) == 12
+        for x, y in pairs:
+            diff = np.abs(x.to_ndarray(format="rgb24").astype(int) - y.to_ndarray(format="rgb24").astype(int))
+            assert diff.mean() < 0.5  # the same picture, up to rounding and the encoder
+    with av.open(str(tmp_path / "tiled.mp4")) as smoothed:
+        assert sum(1 for _ in smoothed.decode(video=0)) == 12

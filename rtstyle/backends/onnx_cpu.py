@@ -102,13 +102,21 @@ class OnnxCpuStylizer:
 
     def stylize_image(self, image: np.ndarray) -> np.ndarray:
         """One still image; above `onnx_tiles.TILE_ABOVE_PIXELS` in tiles, so memory stays bounded."""
-        from .onnx_tiles import TILE_ABOVE_PIXELS, TiledStylizer
-
-        if image.shape[0] * image.shape[1] <= TILE_ABOVE_PIXELS or not self.base_id:
+        if not self._needs_tiles(image):
             return self([image])[0]
+        return self._tiler()(image)
+
+    def _needs_tiles(self, image: np.ndarray) -> bool:
+        from . import onnx_tiles
+
+        return bool(self.base_id) and image.shape[0] * image.shape[1] > onnx_tiles.TILE_ABOVE_PIXELS
+
+    def _tiler(self):
+        from .onnx_tiles import TiledStylizer
+
         if self._tiled is None:
             self._tiled = TiledStylizer(self.base_id, self._weights, OrtSession)
-        return self._tiled(image)
+        return self._tiled
 
     def submit(self, images: list[np.ndarray], after=None, layout: str = "rgb24") -> PendingBatch:
         """Stylize now (the CPU has nothing to overlap with) and hand back a finished batch.
@@ -118,8 +126,11 @@ class OnnxCpuStylizer:
         """
         depth = images[0].dtype  # uint8, or uint16 for high-bit-depth video and images
         top = float(np.iinfo(depth).max)
-        batch = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1 / top)
-        out = self._run(batch).transpose(0, 2, 3, 1)
+        if self._needs_tiles(images[0]):  # 4K and up: frame by frame in tiles, memory bounded
+            out = np.stack([self._tiler()(image, as_float=True) for image in images])
+        else:
+            batch = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1 / top)
+            out = self._run(batch).transpose(0, 2, 3, 1)
         if after is not None:
             out = after(eight_bit(images), np.ascontiguousarray(out))  # OpenCV wants contiguous frames
         frames = (np.clip(out, 0.0, 1.0) * top + 0.5).astype(depth)

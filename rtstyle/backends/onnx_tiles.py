@@ -57,9 +57,13 @@ class TiledStylizer:
         return self.statistics(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
 
     def __call__(self, image: np.ndarray, stats: list[tuple[np.ndarray, np.ndarray]] | None = None,
-                 tile: int = TILE) -> np.ndarray:
-        """Stylize one H x W x 3 image (uint8 or uint16) tile by tile; `stats` default to the thumbnail's."""
+                 tile: int | None = None, as_float: bool = False) -> np.ndarray:
+        """Stylize one H x W x 3 image (uint8 or uint16) tile by tile; `stats` default to the thumbnail's.
+
+        `as_float`: H x W x 3 float32 in 0..1 instead of the input's depth (for a smoother to work on).
+        """
         stats = stats or self.thumbnail_statistics(image)
+        tile = tile or TILE
         feeds = {}
         for index, ((weight, bias, eps), (mean, var)) in enumerate(zip(self._norms, stats)):
             scale = weight.reshape(1, -1, 1, 1) / np.sqrt(var + eps)
@@ -67,7 +71,7 @@ class TiledStylizer:
             feeds[f"norm{index}_shift"] = (bias.reshape(1, -1, 1, 1) - mean * scale).astype(np.float32)
         height, width = image.shape[:2]
         top = float(np.iinfo(image.dtype).max)
-        out = np.empty_like(image)
+        out = np.empty(image.shape, np.float32) if as_float else np.empty_like(image)
         for y0 in range(0, height, tile):
             for x0 in range(0, width, tile):
                 y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
@@ -76,7 +80,7 @@ class TiledStylizer:
                 batch = pad_to_multiple(_to_batch(image[cy0:cy1, cx0:cx1]))
                 styled = self._tiles.run(["stylized"], {"image": batch, **feeds})[0][0]
                 block = styled[:, y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0].transpose(1, 2, 0)
-                out[y0:y1, x0:x1] = (np.clip(block, 0.0, 1.0) * top + 0.5).astype(image.dtype)
+                out[y0:y1, x0:x1] = block if as_float else (np.clip(block, 0.0, 1.0) * top + 0.5).astype(image.dtype)
         return out
 
 
