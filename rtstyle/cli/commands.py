@@ -58,6 +58,12 @@ def stylize(args: argparse.Namespace) -> int:
     src = Path(args.input)
     choice = StyleChoice.parse(args.style, args.blend, args.strength)
     dst = Path(args.output) if args.output else _default_output(src, choice)
+    if dst.exists() and not args.overwrite:
+        if args.no_overwrite:
+            print(f"rtstyle: {dst} exists; left as it is (-n)", file=sys.stderr)
+            return 0
+        if not _confirm_overwrite(dst):
+            raise OutputError(f"{dst} exists; -y replaces it, -n leaves it")
     config = ConvertConfig(batch=args.batch, max_side=args.max_side, crf=args.crf, preset=args.preset,
                            copy_audio=not args.no_audio, codec=args.codec, pix_fmt=args.pix_fmt, smooth=args.smooth,
                            smooth_strength=args.smooth_strength)
@@ -66,6 +72,17 @@ def stylize(args: argparse.Namespace) -> int:
         Path(args.stats_json).write_text(json.dumps(result.metrics or {"frames": result.frames,
                                                                         "seconds": result.seconds}, indent=2))
     return _report(result, args.json)
+
+
+def _confirm_overwrite(dst: Path) -> bool:
+    """ffmpeg's habit: ask on a terminal, refuse anywhere else (scripts, pipes, CI)."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return False
+    try:
+        answer = input(f"{dst} exists. Overwrite? [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
 
 
 def _report(result: ConvertResult, as_json: bool) -> int:

@@ -114,6 +114,11 @@ def build_parser() -> Parser:
                              description="Stylize a video (audio, frame rate and timestamps kept) or an image.")
     stylize.add_argument("input", help="video (mp4, mov, mkv, ...) or image (png, jpg, ...)")
     stylize.add_argument("-o", "--output", help="output file (default: INPUT_STYLE.EXT beside the input)")
+    existing = stylize.add_mutually_exclusive_group()
+    existing.add_argument("-y", "--overwrite", action="store_true", help="replace an existing output")
+    existing.add_argument("-n", "--no-overwrite", action="store_true",
+                          help="leave an existing output alone and do nothing (exit 0); without -y or -n, a "
+                               "terminal asks and anything else is refused")
     add_style_options(stylize)
     add_engine_options(stylize)
     group = stylize.add_argument_group("conversion")
