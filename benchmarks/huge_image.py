@@ -91,8 +91,8 @@ def main() -> None:
             src = Path(tmp) / f"in{side}.png"
             Image.fromarray(make_image(side)).save(src, compress_level=1)
             for model in args.models:
-                wall, peak = run([rtstyle, "stylize", str(src), "-o", str(Path(tmp) / "out.png"), "--model", model, "-y",
-                                  "-q"])
+                wall, peak = run([rtstyle, "stylize", str(src), "-o", str(Path(tmp) / "out.png"), "--model", model,
+                                  "-y", "-q"])
                 row = {"model": model, "side": side, "megapixels": round(side * side / 1e6, 1), "wall_s": wall,
                        "peak_mb": round(peak)}
                 rows.append(row)
