@@ -82,7 +82,7 @@ def _load_lean(model: str | Path, style: StyleChoice, engine: EngineConfig):
         return None
     graph, weights = filled_template(base.base_id, fuse_weights(base, style.resolve(base.base_id)))
     blend = ", ".join(f"{name} {w:.2f}" for name, w in style.weights().items())
-    stylizer = OnnxCpuStylizer(graph, weights, "", base.base_id)
+    stylizer = OnnxCpuStylizer(graph, weights, "", base.base_id, threads=engine.threads)
     stylizer.description = f"{base.base_id} model, {blend}, {stylizer.describe()}"
     return stylizer
 

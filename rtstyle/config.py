@@ -21,7 +21,7 @@ class EngineConfig:
     # compile on CUDA: time Triton convolution kernels against cuDNN's for each new shape. Measured on an
     # H100 at 1080p batch 8: +3% (quality) / +4% (fast) fps for 17-33 s more warm-up per new shape.
     autotune: bool = False
-    threads: int | None = None  # CPU intra-op threads; None leaves torch's default
+    threads: int | None = None  # CPU threads of the engine (--threads); None: every core
     # Shape range for engines built ahead of time (TensorRT profiles). Both sides share one
     # range so portrait and landscape frames fit the same profile.
     max_batch: int = 8

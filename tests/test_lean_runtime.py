@@ -77,3 +77,10 @@ def test_auto_takes_the_torch_path_for_torch_only_backends():
     for config in (EngineConfig(backend="torch"), EngineConfig(backend="jit"), EngineConfig(device="cuda"),
                    EngineConfig(precision="fp16")):
         assert lean_path_reason(config) is None
+
+
+def test_threads_reach_the_engine():
+    from rtstyle.api import load_stylizer
+
+    stylizer = load_stylizer("fast", None, EngineConfig(device="cpu", threads=1))
+    assert stylizer.session.session.get_session_options().intra_op_num_threads == 1

@@ -17,7 +17,7 @@ from .main import EXIT_INTERRUPTED
 
 def _engine_config(args: argparse.Namespace) -> EngineConfig:
     return EngineConfig(backend=args.backend, device=args.device, precision=args.precision,
-                        autotune=getattr(args, "autotune", False))
+                        autotune=getattr(args, "autotune", False), threads=getattr(args, "threads", None))
 
 
 def _default_output(src: Path, choice: StyleChoice) -> Path:

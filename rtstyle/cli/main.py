@@ -54,6 +54,8 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--backend", choices=BACKENDS, default="auto", help="default: auto")
     group.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="default: fp16 on CUDA, fp32 on CPU")
+    group.add_argument("--threads", type=positive_int,
+                       help="CPU threads for the engine (default: every core; fewer leaves room for other work)")
     group.add_argument("--autotune", action="store_true",
                        help="compile backend on CUDA: time Triton conv kernels against cuDNN's (a few %% faster, "
                             "tens of seconds more to start)")
