@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from ..config import ConvertConfig, EngineConfig
-from ..errors import OutputError
+from ..errors import InputError, OutputError
 from ..model.styles import StyleChoice
 from ..pipeline.convert import ConvertResult
 from .main import EXIT_INTERRUPTED
@@ -54,8 +54,23 @@ def _convert(src: Path, dst: Path, args: argparse.Namespace, config: ConvertConf
             bar.close()
 
 
+def _config(args: argparse.Namespace) -> ConvertConfig:
+    return ConvertConfig(batch=args.batch, max_side=args.max_side, crf=args.crf, preset=args.preset,
+                         copy_audio=not args.no_audio, codec=args.codec, pix_fmt=args.pix_fmt, smooth=args.smooth,
+                         smooth_strength=args.smooth_strength)
+
+
+def _is_batch(args: argparse.Namespace) -> bool:
+    single = Path(args.input[0])
+    out = args.output or ""
+    return (len(args.input) > 1 or single.is_dir() or not single.exists() and any(c in args.input[0] for c in "*?[")
+            or out.endswith(("/", "\\")) or bool(out) and Path(out).is_dir())
+
+
 def stylize(args: argparse.Namespace) -> int:
-    src = Path(args.input)
+    if _is_batch(args):
+        return stylize_batch(args)
+    src = Path(args.input[0])
     choice = StyleChoice.parse(args.style, args.blend, args.strength)
     dst = Path(args.output) if args.output else _default_output(src, choice)
     if dst.exists() and not args.overwrite:
@@ -64,14 +79,55 @@ def stylize(args: argparse.Namespace) -> int:
             return 0
         if not _confirm_overwrite(dst):
             raise OutputError(f"{dst} exists; -y replaces it, -n leaves it")
-    config = ConvertConfig(batch=args.batch, max_side=args.max_side, crf=args.crf, preset=args.preset,
-                           copy_audio=not args.no_audio, codec=args.codec, pix_fmt=args.pix_fmt, smooth=args.smooth,
-                           smooth_strength=args.smooth_strength)
-    result = _convert(src, dst, args, config, quiet=args.quiet or args.json, choice=choice)
+    result = _convert(src, dst, args, _config(args), quiet=args.quiet or args.json, choice=choice)
     if args.stats_json:
         Path(args.stats_json).write_text(json.dumps(result.metrics or {"frames": result.frames,
                                                                         "seconds": result.seconds}, indent=2))
     return _report(result, args.json)
+
+
+def stylize_batch(args: argparse.Namespace) -> int:
+    """Many files, one stylizer, one progress bar; a failed file is one line and the batch goes on."""
+    from dataclasses import asdict
+
+    from tqdm import tqdm
+
+    from ..api import load_stylizer
+    from ..pipeline.batch import expand, run_batch
+
+    if not args.output:
+        raise OutputError("a batch needs -o OUTDIR/ for its outputs")
+    out_dir = Path(args.output)
+    jobs = expand(args.input, out_dir)
+    if not jobs:
+        raise InputError("no video or image files in the inputs")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stylizer = load_stylizer(args.model, StyleChoice.parse(args.style, args.blend, args.strength),
+                             _engine_config(args))
+    quiet = args.quiet or args.json
+    if not quiet:
+        print(f"{len(jobs)} files -> {out_dir}  [{stylizer.description}]", file=sys.stderr)
+    bar = tqdm(total=None, unit="frame", dynamic_ncols=True, disable=quiet or None, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        batch = run_batch(jobs, stylizer, _config(args), args.skip_existing, args.overwrite, progress)
+    finally:
+        bar.close()
+    for result in batch.results:
+        if result.status == "failed" and not args.json:
+            print(f"rtstyle: failed: {result.error}", file=sys.stderr)
+    counts = {status: sum(r.status == status for r in batch.results) for status in ("done", "skipped", "failed")}
+    if args.json:
+        print(json.dumps({"files": [asdict(r) for r in batch.results], **counts}, indent=2))
+    else:
+        print(f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed")
+    if any(r.status == "interrupted" for r in batch.results):
+        return EXIT_INTERRUPTED
+    return 1 if counts["failed"] else 0
 
 
 def _confirm_overwrite(dst: Path) -> bool:

@@ -112,10 +112,15 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     defaults = ConvertConfig()
-    stylize = sub.add_parser("stylize", help="stylize a video or image file",
-                             description="Stylize a video (audio, frame rate and timestamps kept) or an image.")
-    stylize.add_argument("input", help="video (mp4, mov, mkv, ...) or image (png, jpg, ...)")
-    stylize.add_argument("-o", "--output", help="output file (default: INPUT_STYLE.EXT beside the input)")
+    stylize = sub.add_parser("stylize", help="stylize video and image files, or folders of them",
+                             description="Stylize a video (audio, frame rate and timestamps kept) or an image; "
+                                         "several inputs, folders or globs with -o OUTDIR/ make a batch.")
+    stylize.add_argument("input", nargs="+", help="video (mp4, mov, mkv, ...) or image (png, jpg, ...); "
+                                                  "or several, folders (searched recursively) and globs")
+    stylize.add_argument("-o", "--output", help="output file (default: INPUT_STYLE.EXT beside the input); for a "
+                                                "batch, a folder (OUTDIR/) that mirrors the inputs' names")
+    stylize.add_argument("--skip-existing", action="store_true",
+                         help="batch: skip outputs that are complete (every frame decodes), redo the others")
     existing = stylize.add_mutually_exclusive_group()
     existing.add_argument("-y", "--overwrite", action="store_true", help="replace an existing output")
     existing.add_argument("-n", "--no-overwrite", action="store_true",

@@ -1,0 +1,137 @@
+"""Many files on one machine: expand inputs, mirror them into an output folder, resume, report.
+
+The stylizer is built once for the whole batch (it carries no per-stream state; each file's
+smoother is its own). A file that fails is recorded with its one-line error and the batch goes
+on. `--skip-existing` resumes an interrupted batch, and checks that each output is complete
+(all the input's frames decode from it), not merely that a file exists: Ctrl-C keeps the part
+of a file it finished, and that part must be redone.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import ConvertConfig
+from ..errors import InputError, RtstyleError
+from ..io.images import IMAGE_SUFFIXES, is_image_path, probe_image
+from .convert import VIDEO_SUFFIXES, convert_file
+
+log = logging.getLogger(__name__)
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    output: Path
+
+
+@dataclass
+class JobResult:
+    source: str
+    output: str
+    status: str  # done, skipped, failed
+    frames: int = 0
+    seconds: float = 0.0
+    error: str = ""
+
+
+@dataclass
+class BatchResult:
+    results: list[JobResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return sum(r.status == "failed" for r in self.results)
+
+
+def expand(inputs: list[str], out_dir: Path) -> list[Job]:
+    """Files, folders (recursive, media files only) and globs -> jobs whose outputs mirror them."""
+    jobs: list[Job] = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
+            jobs += [Job(p, out_dir / p.relative_to(path)) for p in files]
+        elif path.is_file():
+            jobs.append(Job(path, out_dir / path.name))
+        else:
+            matches = sorted(Path(m) for m in glob.glob(text, recursive=True) if Path(m).is_file())
+            if not matches:
+                raise InputError(f"no such file, folder or match: {text}")
+            jobs += [Job(p, out_dir / p.name) for p in matches]
+    outputs = [job.output for job in jobs]
+    clash = next((o for o in outputs if outputs.count(o) > 1), None)
+    if clash is not None:
+        raise InputError(f"two inputs would both write {clash}; give them separate folders")
+    return jobs
+
+
+def expected_frames(path: Path) -> int:
+    """Frames a conversion of `path` makes (1 for an image), from the container's count."""
+    from ..io.video import VideoReader
+
+    if is_image_path(path):
+        return 1
+    with VideoReader(path) as reader:
+        return max(1, reader.info.frames)
+
+
+def is_complete(job: Job) -> bool:
+    """Whether `job.output` holds all of the input: every frame decodes (images: the file opens)."""
+    if not job.output.is_file():
+        return False
+    try:
+        if is_image_path(job.output):
+            probe_image(job.output)
+            return True
+        import av
+
+        with av.open(str(job.output)) as made, av.open(str(job.source)) as source:
+            return sum(1 for _ in made.decode(video=0)) >= sum(1 for _ in source.demux(video=0) if _.size)
+    except Exception:  # noqa: BLE001 - an output that cannot be read is not complete, whatever the reason
+        return False
+
+
+def run_batch(jobs: list[Job], stylizer, config: ConvertConfig, skip_existing: bool = False,
+              overwrite: bool = False, progress: Callable[[int, int], None] | None = None) -> BatchResult:
+    """Convert every job with one stylizer; `progress(frames done, frames total)` over the whole batch."""
+    totals = {}
+    for job in jobs:
+        try:
+            totals[job] = expected_frames(job.source)
+        except RtstyleError:
+            totals[job] = 1  # it will fail again, and be reported, when its turn comes
+    total, done = sum(totals.values()), 0
+    batch = BatchResult()
+    for job in jobs:
+        started = time.perf_counter()
+        if skip_existing and is_complete(job):
+            batch.results.append(JobResult(str(job.source), str(job.output), "skipped"))
+        elif job.output.exists() and not (overwrite or skip_existing):
+            batch.results.append(JobResult(str(job.source), str(job.output), "failed",
+                                           error=f"{job.output} exists; -y replaces it, --skip-existing resumes"))
+        else:
+            base = done
+            try:
+                job.output.parent.mkdir(parents=True, exist_ok=True)
+                result = convert_file(job.source, job.output, stylizer, config,
+                                      (lambda d, _t, b=base: progress(b + d, total)) if progress else None)
+                batch.results.append(JobResult(str(job.source), str(job.output), "done", result.frames,
+                                               round(time.perf_counter() - started, 3)))
+                if result.interrupted:
+                    batch.results[-1].status = "interrupted"
+                    break
+            except RtstyleError as exc:
+                log.debug("%s failed", job.source, exc_info=exc)
+                batch.results.append(JobResult(str(job.source), str(job.output), "failed",
+                                               seconds=round(time.perf_counter() - started, 3), error=str(exc)))
+        done += totals[job]
+        if progress:
+            progress(done, total)
+    return batch
