@@ -189,6 +189,25 @@ def demo(args: argparse.Namespace) -> int:
     return _report(result, as_json=False)
 
 
+def cameras(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from ..io.cameras import list_cameras
+
+    found = list_cameras()
+    if args.json:
+        print(json.dumps([asdict(camera) for camera in found], indent=2))
+        return 0
+    if not found:
+        print("no cameras found (on Linux: no /dev/video* that can capture)")
+        return 0
+    for camera in found:
+        sizes = ", ".join(f"{w}x{h}" for w, h in camera.sizes[:8]) or "sizes not listed"
+        where = f" ({camera.path})" if camera.path else ""
+        print(f"{camera.index}: {camera.name}{where}  {sizes}")
+    return 0
+
+
 def info(args: argparse.Namespace) -> int:
     from ..backends.cache import cache_limit_bytes, default_cache_dir, list_cached
     from ..runtime_info import runtime_info
@@ -258,8 +277,9 @@ def webcam(args: argparse.Namespace) -> int:
     if args.synthetic:
         source = SyntheticSource(*args.size, fps=args.fps)
     else:
-        camera = int(args.camera) if args.camera.isdigit() else args.camera
-        source = WebcamSource(camera, args.size, args.fps)
+        from ..io.cameras import resolve_camera
+
+        source = WebcamSource(resolve_camera(args.camera), args.size, args.fps)
     record = RecordSink(record_path, source.size, source.fps) if record_path is not None else None
     print(f"live: {source.size[0]}x{source.size[1]} @ {source.fps:g} fps, style {styles[0]}; q to quit",
           file=sys.stderr)

@@ -160,7 +160,8 @@ def build_parser() -> Parser:
     webcam = sub.add_parser("webcam", help="stylize a webcam live in a preview window",
                             description="Live preview. Keys: q/Esc quit, n/p next/previous style, [ ] strength, "
                                         "o original / side by side, s snapshot.")
-    webcam.add_argument("--camera", default="0", help="camera index or device path/URL (default: 0)")
+    webcam.add_argument("--camera", default="0",
+                        help="camera index, name (see `rtstyle cameras`) or device path/URL (default: 0)")
     webcam.add_argument("--synthetic", action="store_true", help="use a generated moving scene instead of a camera")
     webcam.add_argument("--size", type=frame_size, default=(640, 480),
                         help="WIDTHxHEIGHT to ask for (default: 640x480)")
@@ -208,6 +209,8 @@ def build_parser() -> Parser:
     train.add_argument("--device", choices=DEVICES, default="auto")
     train.add_argument("--seed", type=int, default=0)
 
+    cameras = sub.add_parser("cameras", help="list the cameras: index, name and the sizes they give")
+    cameras.add_argument("--json", action="store_true", help="print JSON")
     info = sub.add_parser("info", help="show devices, runtimes and cached engines")
     info.add_argument("--json", action="store_true", help="print JSON")
 
