@@ -261,8 +261,10 @@ def webcam(args: argparse.Namespace) -> int:
     from ..model.styles import DEFAULT_STYLE, builtin_styles, parse_blend
     from ..model.weights import read_base
 
-    if args.no_preview and not args.record and not args.stats_json and not args.duration:
-        raise OutputError("--no-preview needs --record, --stats-json or --duration, or nothing would happen")
+    if (args.no_preview and not args.record and not args.stats_json and not args.duration
+            and args.virtual_cam is None):
+        raise OutputError("--no-preview needs --record, --virtual-cam, --stats-json or --duration, "
+                          "or nothing would happen")
     record_path = Path(args.record) if args.record else None
     if record_path is not None:
         check_writable(record_path)
@@ -281,6 +283,18 @@ def webcam(args: argparse.Namespace) -> int:
 
         source = WebcamSource(resolve_camera(args.camera), args.size, args.fps)
     record = RecordSink(record_path, source.size, source.fps) if record_path is not None else None
+    if args.virtual_cam is not None:
+        from ..io.sinks import TeeSink, VirtualCameraSink
+
+        try:
+            camera = VirtualCameraSink(source.size, source.fps, args.virtual_cam, args.virtual_cam_mirror)
+        except BaseException:
+            source.close()
+            if record is not None:
+                record.abort()
+            raise
+        print(f"virtual camera: {camera.device}", file=sys.stderr)
+        record = TeeSink(record, camera) if record is not None else camera
     print(f"live: {source.size[0]}x{source.size[1]} @ {source.fps:g} fps, style {styles[0]}; q to quit",
           file=sys.stderr)
     result = stylize_live(source, args.model, styles, args.strength, _engine_config(args), args.smooth,

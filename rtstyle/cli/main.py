@@ -173,6 +173,11 @@ def build_parser() -> Parser:
     add_smooth_options(group)
     group.add_argument("--record", help="also record the stylized stream to this video file")
     group.add_argument("--no-preview", action="store_true", help="no window (record or measure only)")
+    group.add_argument("--virtual-cam", nargs="?", const="", metavar="DEVICE",
+                       help="also send the stylized stream to a virtual camera for call apps and OBS (pyvirtualcam; "
+                            "optional device, e.g. /dev/video10)")
+    group.add_argument("--virtual-cam-mirror", action="store_true",
+                       help="mirror the virtual camera's frames (call apps mirror only their own self-view)")
     group.add_argument("--duration", type=positive_float, help="stop after this many seconds")
     group.add_argument("--stats-json", help="write fps, latency and drop statistics here on exit")
 

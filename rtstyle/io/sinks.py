@@ -192,3 +192,41 @@ class PreviewSink(Sink):
 
     def close(self) -> None:
         self.window.close()
+
+
+class VirtualCameraSink(Sink):
+    """The stylized stream as a camera other programs can open (Zoom, Meet, Teams, Discord, OBS),
+    through pyvirtualcam: v4l2loopback on Linux, OBS Virtual Camera on Windows and macOS.
+
+    Frames go out unmirrored by default, as a real camera sends them: call apps mirror only their own
+    self-view, so a mirrored feed would reach the other side as mirror writing. `mirror=True` flips it.
+    """
+
+    def __init__(self, size: tuple[int, int], fps: float, device: str | None = None, mirror: bool = False):
+        try:
+            import pyvirtualcam
+        except ImportError:
+            raise InputError("a virtual camera needs pyvirtualcam: pip install 'rtstyle[live]'") from None
+        self.mirror = mirror
+        try:
+            self.camera = pyvirtualcam.Camera(size[0], size[1], fps, fmt=pyvirtualcam.PixelFormat.RGB,
+                                              device=device or None)
+        except Exception as exc:  # pyvirtualcam says what is missing in RuntimeErrors of its own wording
+            raise InputError(f"no virtual camera: {_virtual_camera_hint(str(exc))}") from None
+        self.device = getattr(self.camera, "device", device or "")
+        log.info("virtual camera %s: %dx%d at %g fps", self.device, size[0], size[1], fps)
+
+    def write(self, frame: Frame, image: np.ndarray) -> None:
+        if image.dtype != np.uint8:
+            image = (image >> 8).astype(np.uint8)
+        self.camera.send(np.ascontiguousarray(image[:, ::-1] if self.mirror else image))
+
+    def close(self) -> None:
+        self.camera.close()
+
+
+def _virtual_camera_hint(error: str) -> str:
+    if sys.platform.startswith("linux"):
+        return (f"{error.strip().splitlines()[0] if error.strip() else 'no device'}; for a v4l2loopback device: "
+                "sudo modprobe v4l2loopback exclusive_caps=1 card_label=rtstyle")
+    return f"{error.strip() or 'no backend'}; install OBS Studio and start its Virtual Camera once"
