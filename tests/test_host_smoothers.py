@@ -19,7 +19,6 @@ from rtstyle.temporal.host import (
     identity_grid,
     make_host_smoother,
     remap,
-    valid_mask_warped,
 )
 from rtstyle.temporal.smoothers import make_smoother
 
@@ -72,7 +71,15 @@ def test_flow_helpers_are_flow_warp_and_valid_mask(real_frames):
     assert np.array_equal(remap(image, maps), flow.warp(image, backward))
     expected = flow.valid_mask(backward, forward)
     assert 0.05 < expected.mean() < 0.999
-    assert np.array_equal(valid_mask_warped(backward, remap(forward, maps)), expected)
+    assert np.array_equal(flow.valid_mask_warped(backward, remap(forward, maps)), expected)
+    # The written-out sums are Ruder et al.'s check, bit for bit, as plain numpy reductions state it.
+    at_target = flow.warp(forward, backward)
+    occluded = np.sum((at_target + backward) ** 2, -1) > 0.01 * (
+        np.sum(at_target**2, -1) + np.sum(backward**2, -1)) + 0.5
+    du_y, du_x = np.gradient(backward[..., 0])
+    dv_y, dv_x = np.gradient(backward[..., 1])
+    boundary = du_x**2 + du_y**2 + dv_x**2 + dv_y**2 > 0.01 * np.sum(backward**2, -1) + 0.002
+    assert np.array_equal(expected, (~occluded & ~boundary).astype(np.float32))
 
 
 def test_box_filter_is_avg_pool_with_zero_padding():
