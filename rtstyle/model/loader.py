@@ -11,6 +11,7 @@ works on unmerged adapter layers instead, through this module too: `add_trainabl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +36,11 @@ class BaseModel:
 
     @property
     def weight_hash(self) -> str:
-        return self.as_weights().weight_hash
+        return self.weights.weight_hash
 
-    def as_weights(self) -> BaseWeights:
-        """The same base as float32 numpy arrays, which the fusion math works on."""
+    @cached_property
+    def weights(self) -> BaseWeights:
+        """The same base as float32 numpy arrays, which the fusion math works on (made once)."""
         state = {key: tensor.detach().float().cpu().contiguous().numpy() for key, tensor in self.state.items()}
         return BaseWeights(self.base_id, self.spec, state, self.provenance)
 
@@ -119,7 +121,7 @@ def strip_adapters(net: nn.Module) -> nn.Module:
 
 def fuse(base: BaseModel, styles: list[tuple[Adapter, float]]) -> StyleNet:
     """A plain network whose weights are the base plus the weighted sum of the adapters (see `fuse_weights`)."""
-    state = fuse_weights(base.as_weights(), styles)
+    state = fuse_weights(base.weights, styles)
     net = StyleNet(base.spec)
     net.load_state_dict({key: torch.from_numpy(array) for key, array in state.items()})
     return net.eval().requires_grad_(False)

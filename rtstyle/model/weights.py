@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -33,9 +34,9 @@ class BaseWeights:
     state: dict[str, np.ndarray]
     provenance: str = ""
 
-    @property
+    @cached_property
     def weight_hash(self) -> str:
-        """What adapters record as `base_hash`, to refuse one made for other weights."""
+        """What adapters record as `base_hash`, to refuse one made for other weights (hashed once)."""
         return state_hash(self.state)
 
 
