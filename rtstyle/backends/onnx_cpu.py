@@ -43,6 +43,12 @@ def pad_to_multiple(batch: np.ndarray, multiple: int = SIZE_MULTIPLE, min_side: 
     return np.pad(batch, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), mode=mode)
 
 
+def to_batch(images: list[np.ndarray]) -> np.ndarray:
+    """H x W x 3 frames (uint8 or uint16) -> (N, 3, H, W) float32 in 0..1, the network's input."""
+    scale = np.float32(1 / np.iinfo(images[0].dtype).max)
+    return np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) * scale
+
+
 class OrtSession:
     """An ONNX Runtime CPU session over a graph whose weights (external initializers) are given here."""
 
@@ -129,8 +135,7 @@ class OnnxCpuStylizer:
         if self._needs_tiles(images[0]):  # 4K and up: frame by frame in tiles, memory bounded
             out = np.stack([self._tiler()(image, as_float=True) for image in images])
         else:
-            batch = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1 / top)
-            out = self._run(batch).transpose(0, 2, 3, 1)
+            out = self._run(to_batch(images)).transpose(0, 2, 3, 1)
         if after is not None:
             out = after(eight_bit(images), np.ascontiguousarray(out))  # OpenCV wants contiguous frames
         frames = (np.clip(out, 0.0, 1.0) * top + 0.5).astype(depth)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .onnx_cpu import pad_to_multiple
+from .onnx_cpu import pad_to_multiple, to_batch
 
 TILE = 512  # output pixels per tile side
 MARGIN = 64  # context on each side; a multiple of 4, above the receptive field
@@ -42,7 +42,7 @@ class TiledStylizer:
 
     def statistics(self, image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """(mean, variance) of each norm's input, (1, C, 1, 1) each, measured on `image` as given."""
-        batch = pad_to_multiple(_to_batch(image))
+        batch = np.ascontiguousarray(pad_to_multiple(to_batch([image])))
         values = self._stats.run(self._stat_names, {"image": batch})
         return [(mean, np.maximum(meansq - mean * mean, 0.0)) for mean, meansq in zip(values[::2], values[1::2])]
 
@@ -77,14 +77,9 @@ class TiledStylizer:
                 y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
                 cy0, cx0 = max(0, y0 - MARGIN), max(0, x0 - MARGIN)
                 cy1, cx1 = min(height, y1 + MARGIN), min(width, x1 + MARGIN)
-                batch = pad_to_multiple(_to_batch(image[cy0:cy1, cx0:cx1]))
+                batch = np.ascontiguousarray(pad_to_multiple(to_batch([image[cy0:cy1, cx0:cx1]])))
                 styled = self._tiles.run(["stylized"], {"image": batch, **feeds})[0][0]
                 block = styled[:, y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0].transpose(1, 2, 0)
                 out[y0:y1, x0:x1] = block if as_float else (np.clip(block, 0.0, 1.0) * top + 0.5).astype(image.dtype)
         return out
-
-
-def _to_batch(image: np.ndarray) -> np.ndarray:
-    top = np.float32(1 / np.iinfo(image.dtype).max)
-    return np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32) * top
 
