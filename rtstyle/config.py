@@ -9,6 +9,16 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16")
 SMOOTHERS = ("none", "ema", "adaptive", "flow")
 SMOOTH_STRENGTH = 0.7  # the most weight a smoother gives the previous output
+MAX_SMOOTH_STRENGTH = 0.95  # beyond it the output barely follows the input any more
+
+
+def check_smooth_strength(strength: float) -> float:
+    """One rule for every smoother (torch and host) and the CLI."""
+    from .errors import InputError
+
+    if not 0.0 <= strength <= MAX_SMOOTH_STRENGTH:
+        raise InputError(f"smoothing strength must be between 0 and {MAX_SMOOTH_STRENGTH:g}, got {strength:g}")
+    return strength
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,16 @@ import logging
 import sys
 
 from .. import __version__
-from ..config import BACKENDS, DEVICES, PRECISIONS, SMOOTH_STRENGTH, SMOOTHERS, ConvertConfig
+from ..config import (
+    BACKENDS,
+    DEVICES,
+    MAX_SMOOTH_STRENGTH,
+    PRECISIONS,
+    SMOOTH_STRENGTH,
+    SMOOTHERS,
+    ConvertConfig,
+    check_smooth_strength,
+)
 from ..errors import RtstyleError
 from ..model.styles import DEFAULT_STYLE, MAX_STRENGTH
 
@@ -92,16 +101,18 @@ def smooth_strength(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value <= 0.95:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 0.95, got {text}")
-    return value
+    try:
+        return check_smooth_strength(value)
+    except RtstyleError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("smoothing strength ")) from None
 
 
 def add_smooth_options(group) -> None:
     group.add_argument("--smooth", choices=SMOOTHERS, default="none",
                        help="temporal smoothing against flicker: flow is steadiest (default: none)")
     group.add_argument("--smooth-strength", type=smooth_strength, default=SMOOTH_STRENGTH,
-                       help=f"0..0.95, the most weight the previous frame gets (default: {SMOOTH_STRENGTH})")
+                       help=f"0..{MAX_SMOOTH_STRENGTH:g}, the most weight the previous frame gets "
+                            f"(default: {SMOOTH_STRENGTH})")
 
 
 def build_parser() -> Parser:

@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 import cv2
 import numpy as np
 
-from ..config import SMOOTHERS
+from ..config import SMOOTHERS, check_smooth_strength
 from ..errors import InputError
 from .flow import FlowEstimator, valid_mask_warped
 
@@ -28,9 +28,7 @@ class HostSmoother(ABC):
     passthrough = False
 
     def __init__(self, strength: float):
-        if not 0.0 <= strength <= 0.95:
-            raise InputError(f"smoothing strength must be between 0 and 0.95, got {strength:g}")
-        self.strength = strength
+        self.strength = check_smooth_strength(strength)
         self.previous: np.ndarray | None = None
 
     def reset(self) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import SMOOTHERS
+from ..config import SMOOTHERS, check_smooth_strength
 from ..errors import InputError
 from .flow import FlowEstimator, to_gray
 
@@ -31,9 +31,7 @@ class Smoother(ABC):
     passthrough = False  # True where apply_batch changes nothing, so callers can skip it
 
     def __init__(self, strength: float):
-        if not 0.0 <= strength <= 0.95:
-            raise InputError(f"smoothing strength must be between 0 and 0.95, got {strength:g}")
-        self.strength = strength
+        self.strength = check_smooth_strength(strength)
         self.previous: torch.Tensor | None = None
 
     def reset(self) -> None:
