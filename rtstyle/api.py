@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -71,20 +72,56 @@ def _nvidia_driver() -> bool:
 
 def _load_lean(model: str | Path, style: StyleChoice, engine: EngineConfig):
     from .backends.onnx_cpu import OnnxCpuStylizer
-    from .model.templates import filled_template, has_template
-    from .model.weights import fuse_weights, read_base
+    from .model.spec import is_norm_key
+    from .model.templates import filled_template, has_template, styled_graph
+    from .model.weights import fuse_style
 
-    base = read_base(model)
+    base = _base_weights(str(model))
     if not has_template(base.base_id, base.spec):
         if importlib.util.find_spec("torch") is None:
             raise InputError(f"the base {base.base_id!r} has no ONNX template; running it needs torch to export "
                              "its graph: pip install 'rtstyle[torch]'")
         return None
-    graph, weights = filled_template(base.base_id, fuse_weights(base, style.resolve(base.base_id)))
-    blend = ", ".join(f"{name} {w:.2f}" for name, w in style.weights().items())
-    stylizer = OnnxCpuStylizer(graph, weights, "", base.base_id, threads=engine.threads)
-    stylizer.description = f"{base.base_id} model, {blend}, {stylizer.describe()}"
+    fused = fuse_style(base, style.resolve(base.base_id))
+    _, checked = filled_template(base.base_id, {**fused.convs, **fused.norms})  # names and shapes
+    convs = {name: array for name, array in checked.items() if not is_norm_key(name)}
+    stylizer = OnnxCpuStylizer(styled_graph(base.base_id), convs, "", base.base_id, threads=engine.threads,
+                               norms=fused.norms, conv_key=fused.conv_key)
+    stylizer.description = _description(base.base_id, style, stylizer.describe())
     return stylizer
+
+
+def _description(base_id: str, style: StyleChoice, engine: str) -> str:
+    blend = ", ".join(f"{Path(name).name} {w:.2f}" for name, w in style.weights().items())
+    return f"{base_id} model, {blend}, {engine}"
+
+
+@functools.lru_cache(maxsize=4)
+def _base_weights(model: str):
+    """A base read once per process: a live switch re-fuses the norms without reading the file again."""
+    from .model.weights import read_base
+
+    return read_base(model)
+
+
+def restyle(stylizer, model: str | Path, style: StyleChoice) -> bool:
+    """Switch `stylizer` to `style` in place when only norm parameters differ; False when it needs a new engine.
+
+    A built-in style, blend, strength or picture of the same base costs a fusion in numpy (about a
+    millisecond) and no engine build; a LoRA adapter that changes conv weights does not fit.
+    """
+    from .model.weights import conv_key, fuse_style
+
+    current = getattr(stylizer, "conv_key", "")
+    if not current:
+        return False
+    base = _base_weights(str(model))
+    styles = style.resolve(base.base_id)
+    if conv_key(base, styles) != current:
+        return False
+    stylizer.set_norms(fuse_style(base, styles).norms)
+    stylizer.description = _description(base.base_id, style, stylizer.describe())
+    return True
 
 
 def _load_torch(model: str | Path, style: StyleChoice, engine: EngineConfig):
@@ -97,11 +134,14 @@ def _load_torch(model: str | Path, style: StyleChoice, engine: EngineConfig):
             raise
         raise InputError(f"this engine ({engine.backend} on {engine.device}) needs torch: "
                          "pip install 'rtstyle[torch]', or use --backend onnx --device cpu") from None
+    from .model.weights import conv_key
+
     base = load_base(model)
-    net = fuse(base, style.resolve(base.base_id))
-    blend = ", ".join(f"{name} {w:.2f}" for name, w in style.weights().items())
-    built = create_engine(net, engine)
-    return TorchStylizer(built, f"{base.base_id} model, {blend}, {built.describe()}")
+    styles = style.resolve(base.base_id)
+    built = create_engine(fuse(base, styles), engine)
+    stylizer = TorchStylizer(built, _description(base.base_id, style, built.describe()),
+                             conv_key=conv_key(base.weights, styles))
+    return stylizer
 
 
 def stylize_file(src: str | Path, dst: str | Path, stylizer,

@@ -11,6 +11,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from ..config import EngineConfig
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 
 class Engine(ABC):
     name: str = ""
+    #: Whether `set_norms` can change the style in place; engines that bake norms into their
+    #: build (TorchScript's freeze, ONNX and TensorRT exports) are rebuilt for each style instead.
+    takes_norms: bool = False
 
     def __init__(self, device: torch.device, dtype: torch.dtype):
         self.device = device
@@ -30,6 +34,10 @@ class Engine(ABC):
     @abstractmethod
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) in 0..1 on `self.device` -> same shape, 0..1, on `self.device`."""
+
+    def set_norms(self, norms: dict[str, np.ndarray]) -> None:
+        """Copy a style's instance-norm parameters (state-dict keys) into the running network."""
+        raise BackendError(f"the {self.name} engine bakes the style in; build a new one for another style")
 
     def describe(self) -> str:
         return f"{self.name} on {self.device} ({str(self.dtype).removeprefix('torch.')})"
@@ -41,6 +49,21 @@ class Engine(ABC):
             self(torch.zeros(batch, 3, height, width, device=self.device, dtype=self.dtype))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+def copy_norms(module: torch.nn.Module, norms: dict[str, np.ndarray]) -> None:
+    """In place, so compiled code and captured CUDA graphs, which read these tensors, see the new style.
+
+    Any batch still running on the device finishes with the old values first: the copies are
+    queued on the current stream after it (a CPU engine has nothing in flight).
+    """
+    params = dict(module.named_parameters())
+    missing = sorted(set(norms) - set(params))
+    if missing:
+        raise BackendError(f"this network has no norm parameters {missing[:3]}")
+    with torch.no_grad():
+        for name, values in norms.items():
+            params[name].copy_(torch.from_numpy(np.ascontiguousarray(values)))
 
 
 def resolve_device(device: str) -> torch.device:

@@ -18,13 +18,14 @@ from __future__ import annotations
 import copy
 import logging
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..config import EngineConfig
 from ..errors import BackendError
 from ..model.network import StyleNet
-from .base import Engine, register
+from .base import Engine, copy_norms, register
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class _CapturedShape:
 
 class CompiledEngine(Engine):
     name = "compile"
+    takes_norms = True  # parameters are inputs of the compiled graph (no freezing), read by address
 
     def __init__(self, net: StyleNet, device: torch.device, dtype: torch.dtype, config: EngineConfig):
         super().__init__(device, dtype)
@@ -94,7 +96,8 @@ class CompiledEngine(Engine):
             raise BackendError(f"torch {torch.__version__} has no torch.compile; upgrade to torch >= 2.0")
         self.cuda = device.type == "cuda"
         if not self.cuda:
-            self.module = torch.compile(copy.deepcopy(net).to(device=device, dtype=dtype).eval(), dynamic=True)
+            self.eager = copy.deepcopy(net).to(device=device, dtype=dtype).eval()
+            self.module = torch.compile(self.eager, dynamic=True)
             return
         _require_triton()
         torch.backends.cudnn.benchmark = True  # static shapes: let cuDNN time its algorithms once per shape
@@ -112,6 +115,9 @@ class CompiledEngine(Engine):
         self.module = torch.compile(self.eager, dynamic=False, fullgraph=True, options=options)
         self.compiled = True
         self._captured: dict[tuple[int, int], list[_CapturedShape]] = {}
+
+    def set_norms(self, norms: dict[str, np.ndarray]) -> None:
+        copy_norms(self.eager, norms)
 
     def describe(self) -> str:
         how = "" if not self.cuda else (" + CUDA graphs" if self.compiled else " (eager fallback) + CUDA graphs")

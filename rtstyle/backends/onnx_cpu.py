@@ -1,8 +1,10 @@
 """ONNX Runtime on the CPU with numpy alone: the lean path, which never imports torch.
 
-The graph is the base network's committed ONNX template (model/templates.py), and the fused
-weights of the chosen styles (model/weights.py) are its external initializers, so nothing is
-exported or rewritten at run time.
+The graph is the base network's committed ONNX template (model/templates.py) with its instance
+norms' parameters turned into inputs (`styled_graph`): the fused conv weights of the chosen styles
+(model/weights.py) are its external initializers, and the style's norm parameters are fed with
+every batch. So nothing is exported or rewritten at run time, and a new style, blend, strength or
+picture that leaves the convs alone is a new set of inputs (`set_norms`), not a new session.
 uint8 frames go in and out; the conversion to float, the padding to a multiple of 4 and the
 smoothing happen here in numpy.
 """
@@ -82,12 +84,24 @@ class OnnxCpuStylizer:
     preferred_batch = 1
 
     def __init__(self, graph: bytes, weights: dict[str, np.ndarray], description: str, base_id: str = "",
-                 threads: int | None = None):
+                 threads: int | None = None, norms: dict[str, np.ndarray] | None = None, conv_key: str = ""):
+        """`weights`: the graph's initializers; `norms`: the values of its norm inputs (see `set_norms`);
+        `conv_key`: names the conv weights, so a caller can tell whether `set_norms` reaches a style."""
         self.session = OrtSession(graph, weights, threads)
         self.description = description
         self.base_id = base_id
+        self.conv_key = conv_key
         self._weights = weights
+        self._norms = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in (norms or {}).items()}
         self._tiled = None
+
+    def set_norms(self, norms: dict[str, np.ndarray]) -> None:
+        """Paint the next batches with another style's norm parameters (same names and shapes); no rebuild."""
+        fresh = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in norms.items()}
+        if set(fresh) != set(self._norms) or any(fresh[n].shape != self._norms[n].shape for n in fresh):
+            raise BackendError("these norm parameters do not fit this engine's network")
+        self._norms = fresh
+        self._tiled = None  # the tiles bake the norms into their graphs: remade on the next huge image
 
     def describe(self) -> str:
         return "onnx/CPU on cpu (float32)"
@@ -104,7 +118,7 @@ class OnnxCpuStylizer:
     def _run(self, batch: np.ndarray) -> np.ndarray:
         height, width = batch.shape[-2:]
         padded = np.ascontiguousarray(pad_to_multiple(batch))
-        return self.session.run([OUTPUT], {INPUT: padded})[0][..., :height, :width]
+        return self.session.run([OUTPUT], {INPUT: padded, **self._norms})[0][..., :height, :width]
 
     def stylize_image(self, image: np.ndarray) -> np.ndarray:
         """One still image; above `onnx_tiles.TILE_ABOVE_PIXELS` in tiles, so memory stays bounded."""
@@ -121,7 +135,7 @@ class OnnxCpuStylizer:
         from .onnx_tiles import TiledStylizer
 
         if self._tiled is None:
-            self._tiled = TiledStylizer(self.base_id, self._weights, OrtSession)
+            self._tiled = TiledStylizer(self.base_id, {**self._weights, **self._norms}, OrtSession)
         return self._tiled
 
     def submit(self, images: list[np.ndarray], after=None, layout: str = "rgb24") -> PendingBatch:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 
 from ..config import EngineConfig
 from ..model.network import StyleNet
-from .base import Engine, register
+from .base import Engine, copy_norms, register
 
 
 class TorchEngine(Engine):
     name = "torch"
+    takes_norms = True
 
     def __init__(self, net: StyleNet, device: torch.device, dtype: torch.dtype, config: EngineConfig):
         super().__init__(device, dtype)
@@ -27,6 +29,9 @@ class TorchEngine(Engine):
             net = net.to(memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True  # a stream repeats one shape: time cuDNN's algorithms once
         self.net = net
+
+    def set_norms(self, norms: dict[str, np.ndarray]) -> None:
+        copy_norms(self.net, norms)
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:

@@ -24,15 +24,19 @@ from .spec import BUILTIN_SPECS, SIZE_MULTIPLE, NetworkSpec  # noqa: F401  (re-e
 
 
 class ConvNorm(nn.Module):
-    """Optional 2x nearest upsampling, reflection-padded conv, affine instance norm."""
+    """Optional 2x nearest upsampling, reflection-padded conv, affine instance norm.
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, upsample: bool = False):
+    `norm=False`: a conv with a bias and no norm instead (the arbitrary network's encoder).
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, upsample: bool = False,
+                 norm: bool = True):
         super().__init__()
         self.upsample = upsample
         self.conv = nn.Conv2d(
-            cin, cout, kernel, stride=stride, padding=kernel // 2, padding_mode="reflect", bias=False
+            cin, cout, kernel, stride=stride, padding=kernel // 2, padding_mode="reflect", bias=not norm
         )
-        self.norm = nn.InstanceNorm2d(cout, affine=True, eps=1e-5)
+        self.norm = nn.InstanceNorm2d(cout, affine=True, eps=1e-5) if norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.upsample:
@@ -59,9 +63,10 @@ class StyleNet(nn.Module):
         super().__init__()
         self.spec = spec
         c0, c1, c2 = spec.contract
-        self.contract = nn.ModuleList(
-            [ConvNorm(3, c0, spec.outer_kernel), ConvNorm(c0, c1, 3, stride=2), ConvNorm(c1, c2, 3, stride=2)]
-        )
+        normed = spec.contract_norm
+        self.contract = nn.ModuleList([ConvNorm(3, c0, spec.outer_kernel, norm=normed),
+                                       ConvNorm(c0, c1, 3, stride=2, norm=normed),
+                                       ConvNorm(c1, c2, 3, stride=2, norm=normed)])
         self.res = nn.ModuleList([ResidualBlock(c2) for _ in range(spec.res_blocks)])
         widths = (c2, *spec.expand)
         self.expand = nn.ModuleList(

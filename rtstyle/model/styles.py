@@ -78,7 +78,11 @@ def parse_blend(text: str) -> dict[str, float]:
 
 
 def load_style(name_or_path: str, model: str) -> Adapter:
-    """A built-in style by name for `model`, or an adapter file by path."""
+    """A built-in style by name for `model`, an adapter file by path, or a picture (the arbitrary base)."""
+    from .arbitrary import is_picture, picture_adapter
+
+    if is_picture(name_or_path):
+        return picture_adapter(name_or_path)
     if name_or_path.endswith(".safetensors") or Path(name_or_path).suffix:
         path = Path(name_or_path)
         if not path.is_file():
@@ -88,6 +92,6 @@ def load_style(name_or_path: str, model: str) -> Adapter:
     if not path.is_file():
         known = builtin_styles(model)
         hint = f"built-in styles for the {model} model: {', '.join(known)}" if known else (
-            f"the {model} model has no built-in styles")
+            f"the {model} model has no built-in styles; give it a picture (--style-image PATH)")
         raise StyleError(f"unknown style {name_or_path!r}; {hint}")
     return Adapter.load(path)

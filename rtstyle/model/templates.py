@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendError, InputError
-from .spec import NetworkSpec
+from .spec import NetworkSpec, is_norm_key
 
 #: Model property holding the NetworkSpec JSON a template was exported from.
 SPEC_KEY = "rtstyle.spec"
@@ -72,6 +72,28 @@ def filled_template(base_id: str, state: dict[str, np.ndarray]) -> tuple[bytes, 
         if array.shape != shapes[name]:
             raise InputError(f"the {base_id} ONNX template needs {name} of shape {shapes[name]}, got {array.shape}")
     return _graph(base_id), weights
+
+
+@functools.lru_cache(maxsize=8)
+def styled_graph(base_id: str) -> bytes:
+    """The template with every instance norm's weight and bias a graph input named by its state-dict key.
+
+    One session of this graph serves every style that differs from another only in its norms
+    (built-in styles, blends, strengths, pictures): the style is fed with each batch instead of
+    being baked into the weights, so switching it rebuilds nothing. The norms' inputs take the
+    initializers' place, so the graph does the same arithmetic as the template.
+    """
+    onnx = _onnx()
+    from onnx import helper
+
+    model = onnx.load_model_from_string(_graph(base_id))
+    norms = [init for init in model.graph.initializer if is_norm_key(init.name)]
+    kept = [init for init in model.graph.initializer if not is_norm_key(init.name)]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    for init in norms:
+        model.graph.input.append(helper.make_tensor_value_info(init.name, onnx.TensorProto.FLOAT, list(init.dims)))
+    return model.SerializeToString()
 
 
 def template_bytes(base_id: str, state: dict[str, np.ndarray]) -> bytes:

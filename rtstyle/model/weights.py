@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import AdapterError, InputError
 from .adapters import Adapter
-from .spec import NetworkSpec
+from .spec import NetworkSpec, is_norm_key
 
 BASE_FORMAT = "rtstyle-base/1"
 
@@ -124,6 +124,40 @@ def fuse_weights(base: BaseWeights, styles: list[tuple[Adapter, float]]) -> dict
             raise AdapterError("merging the adapters gives non-finite weights")
         fused[key] = merged
     return fused
+
+
+@dataclass(frozen=True)
+class FusedStyle:
+    """Fused weights split the way engines take them: the convs built in, the norms fed with each batch.
+
+    Styles with the same `conv_key` differ only in their norms (built-in styles of the quality
+    model, blends, strengths, pictures), so one engine serves them all.
+    """
+
+    convs: dict[str, np.ndarray]
+    norms: dict[str, np.ndarray]
+    conv_key: str
+
+
+def fuse_style(base: BaseWeights, styles: list[tuple[Adapter, float]]) -> FusedStyle:
+    fused = fuse_weights(base, styles)
+    return FusedStyle({k: v for k, v in fused.items() if not is_norm_key(k)},
+                      {k: v for k, v in fused.items() if is_norm_key(k)}, conv_key(base, styles))
+
+
+def conv_key(base: BaseWeights, styles: list[tuple[Adapter, float]]) -> str:
+    """Names the conv weights `fuse_weights` makes: the base and the LoRA factors with their weights."""
+    digest = hashlib.sha256(base.weight_hash.encode())
+    for adapter, weight in styles:
+        if weight == 0.0 or not adapter.lora:
+            continue
+        digest.update(repr((float(weight), float(adapter.alpha))).encode())
+        for target in sorted(adapter.lora):
+            a, b = adapter.lora[target]
+            digest.update(target.encode())
+            digest.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
+            digest.update(np.ascontiguousarray(b, dtype=np.float32).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def lora_delta(kernel: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float) -> np.ndarray:

@@ -41,8 +41,11 @@ class TorchStylizer:
     the stream and is passed to `submit` by the stream runner. One stream at a time.
     """
 
-    def __init__(self, engine: Engine, description: str = ""):
+    def __init__(self, engine: Engine, description: str = "", conv_key: str = ""):
+        """`conv_key` names the engine's conv weights: a style with the same key is a `set_norms` away
+        (for engines that take norms in place; others are rebuilt for each style)."""
         self.engine = engine
+        self.conv_key = conv_key if engine.takes_norms else ""
         # Batches a conversion asks for: 8 fills an H100 (1080p, benchmarks/results/gpu_summary.md).
         self.preferred_batch = 8 if engine.device.type == "cuda" else 4
         self.description = description or engine.describe()
@@ -55,6 +58,12 @@ class TorchStylizer:
     @property
     def device(self) -> torch.device:
         return self.engine.device
+
+    def set_norms(self, norms: dict[str, np.ndarray]) -> None:
+        self.engine.set_norms(norms)
+
+    def describe(self) -> str:
+        return self.engine.describe()
 
     def make_smoother(self, kind: str, strength: float) -> Smoother:
         """A temporal smoother for one stream, working where this stylizer's frames are (torch)."""
