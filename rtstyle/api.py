@@ -24,6 +24,7 @@ from .pipeline.controls import LiveControls, StyleSwitcher
 from .pipeline.convert import ConvertResult, Progress, convert_file
 from .pipeline.metrics import Metrics
 from .pipeline.runner import RunResult, StreamConfig, run_stream
+from .pipeline.schedule import ScheduledStylizer, StyleSchedule
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +88,15 @@ def _load_lean(model: str | Path, style: StyleChoice, engine: EngineConfig):
     convs = {name: array for name, array in checked.items() if not is_norm_key(name)}
     stylizer = OnnxCpuStylizer(styled_graph(base.base_id), convs, "", base.base_id, threads=engine.threads,
                                norms=fused.norms, conv_key=fused.conv_key)
+    stylizer.preserve_color = style.preserve_color
     stylizer.description = _description(base.base_id, style, stylizer.describe())
     return stylizer
 
 
 def _description(base_id: str, style: StyleChoice, engine: str) -> str:
     blend = ", ".join(f"{Path(name).name} {w:.2f}" for name, w in style.weights().items())
-    return f"{base_id} model, {blend}, {engine}"
+    colors = ", the content's colours" if style.preserve_color else ""
+    return f"{base_id} model, {blend}{colors}, {engine}"
 
 
 @functools.lru_cache(maxsize=4)
@@ -120,8 +123,24 @@ def restyle(stylizer, model: str | Path, style: StyleChoice) -> bool:
     if conv_key(base, styles) != current:
         return False
     stylizer.set_norms(fuse_style(base, styles).norms)
+    stylizer.preserve_color = style.preserve_color
     stylizer.description = _description(base.base_id, style, stylizer.describe())
     return True
+
+
+def load_scheduled_stylizer(model: str | Path, schedule: StyleSchedule, strength: float = 1.0,
+                            engine: EngineConfig | None = None, preserve_color: bool = False) -> ScheduledStylizer:
+    """One engine whose style follows `schedule` along a video (see pipeline/schedule.py)."""
+    first = StyleChoice(schedule.blend_at(0.0), strength, preserve_color)
+    stylizer = load_stylizer(model, first, engine)
+
+    def apply(blend: dict[str, float]) -> bool:
+        return restyle(stylizer, model, StyleChoice(blend, strength, preserve_color))
+
+    scheduled = ScheduledStylizer(stylizer, schedule, apply)
+    names = " -> ".join(f"{Path(name).name} at {at:g} s" for at, name in schedule.keys)
+    stylizer.description = f"{_base_weights(str(model)).base_id} model, {names}, {stylizer.describe()}"
+    return scheduled
 
 
 def _load_torch(model: str | Path, style: StyleChoice, engine: EngineConfig):
@@ -141,6 +160,7 @@ def _load_torch(model: str | Path, style: StyleChoice, engine: EngineConfig):
     built = create_engine(fuse(base, styles), engine)
     stylizer = TorchStylizer(built, _description(base.base_id, style, built.describe()),
                              conv_key=conv_key(base.weights, styles))
+    stylizer.preserve_color = style.preserve_color
     return stylizer
 
 
@@ -152,8 +172,8 @@ def stylize_file(src: str | Path, dst: str | Path, stylizer,
 def stylize_live(source: Source, model: str | Path = "quality", styles: list[str] | None = None,
                  strength: float = 1.0, engine: EngineConfig | None = None, smooth: str = "none",
                  smooth_strength: float = SMOOTH_STRENGTH, record: Sink | None = None, window: Window | None = None,
-                 preview: bool = True, config: StreamConfig | None = None, duration: float | None = None
-                 ) -> RunResult:
+                 preview: bool = True, config: StreamConfig | None = None, duration: float | None = None,
+                 preserve_color: bool = False) -> RunResult:
     """Stylize a live source (camera, synthetic scene) into a preview window and/or a recording.
 
     `styles` is the list the n / p keys cycle through (default: every built-in style of the model).
@@ -162,7 +182,9 @@ def stylize_live(source: Source, model: str | Path = "quality", styles: list[str
 
     base_id = read_base(model).base_id
     controls = LiveControls(styles or builtin_styles(base_id), strength=strength)
-    switcher = StyleSwitcher(controls, lambda name, s: load_stylizer(model, StyleChoice({name: 1.0}, s), engine))
+    switcher = StyleSwitcher(
+        controls, lambda name, s: load_stylizer(model, StyleChoice({name: 1.0}, s, preserve_color), engine),
+        lambda stylizer, name, s: restyle(stylizer, model, StyleChoice({name: 1.0}, s, preserve_color)))
     metrics = Metrics()
     sinks: list[Sink] = [record] if record is not None else []
     if preview:

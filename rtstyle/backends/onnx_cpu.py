@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from ..errors import BackendError
-from ..io.color import eight_bit
+from ..io.color import eight_bit, keep_colors
 from ..pipeline.pending import PendingBatch
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ class OnnxCpuStylizer:
         self.description = description
         self.base_id = base_id
         self.conv_key = conv_key
+        self.preserve_color = False  # keep the input's colours, take the style's luminance (io/color.py)
         self._weights = weights
         self._norms = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in (norms or {}).items()}
         self._tiled = None
@@ -150,6 +151,8 @@ class OnnxCpuStylizer:
             out = np.stack([self._tiler()(image, as_float=True) for image in images])
         else:
             out = self._run(to_batch(images)).transpose(0, 2, 3, 1)
+        if self.preserve_color:
+            out = keep_colors(to_batch(images).transpose(0, 2, 3, 1), out, axis=3)
         if after is not None:
             out = after(eight_bit(images), np.ascontiguousarray(out))  # OpenCV wants contiguous frames
         frames = (np.clip(out, 0.0, 1.0) * top + 0.5).astype(depth)

@@ -20,19 +20,34 @@ def _engine_config(args: argparse.Namespace) -> EngineConfig:
                         autotune=getattr(args, "autotune", False), threads=getattr(args, "threads", None))
 
 
-def _default_output(src: Path, choice: StyleChoice) -> Path:
-    label = "+".join(Path(name).stem for name in choice.blend)
+def _style_choice(args: argparse.Namespace) -> StyleChoice:
+    return StyleChoice.parse(args.style, args.blend, args.strength, getattr(args, "preserve_color", False))
+
+
+def _default_output(src: Path, choice: StyleChoice, scheduled: bool = False) -> Path:
+    label = "scheduled" if scheduled else "+".join(Path(name).stem for name in choice.blend)
     return src.with_name(f"{src.stem}_{label}{src.suffix}")
+
+
+def _load(args: argparse.Namespace, choice: StyleChoice):
+    """The stylizer the arguments ask for: one style (or blend), or a style schedule."""
+    from ..api import load_scheduled_stylizer, load_stylizer
+
+    schedule = getattr(args, "style_schedule", None)
+    if schedule:
+        from ..pipeline.schedule import StyleSchedule
+
+        return load_scheduled_stylizer(args.model, StyleSchedule.parse(schedule), args.strength,
+                                       _engine_config(args), choice.preserve_color)
+    return load_stylizer(args.model, choice, _engine_config(args))
 
 
 def _convert(src: Path, dst: Path, args: argparse.Namespace, config: ConvertConfig, quiet: bool,
              choice: StyleChoice | None = None) -> ConvertResult:
-    from ..api import load_stylizer
     from ..pipeline.convert import check_paths, convert_file
 
     check_paths(src, dst)  # fail on bad paths before the model is built
-    choice = choice or StyleChoice.parse(args.style, args.blend, args.strength)
-    stylizer = load_stylizer(args.model, choice, _engine_config(args))
+    stylizer = _load(args, choice or _style_choice(args))
     if not quiet:
         smoothing = f", {config.smooth} smoothing {config.smooth_strength:g}" if config.smooth != "none" else ""
         print(f"{src.name} -> {dst}  [{stylizer.description}{smoothing}]", file=sys.stderr)
@@ -67,32 +82,89 @@ def _is_batch(args: argparse.Namespace) -> bool:
             or out.endswith(("/", "\\")) or bool(out) and Path(out).is_dir())
 
 
+def _ray_config(args: argparse.Namespace):
+    """--ray's RayConfig, or None. `--ray in.mp4` reads the input as the address: it goes back to the inputs."""
+    if args.ray is None:
+        return None
+    from ..pipeline.cluster import RayConfig
+
+    address = args.ray
+    if address and Path(address).exists():
+        args.input.insert(0, address)
+        address = ""
+    return RayConfig(address=address or None)
+
+
+def _frame_bar(quiet: bool):
+    """One progress bar in frames: (bar, progress(done, total))."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, unit="frame", dynamic_ncols=True, disable=quiet or None, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return bar, progress
+
+
+def _convert_segmented(src: Path, dst: Path, args: argparse.Namespace, config: ConvertConfig, quiet: bool,
+                       choice: StyleChoice, ray) -> ConvertResult:
+    """--segment-seconds: the segments on Ray workers, or one after another here without --ray."""
+    from ..io.images import is_image_path
+
+    from ..pipeline.convert import check_paths
+
+    if is_image_path(src):
+        raise InputError("--segment-seconds splits a video; this input is an image")
+    check_paths(src, dst)  # before a model is built or a cluster reached
+    bar, progress = _frame_bar(quiet)
+    try:
+        if ray is not None:
+            from ..pipeline.cluster import convert_segmented_on_ray
+
+            return convert_segmented_on_ray(src, dst, args.model, choice, _engine_config(args), config,
+                                            args.segment_seconds, ray, progress)
+        from ..api import load_stylizer
+        from ..pipeline.segments import convert_segmented
+
+        stylizer = load_stylizer(args.model, choice, _engine_config(args))
+        return convert_segmented(src, dst, stylizer, config, args.segment_seconds, progress)
+    finally:
+        bar.close()
+
+
 def stylize(args: argparse.Namespace) -> int:
+    ray = _ray_config(args)
     if _is_batch(args):
-        return stylize_batch(args)
+        if args.segment_seconds:
+            raise InputError("--segment-seconds splits one video; give one input file")
+        return stylize_batch(args, ray)
+    if ray is not None and not args.segment_seconds:
+        raise InputError("--ray runs a batch (several inputs, or -o OUTDIR/) or the segments of one video "
+                         "(--segment-seconds N)")
     src = Path(args.input[0])
-    choice = StyleChoice.parse(args.style, args.blend, args.strength)
-    dst = Path(args.output) if args.output else _default_output(src, choice)
+    choice = _style_choice(args)
+    dst = Path(args.output) if args.output else _default_output(src, choice, bool(args.style_schedule))
     if dst.exists() and not args.overwrite:
         if args.no_overwrite:
             print(f"rtstyle: {dst} exists; left as it is (-n)", file=sys.stderr)
             return 0
         if not _confirm_overwrite(dst):
             raise OutputError(f"{dst} exists; -y replaces it, -n leaves it")
-    result = _convert(src, dst, args, _config(args), quiet=args.quiet or args.json, choice=choice)
+    if args.segment_seconds:
+        result = _convert_segmented(src, dst, args, _config(args), args.quiet or args.json, choice, ray)
+    else:
+        result = _convert(src, dst, args, _config(args), quiet=args.quiet or args.json, choice=choice)
     if args.stats_json:
         Path(args.stats_json).write_text(json.dumps(result.metrics or {"frames": result.frames,
                                                                         "seconds": result.seconds}, indent=2))
     return _report(result, args.json)
 
 
-def stylize_batch(args: argparse.Namespace) -> int:
-    """Many files, one stylizer, one progress bar; a failed file is one line and the batch goes on."""
-    from dataclasses import asdict
-
-    from tqdm import tqdm
-
-    from ..api import load_stylizer
+def stylize_batch(args: argparse.Namespace, ray=None) -> int:
+    """Many files, one stylizer (per Ray worker with --ray), one progress bar; a failed file is one line and the
+    batch goes on."""
     from ..pipeline.batch import expand, run_batch
 
     if not args.output:
@@ -102,30 +174,34 @@ def stylize_batch(args: argparse.Namespace) -> int:
     if not jobs:
         raise InputError("no video or image files in the inputs")
     out_dir.mkdir(parents=True, exist_ok=True)
-    stylizer = load_stylizer(args.model, StyleChoice.parse(args.style, args.blend, args.strength),
-                             _engine_config(args))
+    choice = _style_choice(args)
     quiet = args.quiet or args.json
-    if not quiet:
-        print(f"{len(jobs)} files -> {out_dir}  [{stylizer.description}]", file=sys.stderr)
-    bar = tqdm(total=None, unit="frame", dynamic_ncols=True, disable=quiet or None, file=sys.stderr)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
+    if ray is None:
+        stylizer = _load(args, choice)
+        if not quiet:
+            print(f"{len(jobs)} files -> {out_dir}  [{stylizer.description}]", file=sys.stderr)
+    elif not quiet:
+        print(f"{len(jobs)} files -> {out_dir}  [Ray: {ray.address or 'local'}]", file=sys.stderr)
+    bar, progress = _frame_bar(quiet)
     try:
-        batch = run_batch(jobs, stylizer, _config(args), args.skip_existing, args.overwrite, progress)
+        if ray is None:
+            batch = run_batch(jobs, stylizer, _config(args), args.skip_existing, args.overwrite, progress)
+        else:
+            from ..pipeline.cluster import run_ray_batch
+
+            batch = run_ray_batch(jobs, args.model, choice, _engine_config(args), _config(args), ray,
+                                  args.skip_existing, args.overwrite, progress)
     finally:
         bar.close()
     for result in batch.results:
         if result.status == "failed" and not args.json:
             print(f"rtstyle: failed: {result.error}", file=sys.stderr)
-    counts = {status: sum(r.status == status for r in batch.results) for status in ("done", "skipped", "failed")}
+    counts = batch.counts()
     if args.json:
-        print(json.dumps({"files": [asdict(r) for r in batch.results], **counts}, indent=2))
+        print(json.dumps(batch.summary(), indent=2))
     else:
         print(f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed")
-    if any(r.status == "interrupted" for r in batch.results):
+    if batch.interrupted:
         return EXIT_INTERRUPTED
     return 1 if counts["failed"] else 0
 
@@ -187,6 +263,32 @@ def demo(args: argparse.Namespace) -> int:
                                smooth_strength=getattr(args, "smooth_strength", ConvertConfig.smooth_strength))
         result = _convert(clip, Path(args.output), args, config, quiet=False)
     return _report(result, as_json=False)
+
+
+def style_from_image(args: argparse.Namespace) -> int:
+    from ..model.arbitrary import read_style_picture, style_predictor
+    from ..model.styles import parse_blend
+
+    out = Path(args.output)
+    if out.suffix != ".safetensors":
+        raise OutputError(f"a style file ends in .safetensors: {out}")
+    if not out.parent.is_dir():
+        raise OutputError(f"cannot write {out}: no folder {out.parent}")
+    blend = parse_blend(args.picture) if "," in args.picture or ":" in Path(args.picture).name else {args.picture: 1}
+    choice = StyleChoice(blend, args.strength)
+    predictor = style_predictor()
+    vector = predictor.neutral.copy()
+    for picture, weight in choice.weights().items():  # blends and strength are sums of style vectors
+        vector += weight * (predictor.vector(read_style_picture(picture)) - predictor.neutral)
+    name = out.name.removesuffix(".safetensors")
+    adapter = predictor.adapter(vector, name, {"pictures": {Path(p).name: w for p, w in choice.weights().items()}})
+    try:
+        adapter.save(out)
+    except OSError as exc:
+        raise OutputError(f"cannot write {out} ({exc.strerror or exc})") from exc
+    print(f"{out}: the style of {', '.join(Path(p).name for p in blend)}; use it with --model arbitrary --style {out}",
+          file=sys.stderr)
+    return 0
 
 
 def cameras(args: argparse.Namespace) -> int:
@@ -270,8 +372,16 @@ def webcam(args: argparse.Namespace) -> int:
         check_writable(record_path)
     window = None if args.no_preview else Window("rtstyle")  # no display: fail before opening the camera
     base_id = read_base(args.model).base_id
-    styles = args.styles.split(",") if args.styles else builtin_styles(base_id)
-    first = args.style or (next(iter(parse_blend(args.blend))) if args.blend else DEFAULT_STYLE)
+    if args.style_dir:
+        from ..model.arbitrary import picture_adapter, pictures_in
+
+        styles = pictures_in(args.style_dir)
+        for picture in styles:  # every picture read now: a bad one fails here, and n/p never waits for one
+            picture_adapter(picture)
+    else:
+        styles = args.styles.split(",") if args.styles else builtin_styles(base_id)
+    default = styles[0] if args.style_dir else DEFAULT_STYLE
+    first = args.style or (next(iter(parse_blend(args.blend))) if args.blend else default)
     if first in styles:
         styles = styles[styles.index(first):] + styles[: styles.index(first)]
     else:
@@ -299,7 +409,7 @@ def webcam(args: argparse.Namespace) -> int:
           file=sys.stderr)
     result = stylize_live(source, args.model, styles, args.strength, _engine_config(args), args.smooth,
                           args.smooth_strength, record=record, window=window, preview=not args.no_preview,
-                          duration=args.duration)
+                          duration=args.duration, preserve_color=args.preserve_color)
     stats = result.metrics
     latency = stats["latency_ms"]
     print(f"{stats['frames']} frames in {stats['seconds']:.1f} s: {stats['fps']:.1f} fps, latency p50 "
@@ -348,4 +458,33 @@ def train(args: argparse.Namespace) -> int:
         bar.close()
     print(f"wrote {result.adapter} ({result.steps} steps, {result.seconds:.0f} s, {result.images_per_second:.1f} "
           f"images/s); summary in {result.summary}")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    import secrets
+
+    from ..serve.server import ServeConfig, is_loopback, serve_forever
+
+    token = args.token
+    if not is_loopback(args.host):
+        print(f"rtstyle: warning: listening on {args.host}: whoever reaches port {args.port} can use this "
+              "machine's engine; every request needs the token", file=sys.stderr)
+        token = token or secrets.token_urlsafe(16)
+        if not args.cert_file:
+            print("rtstyle: warning: browsers give a camera only to https pages and localhost: add --cert-file and "
+                  "--key-file, or use an SSH tunnel (ssh -L 8080:localhost:8080 this-machine)", file=sys.stderr)
+    config = ServeConfig(model=args.model, styles=tuple(args.styles.split(",")) if args.styles else (),
+                         style=args.style, strength=args.strength, smooth=args.smooth,
+                         smooth_strength=args.smooth_strength, engine=_engine_config(args), host=args.host,
+                         port=args.port, token=token, max_viewers=args.max_viewers, cert_file=args.cert_file,
+                         key_file=args.key_file)
+
+    def ready(url: str) -> None:
+        print(f"rtstyle serve: open {url}  (Ctrl-C to stop)", file=sys.stderr, flush=True)
+
+    try:
+        serve_forever(config, ready)
+    except KeyboardInterrupt:
+        print("rtstyle serve: stopped", file=sys.stderr)
     return 0

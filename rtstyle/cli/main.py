@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from .. import __version__
 from ..config import (
@@ -21,7 +22,7 @@ from ..config import (
     ConvertConfig,
     check_smooth_strength,
 )
-from ..errors import RtstyleError
+from ..errors import RtstyleError, StyleError
 from ..model.styles import DEFAULT_STYLE, MAX_STRENGTH
 
 EXIT_USAGE = 2
@@ -57,8 +58,9 @@ def strength(text: str) -> float:
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("engine")
-    group.add_argument("--model", default="quality",
-                       help="base network: quality, fast, or a base .safetensors file (default: quality)")
+    group.add_argument("--model",
+                       help="base network: quality, fast, arbitrary (any picture as the style), or a base "
+                            ".safetensors file (default: quality; arbitrary with --style-image or --style-dir)")
     group.add_argument("--device", choices=DEVICES, default="auto", help="default: cuda if available, else cpu")
     group.add_argument("--backend", choices=BACKENDS, default="auto", help="default: auto")
     group.add_argument("--precision", choices=PRECISIONS, default="auto",
@@ -77,6 +79,11 @@ def add_style_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--blend", help="weighted mix of styles, e.g. mosaic:0.6,woodcut:0.4")
     group.add_argument("--strength", type=strength, default=1.0,
                        help=f"0 = no style, 1 = as trained, up to {MAX_STRENGTH:g} = exaggerated (default: 1)")
+    group.add_argument("--style-image", metavar="PICTURE[:W,...]",
+                       help="any picture as the style (the arbitrary model), or a blend of pictures: "
+                            "a.jpg:0.6,b.jpg:0.4")
+    group.add_argument("--preserve-color", action="store_true",
+                       help="keep the content's colours and take only the style's brushwork and light")
 
 
 def positive_float(text: str) -> float:
@@ -138,6 +145,9 @@ def build_parser() -> Parser:
                           help="leave an existing output alone and do nothing (exit 0); without -y or -n, a "
                                "terminal asks and anything else is refused")
     add_style_options(stylize)
+    stylize.add_argument("--style-schedule", metavar="T:STYLE,...",
+                         help="styles that change along a video: seconds:style pairs, e.g. 0:mosaic,8:starry-swirl "
+                              "(or pictures: 0:a.jpg,12:b.jpg); the style moves smoothly from each to the next")
     add_engine_options(stylize)
     group = stylize.add_argument_group("conversion")
     group.add_argument("--batch", type=positive_int, default=defaults.batch,
@@ -158,6 +168,14 @@ def build_parser() -> Parser:
     group.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
     group.add_argument("--stats-json", help="write per-stage timings and throughput here")
     group.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    group = stylize.add_argument_group("cluster (pip install 'rtstyle[cluster]')")
+    group.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                       help="run on Ray workers that each load the engine once: 'auto' joins the cluster `ray start` "
+                            "made, host:port or ray://host:port another; no ADDRESS starts a local Ray. Inputs and "
+                            "outputs must be on storage every node sees")
+    group.add_argument("--segment-seconds", type=positive_float, metavar="N",
+                       help="split one long video at keyframes into segments of about N seconds, stylized in "
+                            "parallel with --ray (one after another without) and joined without re-encoding")
 
     styles = sub.add_parser("styles", help="list the built-in styles")
     styles.add_argument("--model", default="quality", help="list the styles of this model (default: quality)")
@@ -179,6 +197,8 @@ def build_parser() -> Parser:
     webcam.add_argument("--fps", type=positive_float, default=30.0, help="frame rate to ask for (default: 30)")
     add_style_options(webcam)
     webcam.add_argument("--styles", help="comma-separated styles for n/p (default: all built-in styles)")
+    webcam.add_argument("--style-dir", help="a folder of pictures for n/p to cycle through as styles (the arbitrary "
+                                            "model)")
     add_engine_options(webcam)
     group = webcam.add_argument_group("output")
     add_smooth_options(group)
@@ -225,6 +245,13 @@ def build_parser() -> Parser:
     train.add_argument("--device", choices=DEVICES, default="auto")
     train.add_argument("--seed", type=int, default=0)
 
+    from_image = sub.add_parser("style-from-image", help="save a picture's style as a style file for --style",
+                                description="Make a style file (an adapter of the arbitrary model) from a picture "
+                                            "or a blend of pictures; `--style FILE` loads it like a built-in style.")
+    from_image.add_argument("picture", help="the picture, or a blend: a.jpg:0.6,b.jpg:0.4")
+    from_image.add_argument("-o", "--output", required=True, help="style file to write (NAME.safetensors)")
+    from_image.add_argument("--strength", type=strength, default=1.0, help="bake this strength in (default: 1)")
+
     cameras = sub.add_parser("cameras", help="list the cameras: index, name and the sizes they give")
     cameras.add_argument("--json", action="store_true", help="print JSON")
     info = sub.add_parser("info", help="show devices, runtimes and cached engines")
@@ -236,7 +263,66 @@ def build_parser() -> Parser:
     export.add_argument("--strength", type=strength, default=1.0)
     export.add_argument("-o", "--output-dir", help="also copy each exported ONNX graph here")
     add_engine_options(export)
+
+    serve = sub.add_parser("serve", help="a web page that stylizes the browser's camera over WebRTC",
+                           description="Serve a page that sends the browser's camera to this machine's engine over "
+                                       "WebRTC and shows it stylized (pip install 'rtstyle[serve]').")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: 127.0.0.1; another needs a token)")
+    serve.add_argument("--port", type=int, default=8080, help="default: 8080")
+    serve.add_argument("--token", help="secret every request must carry (made up and printed when --host is "
+                                       "not local and none is given)")
+    serve.add_argument("--max-viewers", type=positive_int,
+                       help="viewers served at once; more are refused (default: 1 on a CPU, 4 on a GPU)")
+    serve.add_argument("--cert-file", help="HTTPS certificate (browsers give a camera only to https or localhost)")
+    serve.add_argument("--key-file", help="HTTPS private key")
+    serve.add_argument("--style", help=f"style shown first (default: {DEFAULT_STYLE})")
+    serve.add_argument("--styles", help="comma-separated styles for the picker (default: all built-in styles)")
+    serve.add_argument("--strength", type=strength, default=1.0, help="starting strength (default: 1)")
+    add_engine_options(serve)
+    add_smooth_options(serve.add_argument_group("smoothing"))
     return parser
+
+
+def resolve_style_arguments(args: argparse.Namespace) -> None:
+    """Fold --style-image into --style/--blend and pick the model the styles need.
+
+    A picture is a style of the arbitrary model, so pictures (--style-image, --style-dir, or in a
+    schedule) make it the default model; `--model` still decides when given.
+    """
+    if not hasattr(args, "model"):
+        return
+    style_image = getattr(args, "style_image", None)
+    pictures = bool(style_image or getattr(args, "style_dir", None))
+    if style_image:
+        if args.style or args.blend:
+            raise StyleError("give one of --style, --blend and --style-image")
+        if "," in style_image or ":" in Path(style_image).name:
+            args.blend = style_image
+        else:
+            args.style = style_image
+    schedule = getattr(args, "style_schedule", None)
+    if schedule:
+        from ..model.arbitrary import is_picture
+        from ..pipeline.schedule import StyleSchedule
+
+        if args.style or args.blend:
+            raise StyleError("give either --style-schedule or --style/--blend/--style-image")
+        pictures = pictures or any(is_picture(name) for _, name in StyleSchedule.parse(schedule).keys)
+    if args.model is None:
+        args.model = "arbitrary" if pictures else (_adapter_model(args) or "quality")
+
+
+def _adapter_model(args: argparse.Namespace) -> str | None:
+    """A built-in base that the --style adapter file names, so `--style mine.safetensors` needs no --model."""
+    from ..model.adapters import adapter_base_id
+    from ..model.weights import builtin_models
+
+    style = getattr(args, "style", None)
+    if not style or not style.endswith(".safetensors") or not Path(style).is_file():
+        return None
+    base_id = adapter_base_id(style)
+    return base_id if base_id in builtin_models() else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     from . import commands
 
     try:
-        return getattr(commands, args.command)(args)
+        resolve_style_arguments(args)
+        return getattr(commands, args.command.replace("-", "_"))(args)
     except RtstyleError as exc:
         if args.debug:
             raise

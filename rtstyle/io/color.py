@@ -91,3 +91,22 @@ def parse_yuv_layout(layout: str) -> tuple[float, float, bool] | None:
 def eight_bit(images: list) -> list:
     """Frames as uint8 (16-bit ones keep their top byte): what optical flow and change detection need."""
     return [image if image.dtype.itemsize == 1 else (image >> 8).astype("uint8") for image in images]
+
+
+#: BT.601 luma weights: what "brightness" means when a style's colours are traded for the photo's.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def keep_colors(original, stylized, axis: int):
+    """The stylized picture's luminance on the original's chroma (Gatys et al. 2016, "Preserving color").
+
+    Works on numpy arrays and torch tensors alike, floats in 0..1 with RGB along `axis` (3 for
+    N x H x W x 3, 1 for N x 3 x H x W). Adding one value to R, G and B moves Y by that value and
+    leaves Cb and Cr alone, so this is exactly "Y from the stylized, CbCr from the original" (before
+    the caller clips to 0..1).
+    """
+    def channel(x, index: int):
+        return x[(slice(None),) * axis + (slice(index, index + 1),)]
+
+    shift = sum(w * (channel(stylized, c) - channel(original, c)) for c, w in enumerate(LUMA_WEIGHTS))
+    return original + shift

@@ -30,6 +30,7 @@ class Frame:
     index: int
     pts: int | None = None
     captured: float = field(default_factory=time.perf_counter)
+    seconds: float = 0.0  # where the frame lies in its video, from the first frame (files; schedules use it)
 
 
 class Source(ABC):
@@ -82,8 +83,15 @@ class FileSource(Source):
         return self.info.frames
 
     def frames(self) -> Iterator[Frame]:
+        first = None
         for index, frame in enumerate(self.reader):
-            yield Frame(frame.image, index, frame.pts)
+            if first is None:
+                first = frame.pts
+            if frame.pts is not None and first is not None:
+                seconds = float((frame.pts - first) * self.info.time_base)
+            else:
+                seconds = index / float(self.info.rate or 1)
+            yield Frame(frame.image, index, frame.pts, seconds=seconds)
 
     def close(self) -> None:
         self.reader.close()

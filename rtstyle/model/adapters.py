@@ -108,5 +108,17 @@ class Adapter:
         return adapter
 
 
+def adapter_base_id(path: str | Path) -> str | None:
+    """The base an adapter file was made for, read from its header only; None if it is not an adapter."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as handle:
+            meta = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError):
+        return None
+    return meta.get("base_id") if meta.get("format") == FORMAT else None
+
+
 def _float32(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float32)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -52,7 +53,10 @@ def read_style_picture(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"style picture not found: {path}")
     try:
-        with Image.open(path) as raw:
+        with warnings.catch_warnings():  # a big picture under the limit is fine: no DecompressionBombWarning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            raw = Image.open(path)
+        with raw:
             width, height = raw.size
             if width * height > MAX_PICTURE_PIXELS:
                 raise InputError(f"style picture {path} is too large ({width} x {height}); "
@@ -62,7 +66,10 @@ def read_style_picture(path: str | Path) -> np.ndarray:
                                  f"both sides need at least {MIN_PICTURE_SIDE} px")
             raw.draft("RGB", (PREDICTOR_SIZE * 2, PREDICTOR_SIZE * 2))  # JPEG: decode at a fraction
             image = ImageOps.exif_transpose(raw).convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:  # Pillow refuses at open what is far over its limit
+        raise InputError(f"style picture {path} is too large; use one under "
+                         f"{MAX_PICTURE_PIXELS // 1_000_000} megapixels") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"style picture {path} is not a readable image ({exc.__class__.__name__})") from exc
     return np.asarray(image)
 

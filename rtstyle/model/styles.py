@@ -34,10 +34,13 @@ class StyleChoice:
 
     Blend weights are normalised to sum to 1, so ``a:3,b:1`` means 75 % a. Strength scales the
     whole mix: 0 is the bare base network, 1 the styles as trained, up to 2 exaggerates them.
+    A name may be a picture (a .jpg, .png, ...), whose style the arbitrary base paints with.
+    `preserve_color` keeps the content's colours and takes only the style's luminance.
     """
 
     blend: dict[str, float] = field(default_factory=lambda: {DEFAULT_STYLE: 1.0})
     strength: float = 1.0
+    preserve_color: bool = False
 
     def __post_init__(self) -> None:
         if not self.blend:
@@ -48,13 +51,14 @@ class StyleChoice:
             raise StyleError(f"strength must be between 0 and {MAX_STRENGTH:g}, got {self.strength:g}")
 
     @classmethod
-    def parse(cls, style: str | None, blend: str | None, strength: float) -> StyleChoice:
+    def parse(cls, style: str | None, blend: str | None, strength: float, preserve_color: bool = False
+              ) -> StyleChoice:
         """From the CLI: ``--style NAME|FILE`` or ``--blend a:0.6,b:0.4`` (not both)."""
         if style and blend:
             raise StyleError("give either --style or --blend, not both")
         if blend:
-            return cls(parse_blend(blend), strength)
-        return cls({style or DEFAULT_STYLE: 1.0}, strength)
+            return cls(parse_blend(blend), strength, preserve_color)
+        return cls({style or DEFAULT_STYLE: 1.0}, strength, preserve_color)
 
     def weights(self) -> dict[str, float]:
         total = sum(self.blend.values())

@@ -1,10 +1,12 @@
 """Live controls: the state the preview keys change, and the stylizer that follows it.
 
 The preview sink writes to `LiveControls`; the stylize stage asks `StyleSwitcher` for the
-stylizer that matches the current state between batches. A new (style, strength) is built in a
-background thread while frames keep flowing through the current stylizer (a TensorRT or
-torch.compile build takes tens of seconds; even an ONNX export would stall the preview), and
-built ones are kept, so flipping back and forth costs nothing after the first time.
+stylizer that matches the current state between batches. Most switches (a built-in style of the
+quality model, a strength step, a picture) only change the norm parameters the engine is fed,
+and happen in place before the next batch (`restyle`, milliseconds). A style that changes conv
+weights (a LoRA adapter) needs a new engine: it is built in a background thread while frames keep
+flowing through the current stylizer (a TensorRT or torch.compile build takes tens of seconds),
+and built ones are kept, so flipping back and forth costs nothing after the first time.
 """
 
 from __future__ import annotations
@@ -83,24 +85,33 @@ class BackgroundBuild:
         return not self._thread.is_alive()
 
 
-class StyleSwitcher:
-    """Submits like a Stylizer; follows `controls`, building new stylizers in the background.
+#: Switches `stylizer` to (style, strength) in place and says so, or says it cannot (`api.restyle`).
+Restyle = Callable[[Stylizer, str, float], bool]
 
-    At most one build runs at a time, for the state asked for when it started; when it lands and
+
+class StyleSwitcher:
+    """Submits like a Stylizer; follows `controls`, restyling in place or building new stylizers.
+
+    A switch first tries `restyle` on the current stylizer (same engine, new norm inputs). Else,
+    at most one build runs at a time, for the state asked for when it started; when it lands and
     the state has moved on (a held strength key), the next build starts from the newest state.
     A failed build raises from the next call, which stops the stream with that error.
     """
 
     KEEP = 8  # built stylizers kept, so memory stays bounded when someone holds a key down
 
-    def __init__(self, controls: LiveControls, build: Callable[[str, float], Stylizer]):
+    def __init__(self, controls: LiveControls, build: Callable[[str, float], Stylizer],
+                 restyle: Restyle | None = None):
         self.controls = controls
         self.build = build
+        self.restyle = restyle
+        self.builds = 0  # engines built, the first included: a switch that restyles adds none
         self._built: dict[tuple[str, float], Stylizer] = {}
         self._pending: BackgroundBuild | None = None
         self._shape: tuple[int, int, int] | None = None  # (batch, width, height) the stream runs at
         first = controls.state()
         self._keep(first, build(*first))  # the first frame needs one: built here, in the foreground
+        self.builds = 1
         self.current = self._built[first]
         controls.active = first
 
@@ -120,6 +131,7 @@ class StyleSwitcher:
         self._pending = None
         if pending.error is not None:
             raise pending.error
+        self.builds += 1
         self._keep(pending.key, pending.result)
 
     def _switch(self, key: tuple[str, float]) -> None:
@@ -139,7 +151,14 @@ class StyleSwitcher:
                ) -> PendingBatch:
         self._collect()
         wanted = self.controls.state()
-        if wanted in self._built:
+        if wanted == self.controls.active:
+            pass
+        elif self.restyle is not None and self.restyle(self.current, *wanted):
+            # The same stylizer now paints `wanted`: it is kept under that key alone.
+            self._built = {key: s for key, s in self._built.items() if s is not self.current}
+            self._keep(wanted, self.current)
+            self.controls.active = wanted
+        elif wanted in self._built:
             self._switch(wanted)
         elif self._pending is None:
             log.info("building stylizer for %s at strength %.2f in the background", *wanted)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..backends.base import Engine
-from ..io.color import eight_bit, parse_yuv_layout
+from ..io.color import eight_bit, keep_colors, parse_yuv_layout
 from ..temporal.smoothers import Smoother, make_smoother
 from .pending import IN_FLIGHT, PendingBatch
 
@@ -46,6 +46,7 @@ class TorchStylizer:
         (for engines that take norms in place; others are rebuilt for each style)."""
         self.engine = engine
         self.conv_key = conv_key if engine.takes_norms else ""
+        self.preserve_color = False  # keep the input's colours, take the style's luminance (io/color.py)
         # Batches a conversion asks for: 8 fills an H100 (1080p, benchmarks/results/gpu_summary.md).
         self.preferred_batch = 8 if engine.device.type == "cuda" else 4
         self.description = description or engine.describe()
@@ -161,6 +162,8 @@ class TorchStylizer:
         with torch.inference_mode():
             inputs = self.to_tensor(images)
             out = self.engine(inputs)
+            if self.preserve_color:
+                out = keep_colors(inputs.float(), out.float(), axis=1)
             if after is not None:
                 out = after(images, inputs, out)
             height, width = out.shape[-2:]
@@ -183,6 +186,8 @@ class TorchStylizer:
         with torch.inference_mode():
             inputs = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).to(self.engine.dtype)
             out = self.engine(inputs)
+            if self.preserve_color:
+                out = keep_colors(inputs.float(), out.float(), axis=1)
             if after is not None:
                 out = after(eight_bit(images), inputs, out)
             frames = out.float().clamp_(0.0, 1.0).mul_(top).add_(0.5).to(torch.int32).permute(0, 2, 3, 1).cpu()

@@ -93,6 +93,7 @@ def run_stream(source: Source, stylize: Stylizer | FrameFunction, sink: Sink, co
         stages.put(captured, END)
 
     submit = getattr(stylize, "submit", None)
+    before_batch = getattr(stylize, "before_batch", None)  # a style schedule: told each batch's time
     # `smoother`: made by the stylizer (`make_smoother`), so its arrays are the stylizer's own.
     after = None if smoother is None or smoother.passthrough else smoother.apply_batch
     layout = getattr(sink, "layout", "rgb24")  # a file sink takes yuv420p straight from the GPU
@@ -125,6 +126,8 @@ def run_stream(source: Source, stylize: Stylizer | FrameFunction, sink: Sink, co
             batch, done = _collect(stages, captured, config)
             if batch:
                 started = time.perf_counter()
+                if before_batch is not None:
+                    before_batch(batch[0].seconds)
                 in_flight.append((batch, start([f.image for f in batch]), started))
                 metrics.stage("stylize_submit", time.perf_counter() - started, len(batch))
         while in_flight:
