@@ -13,7 +13,7 @@ import glob
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..config import ConvertConfig
@@ -39,6 +39,7 @@ class JobResult:
     frames: int = 0
     seconds: float = 0.0
     error: str = ""
+    attempts: int = 1  # more than 1 where a Ray worker died on it and Ray retried it
 
 
 @dataclass
@@ -48,6 +49,17 @@ class BatchResult:
     @property
     def failed(self) -> int:
         return sum(r.status == "failed" for r in self.results)
+
+    @property
+    def interrupted(self) -> bool:
+        return any(r.status == "interrupted" for r in self.results)
+
+    def counts(self) -> dict[str, int]:
+        return {status: sum(r.status == status for r in self.results) for status in ("done", "skipped", "failed")}
+
+    def summary(self) -> dict:
+        """What `--json` prints: every file with its status, frames, seconds and error, and the counts."""
+        return {"files": [asdict(r) for r in self.results], **self.counts()}
 
 
 def expand(inputs: list[str], out_dir: Path) -> list[Job]:
@@ -98,40 +110,55 @@ def is_complete(job: Job) -> bool:
         return False
 
 
+def job_totals(jobs: list[Job]) -> list[int]:
+    """Frames each job will make, for a progress bar over the whole batch (1 for an input that cannot be read:
+    it fails, and is reported, when its turn comes)."""
+    totals = []
+    for job in jobs:
+        try:
+            totals.append(expected_frames(job.source))
+        except RtstyleError:
+            totals.append(1)
+    return totals
+
+
+def run_job(job: Job, stylizer, config: ConvertConfig, skip_existing: bool = False, overwrite: bool = False,
+            progress: Callable[[int], None] | None = None) -> JobResult:
+    """One file of a batch, whatever runs it (this process or a Ray worker); `progress(frames done)`.
+
+    Errors a user can act on become a failed result with the one-line message; anything else propagates.
+    """
+    started = time.perf_counter()
+    if skip_existing and is_complete(job):
+        return JobResult(str(job.source), str(job.output), "skipped")
+    if job.output.exists() and not (overwrite or skip_existing):
+        return JobResult(str(job.source), str(job.output), "failed",
+                         error=f"{job.output} exists; -y replaces it, --skip-existing resumes")
+    try:
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        result = convert_file(job.source, job.output, stylizer, config,
+                              (lambda done, _total: progress(done)) if progress else None)
+    except RtstyleError as exc:
+        log.debug("%s failed", job.source, exc_info=exc)
+        return JobResult(str(job.source), str(job.output), "failed",
+                         seconds=round(time.perf_counter() - started, 3), error=str(exc))
+    return JobResult(str(job.source), str(job.output), "interrupted" if result.interrupted else "done",
+                     result.frames, round(time.perf_counter() - started, 3))
+
+
 def run_batch(jobs: list[Job], stylizer, config: ConvertConfig, skip_existing: bool = False,
               overwrite: bool = False, progress: Callable[[int, int], None] | None = None) -> BatchResult:
     """Convert every job with one stylizer; `progress(frames done, frames total)` over the whole batch."""
-    totals = {}
-    for job in jobs:
-        try:
-            totals[job] = expected_frames(job.source)
-        except RtstyleError:
-            totals[job] = 1  # it will fail again, and be reported, when its turn comes
-    total, done = sum(totals.values()), 0
+    totals = job_totals(jobs)
+    total, done = sum(totals), 0
     batch = BatchResult()
-    for job in jobs:
-        started = time.perf_counter()
-        if skip_existing and is_complete(job):
-            batch.results.append(JobResult(str(job.source), str(job.output), "skipped"))
-        elif job.output.exists() and not (overwrite or skip_existing):
-            batch.results.append(JobResult(str(job.source), str(job.output), "failed",
-                                           error=f"{job.output} exists; -y replaces it, --skip-existing resumes"))
-        else:
-            base = done
-            try:
-                job.output.parent.mkdir(parents=True, exist_ok=True)
-                result = convert_file(job.source, job.output, stylizer, config,
-                                      (lambda d, _t, b=base: progress(b + d, total)) if progress else None)
-                batch.results.append(JobResult(str(job.source), str(job.output), "done", result.frames,
-                                               round(time.perf_counter() - started, 3)))
-                if result.interrupted:
-                    batch.results[-1].status = "interrupted"
-                    break
-            except RtstyleError as exc:
-                log.debug("%s failed", job.source, exc_info=exc)
-                batch.results.append(JobResult(str(job.source), str(job.output), "failed",
-                                               seconds=round(time.perf_counter() - started, 3), error=str(exc)))
-        done += totals[job]
+    for job, frames in zip(jobs, totals):
+        base = done
+        batch.results.append(run_job(job, stylizer, config, skip_existing, overwrite,
+                                     (lambda d, b=base: progress(b + d, total)) if progress else None))
+        if batch.results[-1].status == "interrupted":
+            break
+        done += frames
         if progress:
             progress(done, total)
     return batch

@@ -1,0 +1,388 @@
+"""One long video across workers: split it at keyframes, stylize the pieces, join them without re-encoding.
+
+plan -> cut -> stylize -> join:
+
+* `plan_segments` reads the video's packets (no decoding) and starts a segment at the first keyframe
+  at least N seconds after the last start.
+* `stylize_segment` (run by any worker) copies the packets a segment needs into a small piece of the
+  source (no decoding), from the keyframe before its pre-roll to one keyframe past its end (an open
+  GOP's leading frames need the next keyframe). It decodes the piece, stylizes the pre-roll frames
+  only to warm the temporal smoother and drops them, and encodes the segment's own frames with their
+  source timestamps, without audio, as a whole-file conversion would.
+* `join_segments` muxes the parts' packets one after another into the output (no re-encoding) and
+  copies the source's audio and subtitles once, so the result has the frames, timestamps and audio
+  of a single-process run. Each part starts with a keyframe of its own encoder.
+
+Without Ray, `convert_segmented` runs the segments one after another in this process
+(`cluster.convert_segmented_on_ray` spreads them over workers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from ..config import ConvertConfig
+from ..errors import InputError, OutputError
+from ..io.sinks import FileSink, Sink
+from ..io.sources import FileSource, Frame, Source
+from ..io.video import SUBTITLE_CODECS, WEBM_AUDIO, VideoWriter, default_codec
+from .convert import ConvertResult, check_paths, claim_output, temporary_path
+from .runner import StreamConfig, run_stream
+
+log = logging.getLogger(__name__)
+
+#: Pre-roll is long enough for the first (cold) frame's weight in the smoother to fall below one
+#: level in 255 (strength ** frames); capped, since at the top strength that is over 100 frames.
+MAX_PREROLL = 48
+#: Tags the muxer writes itself (and would contradict if copied).
+_MUXER_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration", "vendor_id"}
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Frames [first, stop) of the video in presentation order; `first` is a keyframe."""
+
+    index: int
+    first: int
+    stop: int
+    preroll: int  # frames before `first` stylized only to warm the temporal smoother, then dropped
+    start_pts: int  # pts of frame first - preroll: where stylizing starts
+    first_pts: int
+    stop_pts: int | None  # pts of frame `stop`; None for the last segment
+    seek_pts: int  # the keyframe at or before start_pts, where the piece of the source starts
+    cut_pts: int | None  # the piece ends before this keyframe (one past stop_pts); None: the end of the file
+
+    @property
+    def frames(self) -> int:
+        return self.stop - self.first
+
+
+def preroll_frames(smooth: str, strength: float) -> int:
+    """Frames a segment stylizes before its first one, so the smoother starts warm (0 without smoothing)."""
+    if smooth == "none" or strength <= 0:
+        return 0
+    return min(MAX_PREROLL, math.ceil(math.log(1 / 255) / math.log(strength)))
+
+
+def _video_packets(path: Path) -> tuple[list[int], set[int], Fraction]:
+    """(every frame's pts in presentation order, the keyframes' pts, time base), from packets alone."""
+    import av
+
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.error.FFmpegError as exc:
+        raise InputError(f"{path} is not a video file that can be read ({exc.__class__.__name__})") from exc
+    with container:
+        if not container.streams.video:
+            raise InputError(f"{path} has no video stream")
+        stream = container.streams.video[0]
+        pts, keys = [], set()
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            if packet.pts is None:
+                raise InputError(f"{path}: its video packets carry no timestamps, so it cannot be split; "
+                                 "convert it without --segment-seconds")
+            pts.append(packet.pts)
+            if packet.is_keyframe:
+                keys.add(packet.pts)
+        return sorted(pts), keys, Fraction(stream.time_base)
+
+
+def plan_segments(path: str | Path, seconds: float, preroll: int = 0) -> list[Segment]:
+    """Segments of at least `seconds` each, starting at keyframes (fewer where keyframes are sparse)."""
+    if seconds <= 0:
+        raise InputError(f"segment length must be positive, got {seconds:g} s")
+    pts, keys, time_base = _video_packets(Path(path))
+    if not pts:
+        raise InputError(f"{path} has no video frames")
+    key_index = [i for i, p in enumerate(pts) if p in keys]
+    starts = [0]
+    for i in key_index:
+        if (pts[i] - pts[starts[-1]]) * time_base >= seconds:
+            starts.append(i)
+    key_pts = sorted(keys)
+    segments = []
+    for n, first in enumerate(starts):
+        stop = starts[n + 1] if n + 1 < len(starts) else len(pts)
+        start = max(0, first - preroll)
+        seek = max((k for k in key_pts if k <= pts[start]), default=pts[0])
+        stop_pts = pts[stop] if stop < len(pts) else None
+        cut = None if stop_pts is None else next((k for k in key_pts if k > stop_pts), None)
+        segments.append(Segment(n, first, stop, first - start, pts[start], pts[first], stop_pts, seek, cut))
+    return segments
+
+
+def check_segmentable(src: Path, dst: Path, config: ConvertConfig) -> None:
+    """Refuse, before any work, what a join cannot make the same as a single run."""
+    import av
+
+    if dst.suffix.lower() in (".gif", ".avi"):
+        raise OutputError(f"--segment-seconds cannot join {dst.suffix} files; write .mp4, .mov, .mkv or .webm")
+    if dst.suffix.lower() == ".webm" and config.copy_audio:
+        with av.open(str(src), metadata_errors="ignore") as container:
+            other = [s.codec_context.name for s in container.streams.audio
+                     if s.codec_context.name not in WEBM_AUDIO]
+        if other:
+            raise OutputError(f"--segment-seconds copies audio as it is, and WebM cannot hold {other[0]}; write "
+                              ".mkv or .mp4, or add --no-audio")
+
+
+def cut_piece(src: Path, segment: Segment, piece: Path) -> None:
+    """Copy the video packets `segment` needs (from the keyframe at seek_pts to the one at cut_pts) into `piece`."""
+    import av
+
+    with av.open(str(src), metadata_errors="ignore") as source, av.open(str(piece), "w") as out:
+        stream = source.streams.video[0]
+        video = out.add_stream_from_template(stream)
+        source.seek(segment.seek_pts, stream=stream, backward=True)
+        for packet in source.demux(stream):
+            if packet.size == 0:  # a demuxer flush packet (Matroska packets may lack a dts: not a sign)
+                continue
+            if packet.is_keyframe and segment.cut_pts is not None and packet.pts >= segment.cut_pts:
+                break
+            packet.stream = video
+            out.mux(packet)
+
+
+class _SegmentSource(Source):
+    """The piece's frames from start_pts up to (not including) stop_pts, numbered from 0."""
+
+    def __init__(self, piece: Path, segment: Segment, max_side: int | None):
+        self.file = FileSource(piece, max_side)
+        self.segment = segment
+
+    @property
+    def info(self):
+        return self.file.info
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.file.size
+
+    @property
+    def expected_frames(self) -> int:
+        return self.segment.preroll + self.segment.frames
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        for frame in self.file.frames():
+            if frame.pts is None or frame.pts < self.segment.start_pts:
+                continue
+            if self.segment.stop_pts is not None and frame.pts >= self.segment.stop_pts:
+                break  # the decoder gives frames in presentation order: the rest are the next segment's
+            yield Frame(frame.image, index, frame.pts)
+            index += 1
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class _DropPreroll(Sink):
+    """Writes the segment's own frames; the pre-roll frames only warmed the smoother."""
+
+    def __init__(self, sink: FileSink, first_pts: int):
+        self.sink, self.first_pts = sink, first_pts
+        self.layout = sink.layout
+        self.dropped = 0
+
+    def write(self, frame: Frame, image: np.ndarray) -> None:
+        if frame.pts < self.first_pts:
+            self.dropped += 1
+        else:
+            self.sink.write(frame, image)
+
+    def end_early(self) -> None:
+        self.sink.end_early()
+
+    def close(self) -> None:
+        self.sink.close()
+
+    def abort(self) -> None:
+        self.sink.abort()
+
+
+def stylize_segment(src: str | Path, segment: Segment, part: str | Path, stylizer, config: ConvertConfig,
+                    progress: Callable[[int], None] | None = None) -> int:
+    """Stylize `segment` of `src` into the video file `part` (no audio); returns the frames written.
+
+    `progress(frames written)`. Raises KeyboardInterrupt when a signal stopped it early.
+    """
+    src, part = Path(src), Path(part)
+    with tempfile.TemporaryDirectory(prefix="rtstyle-piece-") as work:
+        piece = Path(work) / f"piece{src.suffix}"
+        cut_piece(src, segment, piece)
+        source = _SegmentSource(piece, segment, config.max_side)
+        info = replace(source.info, path=piece, audio_streams=0, subtitle_streams=0, tags={}, video_tags={})
+        try:
+            writer = VideoWriter(part, info, crf=config.crf, preset=config.preset, copy_audio=False,
+                                 codec=config.codec, pix_fmt=config.pix_fmt)
+        except BaseException:
+            source.close()
+            raise
+        sink = _DropPreroll(FileSink(writer), segment.first_pts)
+        make = getattr(stylizer, "make_smoother", None)
+        smoother = make(config.smooth, config.smooth_strength) if make is not None else None
+        batch = config.batch or getattr(stylizer, "preferred_batch", 4)
+        report = (lambda done, _total: progress(max(0, done - segment.preroll))) if progress else None
+        result = run_stream(source, stylizer, sink, StreamConfig(batch=batch, queue_frames=config.queue_frames),
+                            report, smoother=smoother)
+    if result.interrupted:
+        raise KeyboardInterrupt
+    if writer.frames_written != segment.frames or sink.dropped != segment.preroll:
+        raise InputError(f"{src}: segment {segment.index} decoded {writer.frames_written} of its {segment.frames} "
+                         f"frames (and {sink.dropped} of {segment.preroll} pre-roll); a damaged stream or an open "
+                         "GOP: convert it without --segment-seconds")
+    return writer.frames_written
+
+
+def _copy_tags(source: dict, target) -> None:
+    for key, value in source.items():
+        if key.lower() not in _MUXER_TAGS:
+            target[key] = value
+
+
+def join_segments(src: str | Path, parts: list[Path], dst: str | Path, config: ConvertConfig) -> int:
+    """Mux the parts' video packets in order into `dst`, with the audio and subtitles of `src` copied once.
+
+    Returns the video packets written. The parts must come from one encoder setup (their codec
+    parameters are compared), as `stylize_segment` makes them.
+    """
+    import av
+
+    src, dst = Path(src), Path(dst)
+    with contextlib.ExitStack() as stack:
+        source = stack.enter_context(av.open(str(src), metadata_errors="ignore"))
+        opened = [stack.enter_context(av.open(str(part))) for part in parts]
+        out = stack.enter_context(av.open(str(dst), "w"))
+        template = opened[0].streams.video[0]
+        for part, container in zip(parts[1:], opened[1:]):
+            if container.streams.video[0].codec_context.extradata != template.codec_context.extradata:
+                raise OutputError(f"{part.name} was encoded with other codec parameters than the first part; "
+                                  "the parts cannot be joined without re-encoding")
+        video = out.add_stream_from_template(template)
+        _copy_tags(dict(source.metadata), out.metadata)
+        _copy_tags(dict(source.streams.video[0].metadata), video.metadata)
+        copied = _copied_streams(source, out, config.copy_audio)
+        wanted = [s for s in source.streams if s.index in copied]  # demux() of nothing would mean everything
+        others = ((packet, copied[packet.stream.index]) for packet in source.demux(*wanted)) if wanted else iter(())
+        pending = next(others, None)
+        written = 0
+        for container in opened:
+            for packet in container.demux(container.streams.video[0]):
+                if packet.size == 0:
+                    continue
+                when = float(packet.pts * packet.time_base) if packet.pts is not None else None
+                while pending is not None and (when is None or _starts_by(pending[0], when)):
+                    pending = _mux_copy(out, pending, others)
+                packet.stream = video
+                out.mux(packet)
+                written += 1
+        while pending is not None:
+            pending = _mux_copy(out, pending, others)
+    return written
+
+
+def _starts_by(packet, seconds: float) -> bool:
+    stamp = packet.dts if packet.dts is not None else packet.pts
+    return stamp is None or float(stamp * packet.time_base) <= seconds
+
+
+def _mux_copy(out, pending, others):
+    """Mux one copied packet (flush packets carry no data) and return the next one."""
+    packet, stream = pending
+    if packet.size:
+        packet.stream = stream
+        out.mux(packet)
+    return next(others, None)
+
+
+def _copied_streams(source, out, copy_audio: bool) -> dict:
+    """Output streams for the audio (when copied) and the subtitles this container holds, in the input's order."""
+    takes = SUBTITLE_CODECS.get(out.format.name, set())
+    copied = {}
+    for stream in source.streams:
+        if stream.type == "audio" and copy_audio or stream.type == "subtitle" and stream.codec_context.name in takes:
+            copied[stream.index] = made = out.add_stream_from_template(stream)
+            _copy_tags(dict(stream.metadata), made.metadata)
+        elif stream.type == "subtitle":
+            log.warning("subtitle stream %d (%s) left out: %s output does not hold it", stream.index,
+                        stream.codec_context.name, Path(out.name).suffix)
+    return copied
+
+
+@contextlib.contextmanager
+def parts_folder(dst: Path) -> Iterator[Path]:
+    """A hidden folder beside `dst` for the parts (where every worker can write, when `dst` is on shared storage)."""
+    folder = dst.with_name(f".{dst.name}.{secrets.token_hex(4)}.rtstyle-segments")
+    folder.mkdir()
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def part_path(folder: Path, segment: Segment) -> Path:
+    """MP4 for every part: it keeps each packet's dts (Matroska does not, and the join needs them) and holds
+    H.264, H.265, VP9 and AV1 alike."""
+    return folder / f"part-{segment.index:05d}.mp4"
+
+
+def segment_config(config: ConvertConfig, dst: Path) -> ConvertConfig:
+    """The encoder the output's type calls for, named: the parts' own type (MP4) would choose another for WebM."""
+    return replace(config, codec=config.codec or default_codec(dst))
+
+
+def join_into(src: Path, parts: list[Path], dst: Path, config: ConvertConfig, frames: int, started: float,
+              width: int, height: int) -> ConvertResult:
+    """Join `parts` into a temporary file beside `dst`, check its frame count, and move it into place."""
+    tmp = temporary_path(dst)
+    try:
+        written = join_segments(src, parts, tmp, config)
+        if written != frames:
+            raise OutputError(f"joining the segments gave {written} frames, not {frames}")
+        tmp.replace(dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ConvertResult(dst, written, time.perf_counter() - started, width=width, height=height)
+
+
+def convert_segmented(src: str | Path, dst: str | Path, stylizer, config: ConvertConfig, seconds: float,
+                      progress: Callable[[int, int], None] | None = None) -> ConvertResult:
+    """Stylize `src` segment by segment in this process and join the parts into `dst` (what `--ray` spreads out)."""
+    src, dst = Path(src), Path(dst)
+    started = time.perf_counter()
+    check_paths(src, dst)
+    check_segmentable(src, dst, config)
+    segments = plan_segments(src, seconds, preroll_frames(config.smooth, config.smooth_strength))
+    total = segments[-1].stop
+    config = segment_config(config, dst)
+    log.info("%s: %d segments of about %g s", src.name, len(segments), seconds)
+    with claim_output(dst), parts_folder(dst) as folder:
+        parts = []
+        for segment in segments:
+            part = part_path(folder, segment)
+            stylize_segment(src, segment, part, stylizer, config,
+                            (lambda d, s=segment: progress(s.first + d, total)) if progress else None)
+            parts.append(part)
+        size = frame_size(parts[0])
+        return join_into(src, parts, dst, config, total, started, *size)
+
+
+def frame_size(part: Path) -> tuple[int, int]:
+    from ..io.video import VideoReader
+
+    with VideoReader(part) as reader:
+        return reader.info.width, reader.info.height
