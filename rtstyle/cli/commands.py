@@ -112,7 +112,6 @@ def _convert_segmented(src: Path, dst: Path, args: argparse.Namespace, config: C
                        choice: StyleChoice, ray) -> ConvertResult:
     """--segment-seconds: the segments on Ray workers, or one after another here without --ray."""
     from ..io.images import is_image_path
-
     from ..pipeline.convert import check_paths
 
     if is_image_path(src):
@@ -136,6 +135,8 @@ def _convert_segmented(src: Path, dst: Path, args: argparse.Namespace, config: C
 
 def stylize(args: argparse.Namespace) -> int:
     ray = _ray_config(args)
+    if getattr(args, "style_schedule", None) and (ray is not None or args.segment_seconds):
+        raise InputError("--style-schedule runs in one process: leave out --ray and --segment-seconds")
     if _is_batch(args):
         if args.segment_seconds:
             raise InputError("--segment-seconds splits one video; give one input file")
