@@ -1,0 +1,332 @@
+"""`rtstyle serve`: the frame stamp, the token, the viewer limit, and stylized frames coming back.
+
+Frames come back through two real WebRTC clients: aiortc in Python (no browser needed), and
+Debian's headless Chromium with its fake camera, driven by selenium, which also measures the
+round trip the page shows. Each returned frame is matched to the frame it came from by the
+stamp under it and compared with the server's own stylization of that frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import shutil
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("aiortc")
+aiohttp = pytest.importorskip("aiohttp")
+
+from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack  # noqa: E402
+from av import VideoFrame  # noqa: E402
+
+from rtstyle.api import load_stylizer  # noqa: E402
+from rtstyle.config import EngineConfig  # noqa: E402
+from rtstyle.io.synthetic import scene_frame  # noqa: E402
+from rtstyle.model.styles import StyleChoice  # noqa: E402
+from rtstyle.serve.server import ServeConfig, ServerThread  # noqa: E402
+from rtstyle.serve.stamp import read_stamp, strip_rows, write_stamp  # noqa: E402
+
+WARM, COOL = "fauve-red", "frost-watercolor"  # warm red and gold, pale blue: far apart in colour
+STYLES = (WARM, COOL, "mosaic")
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-9)))
+
+
+@pytest.fixture(scope="module")
+def server():
+    config = ServeConfig(model="fast", styles=STYLES, style=WARM, port=0, max_viewers=1, connect_timeout_s=15)
+    thread = ServerThread(config)
+    with thread as url:
+        yield url, thread
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """The server's stylization of a picture, by style, on the same engine path, with no smoothing."""
+    built = {}
+
+    def stylize(picture: np.ndarray, style: str) -> np.ndarray:
+        if style not in built:
+            built[style] = load_stylizer("fast", StyleChoice({style: 1.0}), EngineConfig(device="cpu"))
+        return built[style]([np.ascontiguousarray(picture)])[0]
+
+    return stylize
+
+
+def test_stamp_survives_blur_and_scaling():
+    for value in (0, 1, 0xBEEF, 0xFFFF):
+        frame = np.full((496, 640, 3), 90, np.uint8)
+        write_stamp(frame[480:], value)
+        assert strip_rows(496) == 16
+        assert read_stamp(frame) == value
+        blurred = cv2.GaussianBlur(frame, (7, 7), 2)
+        assert read_stamp(blurred) == value
+        assert read_stamp(cv2.resize(blurred, (320, 248), interpolation=cv2.INTER_AREA)) == value
+    assert read_stamp(np.full((496, 640, 3), 255, np.uint8)) is None  # no guard cells, no parity: no stamp
+    assert read_stamp(scene_frame(0, 640, 496)) is None
+
+
+# ---- HTTP: the token and the door
+
+
+def _get(url: str, **kwargs) -> tuple[int, bytes]:
+    async def fetch():
+        async with aiohttp.ClientSession() as session, session.get(url, **kwargs) as response:
+            return response.status, await response.read()
+
+    return asyncio.run(fetch())
+
+
+def test_token_is_required_on_every_route():
+    config = ServeConfig(model="fast", styles=(WARM,), port=0, token="s3cret-token")
+    with ServerThread(config) as url:
+        assert url.endswith("/?token=s3cret-token")
+        root = url.split("?")[0]
+        for path in ("", "api/config", "static/app.js", "thumbs/0.jpg"):
+            status, body = _get(root + path)
+            assert status == 403, path
+            assert _get(root + path, params={"token": "wrong"})[0] == 403
+        assert b"token" in _get(root)[1]
+
+        async def offer_without_token():
+            async with aiohttp.ClientSession() as session:
+                async with session.post(root + "offer", json={"sdp": "", "type": "offer"}) as response:
+                    return response.status
+
+        assert asyncio.run(offer_without_token()) == 403
+        assert _get(url)[0] == 200
+        assert _get(root + "api/config", headers={"X-Rtstyle-Token": "s3cret-token"})[0] == 200
+
+        async def cookie_from_the_page():  # the page is opened once with ?token=, then the cookie carries it
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:  # 127.0.0.1
+                async with session.get(url) as response:
+                    assert response.status == 200
+                async with session.get(root + "thumbs/0.jpg") as response:
+                    return response.status, await response.read()
+
+        status, jpeg = asyncio.run(cookie_from_the_page())
+        assert status == 200 and jpeg[:2] == b"\xff\xd8"
+
+
+# ---- a Python WebRTC viewer (aiortc): frames back, stylized; the second viewer refused
+
+
+class StampedScene(VideoStreamTrack):
+    """The synthetic scene at 640x480 with the page's frame-counter strip under it."""
+
+    def __init__(self):
+        super().__init__()
+        self.index = 0
+
+    async def recv(self) -> VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = np.empty((496, 640, 3), np.uint8)
+        frame[:480] = scene_frame(self.index, 640, 480)
+        write_stamp(frame[480:], self.index)
+        self.index += 1
+        video = VideoFrame.from_ndarray(frame, format="rgb24")
+        video.pts, video.time_base = pts, time_base
+        return video
+
+
+async def _offer(root: str, pc: RTCPeerConnection, **controls) -> tuple[int, dict]:
+    await pc.setLocalDescription(await pc.createOffer())
+    body = {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type, "stamp": True, **controls}
+    async with aiohttp.ClientSession() as session, session.post(root + "offer", json=body) as response:
+        return response.status, await response.json()
+
+
+async def _python_viewer(root: str, want: int) -> tuple[list[tuple[int, np.ndarray]], int, dict, float]:
+    pc = RTCPeerConnection()
+    pc.addTrack(StampedScene())
+    frames: asyncio.Queue = asyncio.Queue()
+
+    @pc.on("track")
+    def on_track(track):
+        async def read():
+            while True:
+                frames.put_nowait((await track.recv()).to_ndarray(format="rgb24"))
+
+        asyncio.ensure_future(read())
+
+    status, answer = await _offer(root, pc, style=WARM)
+    assert status == 200, answer
+    await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+    returned = []
+    deadline = time.monotonic() + 30
+    while len(returned) < want and time.monotonic() < deadline:
+        frame = await asyncio.wait_for(frames.get(), timeout=max(0.1, deadline - time.monotonic()))
+        stamp = read_stamp(frame)
+        if stamp is not None:
+            returned.append((stamp, frame[:480]))
+    # A second viewer while the first is served: refused at once, with a message, not queued.
+    second = RTCPeerConnection()
+    second.addTrack(StampedScene())
+    started = time.monotonic()
+    refused_status, refused = await _offer(root, second)
+    refused_after = time.monotonic() - started
+    await second.close()
+    await pc.close()
+    return returned, refused_status, refused, refused_after
+
+
+def test_python_viewer_gets_stylized_frames_and_a_second_is_refused(server, reference):
+    url, thread = server
+    returned, status, refused, refused_after = asyncio.run(_python_viewer(url, want=6))
+    assert len(returned) >= 6, "frames did not come back"
+    for stamp, picture in returned[-3:]:
+        sent = scene_frame(stamp, 640, 480)
+        ours, other = reference(sent, WARM), reference(sent, COOL)
+        # Two VP8 passes apart from the reference, far from the input and from the other style.
+        assert psnr(picture, ours) > 24, psnr(picture, ours)
+        assert psnr(picture, ours) > psnr(picture, sent) + 6
+        assert psnr(picture, ours) > psnr(picture, other) + 6
+    assert status == 503
+    assert "busy" in refused["error"] and "1 viewer at a time" in refused["error"]
+    assert refused_after < 2.0
+    deadline = time.monotonic() + 10  # the first viewer's place is given back when it leaves
+    while thread.server.sessions and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not thread.server.sessions
+
+
+def test_bad_offers_are_refused_without_taking_a_place(server):
+    url, thread = server
+
+    async def post(body):
+        async with aiohttp.ClientSession() as session, session.post(url + "offer", json=body) as response:
+            return response.status, await response.json()
+
+    assert asyncio.run(post({"type": "offer"}))[0] == 400
+    status, answer = asyncio.run(post({"sdp": "v=0", "type": "offer", "style": "no-such-style"}))
+    assert status == 400 and "unknown style" in answer["error"]
+    assert not thread.server.sessions
+
+
+# ---- the page in headless Chromium with its fake camera
+
+
+def write_y4m(path, frames: int = 30, width: int = 640, height: int = 480):
+    """The synthetic scene as a Y4M clip for Chromium's fake camera to loop.
+
+    Chromium's own fake picture is mostly flat green, where a stylizer paints texture out of the
+    codec's noise; a scene with gradients and edges lets a returned frame be compared with the
+    server's stylization of the frame that was sent.
+    """
+    with open(path, "wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode())
+        for index in range(frames):
+            out.write(b"FRAME\n" + cv2.cvtColor(scene_frame(index, width, height), cv2.COLOR_RGB2YUV_I420).tobytes())
+    return path
+
+
+def _chromium(camera_file=None):
+    """A headless Chromium from Debian, or skip when there is none that can start here."""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    if chromium is None or not os.path.exists(driver):
+        pytest.skip("Debian's chromium and chromium-driver are not installed")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ.setdefault("SE_AVOID_STATS", "true")  # and no driver download: the driver is given
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--use-fake-device-for-media-stream=fps=30", "--use-fake-ui-for-media-stream",
+                     "--autoplay-policy=no-user-gesture-required", "--window-size=1400,1000"):
+        options.add_argument(argument)
+    if camera_file is not None:
+        options.add_argument(f"--use-file-for-fake-video-capture={camera_file}")
+    if os.geteuid() == 0:
+        options.add_argument("--no-sandbox")
+    try:
+        return webdriver.Chrome(service=Service(driver), options=options)
+    except WebDriverException as exc:
+        pytest.skip(f"chromium cannot start here: {exc.msg}")
+
+
+def _wait(driver, script: str, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = driver.execute_script(script)
+        if value:
+            return value
+        time.sleep(0.2)
+    stats = driver.execute_script("return window.rtstyle && window.rtstyle.stats")
+    raise AssertionError(f"timed out waiting for {script!r}; page stats: {stats}")
+
+
+def _decode(data_url: str) -> np.ndarray:
+    raw = np.frombuffer(base64.b64decode(data_url.split(",", 1)[1]), np.uint8)
+    return cv2.cvtColor(cv2.imdecode(raw, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _matched_pair(driver, after_stamp: int = -1) -> tuple[int, np.ndarray, np.ndarray]:
+    pair = _wait(driver, f"const p = window.rtstyle.pair(); return p && p.stamp > {after_stamp} ? p : null", 20)
+    return pair["stamp"], _decode(pair["sent"]), _decode(pair["returned"])
+
+
+def _check_style(sent: np.ndarray, returned: np.ndarray, style: str, other: str, reference) -> dict:
+    ours, theirs = reference(sent, style), reference(sent, other)
+    scores = {"ours": psnr(returned, ours), "other": psnr(returned, theirs), "input": psnr(returned, sent)}
+    assert scores["ours"] > 17, scores  # two lossy codec passes, and the stylizer amplifies the first one
+    assert scores["ours"] > scores["other"] + 5, scores
+    assert scores["ours"] > scores["input"] + 5, scores
+    return scores
+
+
+def test_browser_round_trip(server, reference, tmp_path):
+    url, thread = server
+    driver = _chromium(write_y4m(tmp_path / "scene.y4m"))
+    try:
+        driver.get(url)
+        _wait(driver, "return document.querySelectorAll('.style img').length === 3", 10)
+        driver.execute_script("window.rtstyle.keepFrames = true")
+        driver.find_element("id", "start").click()
+        _wait(driver, "return window.rtstyle.stats.rtt.length >= 10", 30)
+        stamp, sent, returned = _matched_pair(driver)
+        assert sent.shape == returned.shape == (480, 640, 3)
+        _check_style(sent, returned, WARM, COOL, reference)
+
+        driver.find_element("css selector", f'.style[data-style="{COOL}"]').click()
+        _wait(driver, f"const s = window.rtstyle.stats.server; return s && s.style === '{COOL}'", 10)
+        time.sleep(1.0)  # the new stylizer is built in the background; the old one serves meanwhile
+        stamp, sent, returned = _matched_pair(driver, stamp + 15)
+        _check_style(sent, returned, COOL, WARM, reference)
+
+        # A second browser tab while the first is served: the page says why, the first keeps going.
+        shown = driver.execute_script("return window.rtstyle.stats.shown")
+        first = driver.current_window_handle
+        driver.switch_to.new_window("tab")
+        driver.get(url)
+        _wait(driver, "return document.querySelectorAll('.style').length === 3", 10)
+        driver.find_element("id", "start").click()
+        _wait(driver, "return window.rtstyle.stats.state === 'refused'", 15)
+        assert "busy" in driver.find_element("id", "status").text
+        driver.close()
+        driver.switch_to.window(first)
+        assert driver.execute_script("return window.rtstyle.stats.shown") > shown
+
+        driver.find_element("css selector", "#smooth option[value=flow]").click()
+        _wait(driver, "const s = window.rtstyle.stats.server; return s && s.smooth === 'flow'", 10)
+        shown = driver.execute_script("return window.rtstyle.stats.shown")
+        _wait(driver, f"return window.rtstyle.stats.shown > {shown + 5}", 10)
+
+        samples = driver.execute_script("return window.rtstyle.stats.rtt.map(s => s[1])")
+        fps = driver.execute_script("return window.rtstyle.stats.fps")
+        assert driver.execute_script("return window.rtstyle.stats.error") is None
+        p50, p95 = np.percentile(samples, [50, 95])
+        print(f"\nbrowser round trip over {len(samples)} frames: p50 {p50:.0f} ms, p95 {p95:.0f} ms, {fps:.1f} fps "
+              f"(load {os.getloadavg()[0]:.1f})")
+        # Loose: this only catches latency that builds up (queues); benchmarks/serve_latency.py measures it.
+        assert p50 < 1500, samples
+    finally:
+        driver.quit()
