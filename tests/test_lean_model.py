@@ -91,7 +91,7 @@ def test_fusion_refuses_bad_adapters():
         fuse_weights(base, [(adapter, 1.0)])
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", [*MODELS, "arbitrary"])
 def test_committed_template_equals_a_fresh_export(model):
     import onnx
 

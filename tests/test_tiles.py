@@ -23,7 +23,7 @@ def photo(shared_data) -> np.ndarray:
 def test_tiles_equal_the_whole_image_given_the_same_statistics(photo, model):
     stylizer = load_stylizer(model, None, EngineConfig(device="cpu"))
     whole = stylizer([photo])[0]
-    tiler = TiledStylizer(stylizer.base_id, stylizer._weights, OrtSession)
+    tiler = TiledStylizer(stylizer.base_id, stylizer.state, OrtSession)
     tiled = tiler(photo, stats=tiler.statistics(photo), tile=128)  # 4 x 3 tiles
     assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1  # float rounding only: no joins
 
@@ -32,7 +32,7 @@ def test_thumbnail_statistics_stay_close_to_the_whole_image(photo):
     stylizer = load_stylizer("quality", None, EngineConfig(device="cpu"))
     big = np.asarray(Image.fromarray(photo).resize((1676, 1204), Image.BICUBIC))
     whole = stylizer([big])[0].astype(np.float64)
-    tiled = TiledStylizer(stylizer.base_id, stylizer._weights, OrtSession)(big).astype(np.float64)  # 1024 px thumb
+    tiled = TiledStylizer(stylizer.base_id, stylizer.state, OrtSession)(big).astype(np.float64)  # 1024 px thumb
     psnr = 10 * np.log10(255**2 / np.mean((tiled - whole) ** 2))
     assert psnr > 21, psnr  # 23 dB measured here (20 with a 512 px thumbnail)
 

@@ -96,6 +96,11 @@ class OnnxCpuStylizer:
         self._norms = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in (norms or {}).items()}
         self._tiled = None
 
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        """The network's weights as they stand: the convs and the current style's norms."""
+        return {**self._weights, **self._norms}
+
     def set_norms(self, norms: dict[str, np.ndarray]) -> None:
         """Paint the next batches with another style's norm parameters (same names and shapes); no rebuild."""
         fresh = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in norms.items()}
@@ -136,7 +141,7 @@ class OnnxCpuStylizer:
         from .onnx_tiles import TiledStylizer
 
         if self._tiled is None:
-            self._tiled = TiledStylizer(self.base_id, {**self._weights, **self._norms}, OrtSession)
+            self._tiled = TiledStylizer(self.base_id, self.state, OrtSession)
         return self._tiled
 
     def submit(self, images: list[np.ndarray], after=None, layout: str = "rgb24") -> PendingBatch:

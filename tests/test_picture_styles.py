@@ -1,0 +1,192 @@
+"""Styles as engine inputs: pictures as styles, switches without rebuilds, preserved colours, schedules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rtstyle.api import load_stylizer, restyle
+from rtstyle.cli.main import main
+from rtstyle.config import EngineConfig
+from rtstyle.io.color import LUMA_WEIGHTS
+from rtstyle.model.adapters import Adapter
+from rtstyle.model.arbitrary import picture_adapter, style_predictor
+from rtstyle.model.styles import StyleChoice
+from rtstyle.pipeline.controls import LiveControls, StyleSwitcher
+
+CPU = EngineConfig(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def photo(shared_data) -> np.ndarray:
+    return np.asarray(Image.open(shared_data / "content" / "chelsea.png").convert("RGB").resize((160, 104)))
+
+
+@pytest.fixture(scope="module")
+def paintings(shared_data) -> tuple[str, str]:
+    return str(shared_data / "styles" / "starry_night.jpg"), str(shared_data / "styles" / "the_scream.jpg")
+
+
+def stylize(model: str, choice: StyleChoice, image: np.ndarray) -> np.ndarray:
+    return load_stylizer(model, choice, CPU)([image])[0].astype(np.float64)
+
+
+def test_a_picture_is_a_style_that_blends_scales_and_saves(tmp_path, photo, paintings):
+    starry, scream = paintings
+    one = stylize("arbitrary", StyleChoice({starry: 1.0}), photo)
+    other = stylize("arbitrary", StyleChoice({scream: 1.0}), photo)
+    half = stylize("arbitrary", StyleChoice({starry: 0.5, scream: 0.5}), photo)
+    bare = stylize("arbitrary", StyleChoice({starry: 1.0}, strength=0.0), photo)
+    assert np.abs(one - other).mean() > 10  # two paintings, two looks
+    gap = np.abs(one - other).mean()
+    assert np.abs(half - one).mean() < gap and np.abs(half - other).mean() < gap
+    assert np.abs(bare - photo).mean() < np.abs(one - photo).mean()  # strength 0: the neutral, photo-like base
+    # The style vector comes from the predictor; its norms are the head's linear map of it.
+    predictor = style_predictor()
+    adapter = picture_adapter(starry)
+    assert adapter.base_id == "arbitrary" and not adapter.lora and len(adapter.norm) == 13
+    assert len(adapter.provenance["style_vector"]) == 100 and np.isfinite(predictor.neutral).all()
+    # Saved, the style loads like any adapter and paints the same pixels.
+    saved = tmp_path / "starry.safetensors"
+    assert main(["style-from-image", starry, "-o", str(saved)]) == 0
+    assert Adapter.load(saved).norm.keys() == adapter.norm.keys()
+    assert np.abs(stylize("arbitrary", StyleChoice({str(saved): 1.0}), photo) - one).max() <= 1
+    blend = tmp_path / "blend.safetensors"
+    assert main(["style-from-image", f"{starry}:0.5,{scream}:0.5", "-o", str(blend)]) == 0
+    assert np.abs(stylize("arbitrary", StyleChoice({str(blend): 1.0}), photo) - half).max() <= 1
+
+
+def test_style_image_on_the_cli_picks_the_arbitrary_model(tmp_path, photo, paintings, capsys):
+    src = tmp_path / "photo.png"
+    Image.fromarray(photo).save(src)
+    out = tmp_path / "out.png"
+    assert main(["stylize", str(src), "-o", str(out), "--style-image", paintings[0]]) == 0
+    assert "[arbitrary model, starry_night.jpg 1.00" in capsys.readouterr().err
+    expected = stylize("arbitrary", StyleChoice({paintings[0]: 1.0}), photo)
+    assert np.abs(np.asarray(Image.open(out), dtype=np.float64) - expected).max() <= 1
+
+
+@pytest.mark.parametrize("model, names", [
+    ("quality", ["mosaic", "woodcut", "starry-swirl"]),
+    ("arbitrary", ["starry_night.jpg", "the_scream.jpg", "udnie.jpg"]),
+])
+def test_switching_style_strength_or_picture_builds_no_engine(model, names, photo, shared_data):
+    names = [str(shared_data / "styles" / n) if n.endswith(".jpg") else n for n in names]
+    built = []
+
+    def build(name, strength):
+        built.append((name, strength))
+        return load_stylizer(model, StyleChoice({name: 1.0}, strength), CPU)
+
+    controls = LiveControls(names)
+    switcher = StyleSwitcher(controls, build, lambda s, name, k: restyle(s, model, StyleChoice({name: 1.0}, k)))
+    for step in range(2 * len(names)):
+        if step % 2:
+            controls.change_strength(-0.25)
+        else:
+            controls.next_style()
+        shown = switcher([photo])[0].astype(np.float64)
+        assert controls.active == controls.state()
+        expected = stylize(model, StyleChoice({controls.style: 1.0}, controls.strength), photo)
+        assert np.abs(shown - expected).max() <= 1, (step, controls.state())
+    assert built == [(names[0], 1.0)]  # the first engine only: every switch was an input change
+
+
+def test_a_lora_style_still_gets_its_own_engine(photo):
+    # The fast model's refined styles change conv weights: no in-place switch between them.
+    stylizer = load_stylizer("fast", StyleChoice({"mosaic": 1.0}), CPU)
+    assert not restyle(stylizer, "fast", StyleChoice({"woodcut": 1.0}))
+    assert restyle(stylizer, "fast", StyleChoice({"mosaic": 1.0}, strength=1.0))
+
+
+def test_torch_engines_restyle_in_place(photo):
+    torch_cpu = EngineConfig(device="cpu", backend="torch")
+    stylizer = load_stylizer("quality", StyleChoice({"mosaic": 1.0}), torch_cpu)
+    assert restyle(stylizer, "quality", StyleChoice({"woodcut": 1.0}, strength=0.5))
+    fresh = load_stylizer("quality", StyleChoice({"woodcut": 1.0}, strength=0.5), torch_cpu)
+    assert np.abs(stylizer([photo])[0].astype(int) - fresh([photo])[0]).max() <= 1
+    frozen = load_stylizer("quality", StyleChoice({"mosaic": 1.0}), EngineConfig(device="cpu", backend="jit"))
+    assert not restyle(frozen, "quality", StyleChoice({"woodcut": 1.0}))  # TorchScript bakes norms in
+
+
+def chroma(image: np.ndarray) -> np.ndarray:
+    rgb = image.astype(np.float64)
+    luma = rgb @ np.array(LUMA_WEIGHTS)
+    return np.stack([rgb[..., 2] - luma, rgb[..., 0] - luma], -1)  # B - Y and R - Y: Cb and Cr up to scale
+
+
+@pytest.mark.parametrize("model, style", [("quality", "mosaic"), ("arbitrary", "starry_night.jpg")])
+def test_preserve_color_keeps_the_content_chroma(model, style, photo, shared_data):
+    style = str(shared_data / "styles" / style) if style.endswith(".jpg") else style
+    plain = load_stylizer(model, StyleChoice({style: 1.0}), CPU)([photo])[0]
+    kept = load_stylizer(model, StyleChoice({style: 1.0}, preserve_color=True), CPU)([photo])[0]
+    unclipped = (kept > 0).all(-1) & (kept < 255).all(-1)
+    assert unclipped.mean() > 0.8
+    assert np.abs(chroma(kept) - chroma(photo))[unclipped].mean() < 1.5
+    assert np.abs(chroma(plain) - chroma(photo)).mean() > 10  # the style alone repaints the colours
+    luma = np.array(LUMA_WEIGHTS)
+    assert np.abs(kept @ luma - plain @ luma)[unclipped].mean() < 1.5  # and its light is the style's
+
+
+def test_a_schedule_interpolates_along_the_video(tmp_path, photo):
+    import av
+
+    clip = tmp_path / "still.mp4"  # 2 s of one picture at 10 fps, nearly lossless
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 160, 104, "yuv444p"
+        stream.options = {"crf": "0"}
+        for _ in range(20):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(photo, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    styled = tmp_path / "styled.mp4"
+    assert main(["stylize", str(clip), "-o", str(styled), "--style-schedule", "0:mosaic,2:woodcut", "--crf", "0",
+                 "--pix-fmt", "yuv444p", "-q"]) == 0
+    with av.open(str(styled)) as video:
+        frames = [f.to_ndarray(format="rgb24").astype(np.float64) for f in video.decode(video=0)]
+    with av.open(str(clip)) as video:
+        source = next(video.decode(video=0)).to_ndarray(format="rgb24")
+    assert len(frames) == 20
+    start, middle = (stylize("quality", StyleChoice(b), source) for b in ({"mosaic": 1}, {"mosaic": 1, "woodcut": 1}))
+    end = stylize("quality", StyleChoice({"woodcut": 1.0}), source)
+    gap = np.abs(start - end).mean()
+    assert np.abs(frames[0] - start).mean() < 2
+    assert np.abs(frames[10] - middle).mean() < 2  # t = 1 s: half way, the even blend
+    assert np.abs(frames[10] - start).mean() < gap and np.abs(frames[10] - end).mean() < gap
+    assert np.abs(frames[5] - start).mean() < np.abs(frames[15] - start).mean()  # and it moves steadily
+
+
+def test_bad_schedules_are_one_line(tmp_path, clip, capsys):
+    out = str(tmp_path / "o.mp4")
+    for schedule, message in [("0:mosaic,0:woodcut", "must increase"), ("x:mosaic", "bad style schedule"),
+                              ("0:mosaic,1:nonesuch", "unknown style")]:
+        assert main(["stylize", str(clip), "-o", out, "--style-schedule", schedule, "-q"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_bad_pictures_are_one_clear_line(tmp_path, photo, capsys):
+    import struct
+    import zlib
+
+    src = tmp_path / "photo.png"
+    Image.fromarray(photo).save(src)
+    (tmp_path / "notes.jpg").write_text("not a picture")
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0)  # 3.6 gigapixels, in a 60-byte file
+    (tmp_path / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    for picture, message in [("missing.jpg", "not found"), ("notes.jpg", "not a readable image"),
+                             ("dot.png", "too small"), ("huge.png", "too large")]:
+        code = main(["stylize", str(src), "-o", str(tmp_path / "out.png"), "--style-image", str(tmp_path / picture)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out.png").exists()
+    assert main(["stylize", str(src), "-o", str(tmp_path / "o.png"), "--style", "mosaic", "--style-image",
+                 str(src)]) == 2
