@@ -11,7 +11,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 import shutil
+import socket
+import subprocess
+import sys
 import time
 
 import cv2
@@ -29,7 +33,7 @@ from rtstyle.config import EngineConfig  # noqa: E402
 from rtstyle.io.synthetic import scene_frame  # noqa: E402
 from rtstyle.model.styles import StyleChoice  # noqa: E402
 from rtstyle.serve.server import ServeConfig, ServerThread  # noqa: E402
-from rtstyle.serve.stamp import read_stamp, strip_rows, write_stamp  # noqa: E402
+from rtstyle.serve.stamp import read_stamp, sent_color, strip_rows, write_stamp  # noqa: E402
 
 WARM, COOL = "fauve-red", "frost-watercolor"  # warm red and gold, pale blue: far apart in colour
 STYLES = (WARM, COOL, "mosaic")
@@ -74,6 +78,20 @@ def test_stamp_survives_blur_and_scaling():
     assert read_stamp(scene_frame(0, 640, 496)) is None
 
 
+@pytest.mark.parametrize("matrix, full", [(1, True), (1, False), (6, True), (6, False)])
+def test_strip_tells_the_senders_yuv_matrix_and_range(matrix, full):
+    """Luma as a browser would make it from the stamped RGB, in each of the four usual conversions."""
+    frame = np.empty((496, 640, 3), np.uint8)
+    frame[:480] = scene_frame(3, 640, 480)
+    write_stamp(frame[480:], 1234)
+    kr, kb = {1: (0.2126, 0.0722), 6: (0.299, 0.114)}[matrix]
+    luma = frame.astype(np.float64) @ np.array([kr, 1 - kr - kb, kb]) / 255
+    luma = np.round(luma * 255 if full else 16 + luma * 219).astype(np.uint8)
+    color = sent_color(cv2.GaussianBlur(luma, (5, 5), 1.5))  # a codec's blur
+    assert (color.matrix, color.full_range) == (matrix, full)
+    assert sent_color(np.full((496, 640), 128, np.uint8)) is None
+
+
 # ---- HTTP: the token and the door
 
 
@@ -114,6 +132,40 @@ def test_token_is_required_on_every_route():
 
         status, jpeg = asyncio.run(cookie_from_the_page())
         assert status == 200 and jpeg[:2] == b"\xff\xd8"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_cli_on_all_interfaces_warns_and_makes_a_token():
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "rtstyle.cli.main", "serve", "--host", "0.0.0.0", "--port",
+                                str(port), "--model", "fast", "--styles", WARM], stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while not any("open " in line for line in lines) and process.poll() is None:
+            lines.append(process.stderr.readline())
+        text = "".join(lines)
+        assert "warning: listening on 0.0.0.0" in text and "needs the token" in text, text
+        assert "https pages and localhost" in text, text  # no certificate: how to get a camera anyway
+        token = re.search(r"\?token=(\S+)", text).group(1)
+        assert _get(f"http://127.0.0.1:{port}/")[0] == 403
+        assert _get(f"http://127.0.0.1:{port}/?token={token}")[0] == 200
+    finally:
+        process.terminate()
+    assert process.wait(timeout=30) == 0  # SIGTERM stops it cleanly
+
+
+def test_cli_bad_style_is_one_line():
+    command = [sys.executable, "-m", "rtstyle.cli.main", "serve", "--model", "fast", "--port", str(_free_port()),
+               "--styles", "no-such-style"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("rtstyle: error: unknown style 'no-such-style'"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 # ---- a Python WebRTC viewer (aiortc): frames back, stylized; the second viewer refused
@@ -297,9 +349,10 @@ def test_browser_round_trip(server, reference, tmp_path):
         _check_style(sent, returned, WARM, COOL, reference)
 
         driver.find_element("css selector", f'.style[data-style="{COOL}"]').click()
-        _wait(driver, f"const s = window.rtstyle.stats.server; return s && s.style === '{COOL}'", 10)
-        time.sleep(1.0)  # the new stylizer is built in the background; the old one serves meanwhile
-        stamp, sent, returned = _matched_pair(driver, stamp + 15)
+        # The new stylizer is built in the background while the old one serves: wait until it shows.
+        _wait(driver, f"const s = window.rtstyle.stats.server; return s && s.showing.style === '{COOL}'", 20)
+        since = driver.execute_script("return window.rtstyle.stats.sent")
+        stamp, sent, returned = _matched_pair(driver, since)
         _check_style(sent, returned, COOL, WARM, reference)
 
         # A second browser tab while the first is served: the page says why, the first keeps going.
@@ -323,8 +376,18 @@ def test_browser_round_trip(server, reference, tmp_path):
         samples = driver.execute_script("return window.rtstyle.stats.rtt.map(s => s[1])")
         fps = driver.execute_script("return window.rtstyle.stats.fps")
         assert driver.execute_script("return window.rtstyle.stats.error") is None
+
+        # Stop gives the place back at once, so Start works again with --max-viewers 1.
+        driver.find_element("id", "stop").click()
+        started = time.monotonic()
+        while thread.server.sessions and time.monotonic() - started < 10:
+            time.sleep(0.05)
+        print(f"\nplace given back {time.monotonic() - started:.2f} s after Stop")
+        assert not thread.server.sessions
+        driver.find_element("id", "start").click()
+        _wait(driver, "return window.rtstyle.stats.state === 'connected' && window.rtstyle.stats.shown > 3", 20)
         p50, p95 = np.percentile(samples, [50, 95])
-        print(f"\nbrowser round trip over {len(samples)} frames: p50 {p50:.0f} ms, p95 {p95:.0f} ms, {fps:.1f} fps "
+        print(f"browser round trip over {len(samples)} frames: p50 {p50:.0f} ms, p95 {p95:.0f} ms, {fps:.1f} fps "
               f"(load {os.getloadavg()[0]:.1f})")
         # Loose: this only catches latency that builds up (queues); benchmarks/serve_latency.py measures it.
         assert p50 < 1500, samples

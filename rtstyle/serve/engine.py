@@ -6,6 +6,9 @@ engine is never asked to run two frames at once (on a CPU they would only fight 
 a GPU for the stream), and viewers take turns, since each waits for its frame before sending the
 next. How many viewers the engine can serve is decided at the door (`--max-viewers`), so nobody
 already watching is slowed by a newcomer.
+
+Because viewers share stylizers, nothing here may change one in place: the viewers' StyleSwitchers
+are given no `restyle`, and a new (style, strength) is a new stylizer from the cache.
 """
 
 from __future__ import annotations

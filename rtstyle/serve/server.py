@@ -105,18 +105,21 @@ class ViewerSession:
     async def _report(self) -> None:
         while True:
             await asyncio.sleep(STATS_EVERY_S)
-            if self.channel is not None and self.channel.readyState == "open":
-                self.channel.send(json.dumps(self.viewer.summary()))
+            self._send(self.viewer.summary())
 
     def on_message(self, text: str) -> None:
         try:
             message = json.loads(text)
             if message.get("type") == "ping":
-                self.channel.send(json.dumps({"type": "pong", "id": message.get("id")}))
+                self._send({"type": "pong", "id": message.get("id")})
             elif message.get("type") == "controls":
                 self.viewer.update(message)
         except (ValueError, AttributeError, RtstyleError) as exc:
-            self.channel.send(json.dumps({"type": "error", "error": str(exc)}))
+            self._send({"type": "error", "error": str(exc)})
+
+    def _send(self, message: dict) -> None:
+        if self.channel is not None and self.channel.readyState == "open":
+            self.channel.send(json.dumps(message))
 
     async def watch_connection(self, timeout_s: float) -> None:
         await asyncio.sleep(timeout_s)

@@ -226,12 +226,14 @@ class Viewer:
 
     def summary(self) -> dict:
         style, strength = self.controls.state()
-        return {"type": "stats", "fps": round(self.stats.fps(), 2), "stylize_ms": round(self.stats.stylize_ms(), 1),
+        showing = self.controls.active or (style, strength)  # differs from the choice while a stylizer builds
+        return {"type": "stats", "style": style, "strength": strength,
+                "showing": {"style": showing[0], "strength": showing[1]}, "smooth": self.options.smooth,
+                "fps": round(self.stats.fps(), 2), "stylize_ms": round(self.stats.stylize_ms(), 1),
                 "received": self.stats.received, "stylized": self.stats.stylized,
-                "dropped": self.inbox.dropped + self.outbox.dropped, "style": style, "strength": strength,
-                "smooth": self.options.smooth, "input_color": self.color.describe() if self.color else None,
-                "engine": self.switcher.description if self.switcher else "",
-                "error": self.error}
+                "dropped": self.inbox.dropped + self.outbox.dropped,
+                "input_color": self.color.describe() if self.color else None,
+                "engine": self.switcher.description if self.switcher else "", "error": self.error}
 
 
 class StylizedTrack(MediaStreamTrack):

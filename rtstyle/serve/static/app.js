@@ -148,7 +148,10 @@ async function start() {
   }
   $('start').hidden = true;
   $('stop').hidden = false;
-  rt.stats.error = null;
+  Object.assign(rt.stats, { sent: 0, shown: 0, unstamped: 0, rtt: [], rtt50: null, rtt95: null, ping: null,
+                            server: null, error: null });
+  sentAt.clear();
+  shownAt.length = 0;
   setStatus('starting the camera…');
   const [width, height] = $('size').value.split('x').map(Number);
   cameraStream = await navigator.mediaDevices.getUserMedia({
@@ -301,7 +304,10 @@ function onServerMessage(message) {
     pings.delete(message.id);
   } else if (message.type === 'stats') {
     rt.stats.server = message;
+    const showing = message.showing;
     if (message.error) setStatus(message.error, true);
+    else if (showing.style !== message.style || showing.strength !== message.strength) setStatus(`preparing ${message.style}…`);
+    else if (pc && pc.connectionState === 'connected') setStatus('connected');
   } else if (message.type === 'error') {
     setStatus(message.error, true);
   }
