@@ -58,6 +58,7 @@ class RayConfig:
     workers: int | None = None  # None: one per GPU on CUDA, else cluster CPUs // CPUs per worker
     max_task_retries: int = 2  # tries after the first for a call whose worker died
     num_cpus: int | None = None  # CPUs of a new local Ray (None: all of this machine's)
+    log_to_driver: bool = True  # workers' log lines (and Ray's) printed here; off for --json, whose stdout is JSON
 
 
 @contextlib.contextmanager
@@ -75,7 +76,8 @@ def ray_session(config: RayConfig) -> Iterator[object]:
         return
     try:
         ray.init(address=config.address, num_cpus=config.num_cpus if config.address is None else None,
-                 logging_level=logging.WARNING, include_dashboard=False if config.address is None else None)
+                 logging_level=logging.WARNING, include_dashboard=False if config.address is None else None,
+                 log_to_driver=config.log_to_driver)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise BackendError(f"cannot reach Ray at {config.address or 'a new local instance'}: {exc}") from exc
     try:

@@ -1,0 +1,151 @@
+"""Batches and long videos on a local Ray (2 CPUs): a broken file, a resumed batch, a worker killed mid-file,
+segments joined into what a single run makes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from rtstyle.cli.main import main
+from rtstyle.config import ConvertConfig, EngineConfig
+from rtstyle.io.synthetic import write_clip
+from rtstyle.model.styles import StyleChoice
+from rtstyle.pipeline import cluster
+from rtstyle.pipeline.batch import expand, is_complete
+from rtstyle.pipeline.convert import LOCK, PARTIAL
+
+ray = pytest.importorskip("ray", reason="Ray is in the 'cluster' extra")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    """One local Ray for the module: rtstyle uses the one this process has rather than starting its own.
+
+    Started as the CLI starts it for --json (nothing from the workers on stdout, which is the JSON's).
+    """
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def tree(tmp_path, shared_data):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    write_clip(src / "a.mp4", seconds=1.0, width=160, height=96, fps=24)
+    write_clip(src / "sub" / "b.mp4", seconds=1.0, width=160, height=96, fps=24)
+    from PIL import Image
+
+    Image.open(shared_data / "content" / "kodim01.png").resize((120, 80)).save(src / "sub" / "photo.png")
+    (src / "sub" / "broken.mp4").write_bytes(b"not a video at all")
+    return src
+
+
+def json_in(out: str) -> list[dict]:
+    """The JSON documents printed, one per command. Ray prints its "task will be retried" notes on stdout from a
+    thread of its own; the CLI sends them to stderr while it runs Ray, but those about an earlier test's workers
+    can arrive in between (the Ray of this module outlives each command)."""
+    starts = [m.start() for m in re.finditer(r"^\{", out, re.MULTILINE)]
+    decoder = json.JSONDecoder()
+    return [decoder.raw_decode(out, start)[0] for start in starts]
+
+
+def ray_batch(capsys, *argv) -> tuple[int, dict]:
+    code = main(["stylize", *map(str, argv), "--model", "fast", "--ray", "--json"])
+    return code, json_in(capsys.readouterr().out)[-1]
+
+
+def statuses(summary: dict, root: Path) -> dict:
+    return {r["source"].removeprefix(str(root) + "/"): r["status"] for r in summary["files"]}
+
+
+def test_a_batch_on_ray_with_a_broken_file(tree, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, summary = ray_batch(capsys, tree, "-o", f"{out}/")
+    assert code == 1  # one failed, the others done
+    assert statuses(summary, tree) == {"a.mp4": "done", "sub/b.mp4": "done", "sub/photo.png": "done",
+                                       "sub/broken.mp4": "failed"}
+    failed = next(r for r in summary["files"] if r["status"] == "failed")
+    assert "not a video or image file" in failed["error"] and failed["attempts"] == 1  # no retry for bad input
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "a.mp4", "sub/b.mp4", "sub/photo.png"]
+    assert all(r["frames"] == 24 for r in summary["files"] if r["source"].endswith(("a.mp4", "b.mp4")))
+
+
+def test_an_interrupted_batch_resumes(tree, tmp_path, capsys):
+    for name in "cdef":
+        write_clip(tree / f"{name}.mp4", seconds=1.0, width=160, height=96, fps=24)
+    out = tmp_path / "out"
+    jobs = expand([str(tree)], out)
+
+    def ctrl_c_once_a_file_is_done(done: int, total: int) -> None:
+        if any(job.output.exists() for job in jobs):
+            raise KeyboardInterrupt
+
+    first = cluster.run_ray_batch(jobs, "fast", StyleChoice(), EngineConfig(device="cpu"), ConvertConfig(),
+                                  cluster.RayConfig(), progress=ctrl_c_once_a_file_is_done)
+    assert first.interrupted
+    finished = {Path(r.source).relative_to(tree).as_posix() for r in first.results if r.status == "done"}
+    assert finished and len(finished) < len(jobs) - 1
+    # A file can be complete and not yet reported when Ctrl-C comes: it is skipped all the same.
+    written = {job.source.relative_to(tree).as_posix() for job in jobs if job.output.exists()}
+    (out / "sub").mkdir(exist_ok=True)
+    (out / "sub" / "b.mp4").write_bytes((tree / "sub" / "b.mp4").read_bytes()[:3000])  # as if cut short
+    code, summary = ray_batch(capsys, tree, "-o", f"{out}/", "--skip-existing")
+    assert code == 1
+    again = statuses(summary, tree)
+    assert finished - {"sub/b.mp4"} <= {s for s, status in again.items() if status == "skipped"} == written - {
+        "sub/b.mp4"}
+    assert again["sub/b.mp4"] == "done" and again["sub/broken.mp4"] == "failed"
+    assert all(is_complete(job) for job in jobs if job.source.name != "broken.mp4")
+    # What the killed workers left (temporary files, locks) was cleared by the run that followed.
+    assert not [p for p in out.rglob("*") if PARTIAL in p.name or LOCK in p.name]
+
+
+def test_a_worker_killed_mid_file_is_restarted_and_the_file_retried(tmp_path, monkeypatch):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in "abcd":
+        write_clip(src / f"{name}.mp4", seconds=2.0, width=160, height=96, fps=24)
+    pools = []
+
+    class RecordedPool(cluster.WorkerPool):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            pools.append(self)
+
+    monkeypatch.setattr(cluster, "WorkerPool", RecordedPool)
+    killed = []
+
+    def kill_every_worker_once(done: int, total: int) -> None:
+        frames, _ = ray.get(pools[0].board.snapshot.remote())
+        if sum(0 < n < 48 for n in frames.values()) == 2 and not killed:  # each worker is inside a file
+            killed.extend(pools[0].actors)
+            for actor in pools[0].actors:
+                ray.kill(actor, no_restart=False)  # as the OOM killer would: Ray restarts it
+
+    jobs = expand([str(src)], tmp_path / "out")
+    batch = cluster.run_ray_batch(jobs, "fast", StyleChoice(), EngineConfig(device="cpu"), ConvertConfig(),
+                                  cluster.RayConfig(), progress=kill_every_worker_once)
+    assert len(killed) == 2
+    assert [(r.status, r.frames) for r in batch.results] == [("done", 48)] * 4
+    assert sorted(r.attempts for r in batch.results) == [1, 1, 2, 2]  # the two files in the killed workers
+    assert all(is_complete(job) for job in jobs)
+
+
+def test_segments_on_ray_equal_a_single_run(tmp_path, capsys):
+    from test_segments import keyframed_clip, streams_of
+
+    clip = keyframed_clip(tmp_path / "long.mp4")
+    args = ["--model", "fast", "--smooth", "ema", "--json"]
+    assert main(["stylize", str(clip), "-o", str(tmp_path / "single.mp4"), *args]) == 0
+    assert main(["stylize", str(clip), "-o", str(tmp_path / "joined.mp4"), *args, "--segment-seconds", "1",
+                 "--ray"]) == 0
+    single, joined = json_in(capsys.readouterr().out)
+    assert single["frames"] == joined["frames"] == 72
+    assert streams_of(tmp_path / "joined.mp4") == streams_of(tmp_path / "single.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["joined.mp4", "long.mp4", "raw-long.mp4", "single.mp4"]
