@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -92,7 +93,7 @@ def _ray_config(args: argparse.Namespace):
     if address and Path(address).exists():
         args.input.insert(0, address)
         address = ""
-    return RayConfig(address=address or None)
+    return RayConfig(address=address or None, log_to_driver=not (args.json or args.quiet))
 
 
 def _frame_bar(quiet: bool):
@@ -122,8 +123,9 @@ def _convert_segmented(src: Path, dst: Path, args: argparse.Namespace, config: C
         if ray is not None:
             from ..pipeline.cluster import convert_segmented_on_ray
 
-            return convert_segmented_on_ray(src, dst, args.model, choice, _engine_config(args), config,
-                                            args.segment_seconds, ray, progress)
+            with contextlib.redirect_stdout(sys.stderr):  # Ray prints its workers' errors on stdout: keep it ours
+                return convert_segmented_on_ray(src, dst, args.model, choice, _engine_config(args), config,
+                                                args.segment_seconds, ray, progress)
         from ..api import load_stylizer
         from ..pipeline.segments import convert_segmented
 
@@ -190,8 +192,9 @@ def stylize_batch(args: argparse.Namespace, ray=None) -> int:
         else:
             from ..pipeline.cluster import run_ray_batch
 
-            batch = run_ray_batch(jobs, args.model, choice, _engine_config(args), _config(args), ray,
-                                  args.skip_existing, args.overwrite, progress)
+            with contextlib.redirect_stdout(sys.stderr):  # Ray prints its workers' errors on stdout: keep it ours
+                batch = run_ray_batch(jobs, args.model, choice, _engine_config(args), _config(args), ray,
+                                      args.skip_existing, args.overwrite, progress)
     finally:
         bar.close()
     for result in batch.results:
