@@ -67,7 +67,7 @@ def chromium(width: int, height: int):
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for argument in ("--headless=new", "--use-fake-device-for-media-stream=fps=30", "--use-fake-ui-for-media-stream",
-                     "--autoplay-policy=no-user-gesture-required", "--window-size=1400,900"):
+                     "--autoplay-policy=no-user-gesture-required", "--window-size=1400,1000"):
         options.add_argument(argument)
     if os.geteuid() == 0:
         options.add_argument("--no-sandbox")
@@ -128,6 +128,7 @@ def measure(url: str, server_pid: int, args: argparse.Namespace) -> dict:
         load_before, started = os.getloadavg(), time.monotonic()
         time.sleep(args.seconds)
         stats = driver.execute_script("return window.rtstyle.stats")
+        breakdown = driver.execute_async_script("window.rtstyle.breakdown().then(arguments[0])")
         elapsed = time.monotonic() - started
         cpu_after = (cpu_seconds(pids), cpu_seconds([server_pid]))
         if args.screenshot:
@@ -142,7 +143,7 @@ def measure(url: str, server_pid: int, args: argparse.Namespace) -> dict:
                           "mean": float(np.mean(samples))},
         "fps_shown": (stats["shown"] - before[1]) / elapsed, "fps_sent": (stats["sent"] - before[0]) / elapsed,
         "frames_without_a_readable_stamp": stats["unstamped"], "ping_ms": stats["ping"], "size": stats["size"],
-        "server": stats["server"], "seconds": elapsed,
+        "server": stats["server"], "browser_webrtc_stats": breakdown, "seconds": elapsed,
         "cpu_cores_used": {"chromium": (cpu_after[0] - cpu_before[0]) / elapsed,
                            "server": (cpu_after[1] - cpu_before[1]) / elapsed},
         "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "chromium": version,
@@ -169,6 +170,18 @@ def write_report(report: dict) -> None:
                      f"{server.get('stylize_ms', float('nan')):.0f} | {run['stylizer_alone_ms']:.0f} | "
                      f"{server.get('dropped', '')} | {cores['chromium']:.2f} / {cores['server']:.2f} | "
                      f"{run['loadavg_before'][0]:.2f} -> {run['loadavg_after'][0]:.2f} |")
+    lines += ["", "Where the browser's share goes (WebRTC's own statistics, means since the start):", "",
+              "| engine threads | encode ms (sent) | jitter buffer ms (returned) | decode ms | receive to decoded ms "
+              "| ICE RTT ms | encoder limited by | sent size |", "|---|---:|---:|---:|---:|---:|---|---|"]
+    for run in report["runs"]:
+        webrtc = run["browser_webrtc_stats"] or {}
+
+        def ms(key: str, webrtc=webrtc) -> str:
+            return f"{webrtc[key]:.1f}" if isinstance(webrtc.get(key), (int, float)) else "–"
+
+        lines.append(f"| {run['threads'] or 'all'} | {ms('encode_ms')} | {ms('jitter_buffer_ms')} | {ms('decode_ms')} "
+                     f"| {ms('processing_ms')} | {ms('ice_rtt_ms')} | {webrtc.get('encoder_limited_by', '–')} "
+                     f"| {webrtc.get('sent_size', '–')} |")
     lines += ["", "Target on this 2-core CPU: p95 <= 150 ms. The browser, its encoder and decoder, and the "
               "stylizer share the same two cores here; other work on the machine shows in the load average."]
     (RESULTS / "serve_latency.md").write_text("\n".join(lines) + "\n")

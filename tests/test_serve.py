@@ -168,6 +168,32 @@ def test_cli_bad_style_is_one_line():
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_https_with_a_certificate(tmp_path):
+    """Browsers give a camera only to https pages (and localhost): --cert-file / --key-file serve https."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    config = ServeConfig(model="fast", styles=(WARM,), port=0, token="t0ken", cert_file=str(tmp_path / "cert.pem"),
+                         key_file=str(tmp_path / "key.pem"))
+    with ServerThread(config) as url:
+        assert url.startswith("https://") and url.endswith("?token=t0ken")
+        assert _get(url, ssl=False)[0] == 200
+        assert _get(url.split("?")[0], ssl=False)[0] == 403
+
+
 # ---- a Python WebRTC viewer (aiortc): frames back, stylized; the second viewer refused
 
 

@@ -66,8 +66,10 @@ class SharedEngine:
                 self._built.popitem(last=False)
             return stylizer
 
-    def on_gpu(self, stylizer: Stylizer) -> bool:
-        return "cuda" in stylizer.description
+    @staticmethod
+    def on_gpu(stylizer: Stylizer) -> bool:
+        device = getattr(stylizer, "device", None)  # torch stylizers have one; the lean CPU path has none
+        return getattr(device, "type", None) == "cuda"
 
     async def run(self, work: Callable[..., T], *args: Any) -> T:
         """`work(*args)` on the engine thread."""

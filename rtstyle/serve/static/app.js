@@ -18,6 +18,7 @@ const rt = window.rtstyle = {
            ping: null, server: null, error: null, size: null },
   keepFrames: false, sentFrames: new Map(), returnedFrames: [],
   pair: () => matchedPair(),
+  breakdown: () => breakdown(),
 };
 
 const ui = { style: null, strength: 1, smooth: 'none', smoothStrength: 0.7 };
@@ -58,6 +59,8 @@ async function init() {
   smooth.addEventListener('change', () => { ui.smooth = smooth.value; sendControls(); });
   config.styles.forEach((style, index) => $('styles').append(styleButton(style, index)));
   showStyle();
+  const chosen = document.querySelector('.style[aria-selected=true]');
+  if (chosen) $('styles').scrollTop = chosen.offsetTop - $('styles').offsetTop;
   $('start').addEventListener('click', () => start().catch((error) => { stop(); setStatus(String(error), true); }));
   $('stop').addEventListener('click', () => { stop(); setStatus('stopped'); });
   setStatus(`${config.viewers} of ${config.max_viewers} viewers`);
@@ -166,7 +169,7 @@ async function start() {
   sendCanvas.width = pictureWidth;
   sendCanvas.height = pictureHeight + stripRows;
   rt.stats.size = `${pictureWidth}x${pictureHeight}`;
-  $('output').style.aspectRatio = `${pictureWidth} / ${pictureHeight}`;
+  document.querySelector('.stage').style.setProperty('--aspect', `${pictureWidth} / ${pictureHeight}`);
   const canvasStream = sendCanvas.captureStream(0);  // a frame exactly when requestFrame() is called
   sendTrack = canvasStream.getVideoTracks()[0];
   sendTrack.contentHint = 'motion';
@@ -287,6 +290,29 @@ function imageUrl(imageData) {
   canvas.height = imageData.height;
   canvas.getContext('2d').putImageData(imageData, 0, 0);
   return canvas.toDataURL('image/png');
+}
+
+// Where the browser's share of the round trip goes, from WebRTC's own statistics (averages since
+// the start): encoding the sent frames, and holding (jitter buffer), decoding and processing the
+// returned ones.
+async function breakdown() {
+  if (!pc) return null;
+  const result = {};
+  (await pc.getStats()).forEach((report) => {
+    if (report.type === 'outbound-rtp' && report.kind === 'video' && report.framesEncoded) {
+      Object.assign(result, { encode_ms: 1000 * report.totalEncodeTime / report.framesEncoded,
+                              frames_encoded: report.framesEncoded, sent_size: `${report.frameWidth}x${report.frameHeight}`,
+                              encoder_limited_by: report.qualityLimitationReason });
+    } else if (report.type === 'inbound-rtp' && report.kind === 'video' && report.framesDecoded) {
+      Object.assign(result, { decode_ms: 1000 * report.totalDecodeTime / report.framesDecoded,
+                              jitter_buffer_ms: 1000 * report.jitterBufferDelay / report.jitterBufferEmittedCount,
+                              processing_ms: 1000 * report.totalProcessingDelay / report.framesDecoded,
+                              frames_decoded: report.framesDecoded, frames_dropped: report.framesDropped });
+    } else if (report.type === 'candidate-pair' && report.nominated && report.currentRoundTripTime !== undefined) {
+      result.ice_rtt_ms = 1000 * report.currentRoundTripTime;
+    }
+  });
+  return result;
 }
 
 function startPings() {
