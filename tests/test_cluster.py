@@ -12,6 +12,7 @@ import pytest
 
 from rtstyle.cli.main import main
 from rtstyle.config import ConvertConfig, EngineConfig
+from rtstyle.errors import BackendError
 from rtstyle.io.synthetic import write_clip
 from rtstyle.model.styles import StyleChoice
 from rtstyle.pipeline import cluster
@@ -149,3 +150,15 @@ def test_segments_on_ray_equal_a_single_run(tmp_path, capsys):
     assert single["frames"] == joined["frames"] == 72
     assert streams_of(tmp_path / "joined.mp4") == streams_of(tmp_path / "single.mp4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["joined.mp4", "long.mp4", "raw-long.mp4", "single.mp4"]
+
+
+def test_workers_ask_for_a_gpu_each_on_cuda_and_share_the_cpus_otherwise():
+    plan = cluster.worker_plan
+    engine = EngineConfig(device="cuda")
+    assert plan(engine, {"GPU": 4.0, "CPU": 64.0}, calls=10) == (4, {"num_gpus": 1, "num_cpus": 1}, engine)
+    assert plan(EngineConfig(), {"GPU": 2.0, "CPU": 32.0}, calls=1)[:2] == (1, {"num_gpus": 1, "num_cpus": 1})
+    count, resources, built = plan(EngineConfig(device="cpu", threads=2), {"CPU": 16.0}, calls=100)
+    assert (count, resources, built.threads) == (8, {"num_cpus": 2}, 2)
+    assert plan(EngineConfig(device="cpu"), {"CPU": 2.0}, calls=8)[:2] == (2, {"num_cpus": 1})
+    with pytest.raises(BackendError, match="no GPUs"):
+        plan(engine, {"CPU": 8.0}, calls=3)

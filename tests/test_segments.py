@@ -13,7 +13,6 @@ import pytest
 from rtstyle.cli.main import main
 from rtstyle.config import ConvertConfig, EngineConfig
 from rtstyle.io.synthetic import write_clip
-from rtstyle.pipeline import segments
 from rtstyle.pipeline.convert import convert_file
 from rtstyle.pipeline.segments import convert_segmented, plan_segments, preroll_frames
 
@@ -86,7 +85,7 @@ def test_segments_start_at_keyframes_and_their_preroll_reaches_back(long_clip):
     assert preroll_frames("none", 0.7) == 0 and 0.7 ** preroll_frames("ema", 0.7) < 1 / 255
 
 
-def test_segmented_run_equals_a_single_run(long_clip, stylizer, tmp_path, monkeypatch):
+def test_segmented_run_equals_a_single_run(long_clip, stylizer, tmp_path):
     # Lossless encoding, so the frames themselves can be compared, not only their count and timestamps.
     config = ConvertConfig(smooth="ema", crf=0)
     single = convert_file(long_clip, tmp_path / "single.mp4", stylizer, config)
@@ -102,8 +101,8 @@ def test_segmented_run_equals_a_single_run(long_clip, stylizer, tmp_path, monkey
     # cold start's weight after the pre-roll, 0.7 ** 16); with no smoothing the frames are the same.
     assert max(differences(joined.output)) < 0.1
     # Without the pre-roll the smoother starts cold at each join, and it shows there.
-    monkeypatch.setattr(segments, "preroll_frames", lambda smooth, strength: 0)
-    cold = differences(convert_segmented(long_clip, tmp_path / "cold.mp4", stylizer, config, seconds=1.0).output)
+    cold = convert_segmented(long_clip, tmp_path / "cold.mp4", stylizer, config, seconds=1.0, preroll=0)
+    cold = differences(cold.output)
     assert cold[24] > 1 and cold[48] > 1 and max(cold[:24]) == 0
     assert not list(tmp_path.glob(".*"))  # parts and temporary files are gone
 

@@ -360,13 +360,19 @@ def join_into(src: Path, parts: list[Path], dst: Path, config: ConvertConfig, fr
 
 
 def convert_segmented(src: str | Path, dst: str | Path, stylizer, config: ConvertConfig, seconds: float,
-                      progress: Callable[[int, int], None] | None = None) -> ConvertResult:
-    """Stylize `src` segment by segment in this process and join the parts into `dst` (what `--ray` spreads out)."""
+                      progress: Callable[[int, int], None] | None = None, preroll: int | None = None
+                      ) -> ConvertResult:
+    """Stylize `src` segment by segment in this process and join the parts into `dst` (what `--ray` spreads out).
+
+    `preroll`: frames before each segment that warm the smoother (None: `preroll_frames` of the config).
+    """
     src, dst = Path(src), Path(dst)
     started = time.perf_counter()
     check_paths(src, dst)
     check_segmentable(src, dst, config)
-    segments = plan_segments(src, seconds, preroll_frames(config.smooth, config.smooth_strength))
+    if preroll is None:
+        preroll = preroll_frames(config.smooth, config.smooth_strength)
+    segments = plan_segments(src, seconds, preroll)
     total = segments[-1].stop
     config = segment_config(config, dst)
     log.info("%s: %d segments of about %g s", src.name, len(segments), seconds)
