@@ -100,13 +100,21 @@ def test_a_lora_style_still_gets_its_own_engine(photo):
     assert restyle(stylizer, "fast", StyleChoice({"mosaic": 1.0}, strength=1.0))
 
 
-def test_torch_engines_restyle_in_place(photo):
-    torch_cpu = EngineConfig(device="cpu", backend="torch")
-    stylizer = load_stylizer("quality", StyleChoice({"mosaic": 1.0}), torch_cpu)
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_torch_path_engines_restyle_in_place(backend, photo, engine_cache):
+    config = EngineConfig(device="cpu", backend=backend)
+    cached_before = set(engine_cache.glob("stylizer-*.onnx"))
+    stylizer = load_stylizer("quality", StyleChoice({"mosaic": 1.0}), config, lean=False)
     assert restyle(stylizer, "quality", StyleChoice({"woodcut": 1.0}, strength=0.5))
-    fresh = load_stylizer("quality", StyleChoice({"woodcut": 1.0}, strength=0.5), torch_cpu)
+    fresh = load_stylizer("quality", StyleChoice({"woodcut": 1.0}, strength=0.5), config, lean=False)
     assert np.abs(stylizer([photo])[0].astype(int) - fresh([photo])[0]).max() <= 1
+    if backend == "onnx":  # one cached graph for both styles: the norms are its inputs
+        assert len(set(engine_cache.glob("stylizer-*.onnx")) - cached_before) <= 1
+
+
+def test_torchscript_bakes_the_style_in(photo):
     frozen = load_stylizer("quality", StyleChoice({"mosaic": 1.0}), EngineConfig(device="cpu", backend="jit"))
+    assert frozen.conv_key == ""
     assert not restyle(frozen, "quality", StyleChoice({"woodcut": 1.0}))  # TorchScript bakes norms in
 
 

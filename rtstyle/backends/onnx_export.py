@@ -23,6 +23,7 @@ from torch import nn
 from ..errors import BackendError
 from ..model import network
 from ..model.network import PaddedStyleNet, StyleNet
+from ..model.spec import is_norm_key
 from .cache import cache_key
 
 OPSET = 17
@@ -49,20 +50,24 @@ def norms_in_float32(net: nn.Module) -> nn.Module:
     return net
 
 
-def graph_key(net: StyleNet, dtype: torch.dtype) -> str:
-    """Names the graph `export_onnx(net, dtype)` makes, without exporting it.
+def graph_key(net: StyleNet, dtype: torch.dtype, norm_inputs: bool = False) -> str:
+    """Names the graph `export_onnx(net, dtype, norm_inputs)` makes, without exporting it.
 
-    Covers the fused weights, the layout, the precision and the code behind the graph: this
+    Covers the fused weights (without the norms when they are inputs: one graph for every style
+    that differs only there), the layout, the precision and the code behind the graph: this
     file and network.py (hashed whole, so any edit invalidates cached engines) and torch's
     exporter (by version).
     """
     weights = b"".join(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes()
-                       for name, tensor in net.state_dict().items())
+                       for name, tensor in net.state_dict().items() if not (norm_inputs and is_norm_key(name)))
     code = Path(__file__).read_bytes() + Path(network.__file__).read_bytes()
-    return cache_key(weights, net.spec.to_json(), str(dtype), torch.__version__, str(OPSET), code)
+    return cache_key(weights, net.spec.to_json(), str(dtype), torch.__version__, str(OPSET), code,
+                     "norm inputs" if norm_inputs else "")
 
 
-def export_onnx(net: StyleNet, dtype: torch.dtype = torch.float32) -> bytes:
+def export_onnx(net: StyleNet, dtype: torch.dtype = torch.float32, norm_inputs: bool = False) -> bytes:
+    """The graph of `net.transform`; `norm_inputs`: with every norm's weight and bias a float32 graph
+    input named by its state-dict key (see `norms_as_inputs`)."""
     try:
         import onnx  # noqa: F401  (the exporter needs it)
     except ImportError:
@@ -79,4 +84,28 @@ def export_onnx(net: StyleNet, dtype: torch.dtype = torch.float32) -> bytes:
         torch.onnx.export(module, (example,), buffer, input_names=[INPUT], output_names=[OUTPUT],
                           dynamic_axes={INPUT: axes, OUTPUT: axes}, opset_version=OPSET, dynamo=False,
                           do_constant_folding=True)
-    return buffer.getvalue()
+    return norms_as_inputs(buffer.getvalue()) if norm_inputs else buffer.getvalue()
+
+
+def norms_as_inputs(graph: bytes) -> bytes:
+    """The exported graph with the norms' initializers turned into inputs named by their state-dict keys.
+
+    The exporter names them after the module it was given (``net.`` from PaddedStyleNet, and
+    ``.norm.norm.`` inside an fp16 graph's Float32Norm); the style is then fed with each run.
+    """
+    import onnx
+    from onnx import helper
+
+    model = onnx.load_model_from_string(graph)
+    renamed = {}
+    for init in list(model.graph.initializer):
+        key = init.name.removeprefix("net.").replace(".norm.norm.", ".norm.")
+        if is_norm_key(key):
+            renamed[init.name] = key
+            model.graph.initializer.remove(init)
+            model.graph.input.append(helper.make_tensor_value_info(key, init.data_type, list(init.dims)))
+    for node in model.graph.node:
+        node.input[:] = [renamed.get(name, name) for name in node.input]
+    if not renamed:
+        raise BackendError("the exported graph keeps no norm weights as initializers")
+    return model.SerializeToString()

@@ -16,6 +16,7 @@ import torch
 from ..config import EngineConfig
 from ..errors import BackendError, RtstyleError
 from ..model.network import StyleNet, pad_to_multiple
+from ..model.spec import is_norm_key
 from .base import Engine, register
 from .cache import default_cache_dir, load_or_build
 from .onnx_cpu import import_ort
@@ -41,13 +42,19 @@ def providers_for(device: torch.device, dtype: torch.dtype, available: list[str]
 
 
 class OnnxRuntimeEngine(Engine):
+    """The style's norm parameters are graph inputs (`export_onnx(norm_inputs=True)`): one cached graph
+    and one session serve every style that differs only in its norms."""
+
     name = "onnx"
+    takes_norms = True
 
     def __init__(self, net: StyleNet, device: torch.device, dtype: torch.dtype, config: EngineConfig):
         super().__init__(device, dtype)
         ort = import_ort()
         cache = default_cache_dir()
-        self.path = cache / f"stylizer-{graph_key(net, dtype)}.onnx"
+        self.path = cache / f"stylizer-{graph_key(net, dtype, norm_inputs=True)}.onnx"
+        self._norms = {name: tensor.detach().float().cpu().numpy() for name, tensor in net.state_dict().items()
+                       if is_norm_key(name)}
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
@@ -59,7 +66,8 @@ class OnnxRuntimeEngine(Engine):
             return ort.InferenceSession(graph, options, providers=providers)
 
         try:
-            self.session = load_or_build(self.path, start, lambda: export_onnx(net, dtype), "ONNX graph")
+            self.session = load_or_build(self.path, start, lambda: export_onnx(net, dtype, norm_inputs=True),
+                                         "ONNX graph")
         except RtstyleError:  # already one clear line (a missing onnx package, a bad cache setting)
             raise
         except Exception as exc:  # onnxruntime raises its own exception types per failure
@@ -69,6 +77,11 @@ class OnnxRuntimeEngine(Engine):
             raise BackendError(f"ONNX Runtime fell back to {active[0]}: check the CUDA/cuDNN install")
         self.provider = active[0].removesuffix("ExecutionProvider")
         self._element = np.float16 if dtype == torch.float16 else np.float32
+
+    def set_norms(self, norms: dict[str, np.ndarray]) -> None:
+        if set(norms) != set(self._norms):
+            raise BackendError("these norm parameters do not fit this engine's network")
+        self._norms = {name: np.ascontiguousarray(values, dtype=np.float32) for name, values in norms.items()}
 
     def describe(self) -> str:
         return f"onnx/{self.provider} on {self.device} ({str(self.dtype).removeprefix('torch.')})"
@@ -86,6 +99,8 @@ class OnnxRuntimeEngine(Engine):
         device = (self.device.type, self.device.index or 0)
         binding.bind_input(INPUT, *device, self._element, tuple(padded.shape), padded.data_ptr())
         binding.bind_output(OUTPUT, *device, self._element, tuple(out.shape), out.data_ptr())
+        for name, values in self._norms.items():  # the style: a few KB, copied to the device per run
+            binding.bind_cpu_input(name, values)
         if self.device.type == "cuda":
             torch.cuda.current_stream(self.device).synchronize()  # ORT runs on its own stream
         self.session.run_with_iobinding(binding)
