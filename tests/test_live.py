@@ -132,6 +132,74 @@ def test_preview_keys_drive_style_strength_view_snapshot_and_quit(tmp_path):
     assert (48, 128, 3) in window.shown  # side by side
 
 
+def test_mirror_and_help_keys_change_what_the_preview_shows():
+    import numpy as np
+
+    from rtstyle.io.sinks import PREVIEW_KEYS
+    from rtstyle.io.sources import Frame
+    from rtstyle.pipeline.controls import LiveControls
+    from rtstyle.pipeline.metrics import Metrics
+
+    preview = PreviewSink(LiveControls(["a", "b"]), Metrics(), FakeWindow([]))
+    for keys, action, _ in PREVIEW_KEYS:  # every key in the help does something
+        for key in keys:
+            code = 27 if key == "Esc" else ord(key)
+            assert preview.KEYS[code] in (action, "weaker", "stronger")
+    picture = np.zeros((360, 480, 3), np.uint8)
+    picture[:, :120] = 200  # bright on the left
+    frame = Frame(picture, 0, 0)
+    plain = preview.compose(frame, picture)
+    assert preview.handle_key(ord("m")) == "mirror"
+    mirrored = preview.compose(frame, picture)
+    assert mirrored[90:, -120:].mean() > 150 and mirrored[90:, :120].mean() < 50 and plain[90:, :120].mean() > 150
+    preview.handle_key(ord("M"))  # Caps Lock on: the same key
+    assert not preview.mirror
+    assert preview.handle_key(ord("h")) == "help"
+    helped = preview.compose(frame, picture)
+    white = (helped[90:].min(axis=2) > 200).sum()
+    assert white > (plain[90:].min(axis=2) > 200).sum() + 1000  # lines of white text over the middle
+
+
+@pytest.mark.parametrize("screen, size, expected", [((1920, 1080), (640, 480), (640, 480)),
+                                                    ((1920, 1080), (3840, 2160), (1632, 918)),
+                                                    ((800, 600), (1280, 720), (720, 405)),
+                                                    (None, (1280, 720), (1280, 720))])
+def test_the_window_opens_at_the_frame_size_fitted_to_the_screen(screen, size, expected):
+    from rtstyle.io.display import fit_to_screen
+
+    assert fit_to_screen(size, screen) == expected
+
+
+def test_overlay_text_grows_with_the_window_and_always_fits():
+    from rtstyle.io.display import text_scale, text_width
+
+    line = ["29.9 fps  31 ms  drops 0"]
+    assert text_scale(1080, line, 1920) > 1.5 * text_scale(240, line, 320)
+    for width in (120, 320, 1920):
+        assert text_width(line[0], text_scale(480, line, width)) <= width
+
+
+def test_opencv_without_windows_says_how_to_get_them():
+    from rtstyle.io.sinks import _no_window_reason
+
+    reason = _no_window_reason("OpenCV(4.10.0) window.cpp:1301: error: (-2:Unspecified error) The function is not "
+                               "implemented. Rebuild the library with Windows, GTK+ 2.x or Cocoa support.")
+    assert "pip uninstall -y opencv-python-headless && pip install opencv-python" in reason and "\n" not in reason
+
+
+def test_qt_gets_a_font_folder_that_exists(monkeypatch, tmp_path):
+    import os
+
+    from rtstyle.io.display import point_qt_at_fonts
+
+    monkeypatch.setenv("QT_QPA_FONTDIR", str(tmp_path / "cv2" / "qt" / "fonts"))  # what cv2's __init__ sets
+    point_qt_at_fonts()
+    assert os.path.isdir(os.environ["QT_QPA_FONTDIR"])
+    monkeypatch.setenv("QT_QPA_FONTDIR", str(tmp_path))  # one the user chose is kept
+    point_qt_at_fonts()
+    assert os.environ["QT_QPA_FONTDIR"] == str(tmp_path)
+
+
 def test_live_style_switching_rebuilds_the_engine():
     from rtstyle.api import stylize_live
     from rtstyle.config import EngineConfig

@@ -374,7 +374,7 @@ def webcam(args: argparse.Namespace) -> int:
     record_path = Path(args.record) if args.record else None
     if record_path is not None:
         check_writable(record_path)
-    window = None if args.no_preview else Window("rtstyle")  # no display: fail before opening the camera
+    window = None if args.no_preview else Window("rtstyle", args.size)  # no display: fail before the camera
     base_id = read_base(args.model).base_id
     if args.style_dir:
         from ..model.arbitrary import picture_adapter, pictures_in

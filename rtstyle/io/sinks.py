@@ -102,39 +102,148 @@ class TeeSink(Sink):
 
 
 class Window:
-    """An OpenCV HighGUI window. Separate from the preview logic so tests can swap in a fake."""
+    """An OpenCV HighGUI window. Separate from the preview logic so tests can swap in a fake.
 
-    def __init__(self, title: str):
+    It opens at the frame's size (scaled down to fit the screen), can be resized with the mouse (the
+    picture keeps its aspect), goes fullscreen and back, and notices its close button.
+    """
+
+    FLAGS = ("WINDOW_NORMAL", "WINDOW_KEEPRATIO", "WINDOW_GUI_NORMAL")  # resizable, no Qt toolbar or status bar
+
+    def __init__(self, title: str, size: tuple[int, int] | None = None):
+        """`size`: the frames' expected (width, height), so the window opens at its size rather than
+        Qt's default and grows when the first frame comes."""
         import cv2
+
+        from .display import point_qt_at_fonts, screen_size
 
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise InputError("no display to show a preview on (DISPLAY is not set); record to a file with "
                              "--record OUT.mp4 --no-preview")
         self._cv2 = cv2
         self.title = title
+        point_qt_at_fonts()
+        flags = 0
+        for name in self.FLAGS:
+            flags |= getattr(cv2, name)
         try:
-            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+            cv2.namedWindow(title, flags)
         except cv2.error as exc:
-            raise InputError(f"cannot open a preview window ({str(exc).strip().splitlines()[-1]})") from exc
+            raise InputError(_no_window_reason(str(exc))) from exc
+        self.screen = screen_size()
+        self.fullscreen = False
+        self.closed = False
+        self._shape: tuple[int, int] | None = None  # (height, width) of the picture the window was fitted to
+        self._normal_size: tuple[int, int] | None = None
+        self._resized_to: tuple[int, int] | None = None
+        if size is not None:
+            self.fit((size[1], size[0]))
+
+    def fit(self, shape: tuple[int, ...]) -> None:
+        """Size the window for pictures of `shape`, when that changes (the first frame, side by side)."""
+        from .display import fit_to_screen
+
+        if self._shape == tuple(shape[:2]) or self.fullscreen or self.closed:
+            return
+        self._shape = (shape[0], shape[1])
+        size = fit_to_screen((shape[1], shape[0]), self.screen)
+        self._cv2.resizeWindow(self.title, *size)
+        self._resized_to = size  # HighGUI reports the new size only once it has handled the resize
+
+    def display_size(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        """The size (width, height) pictures of `shape` are shown at now, aspect kept."""
+        if self._resized_to is not None:
+            width, height = self._resized_to
+            self._resized_to = None
+        else:
+            try:
+                _, _, width, height = self._cv2.getWindowImageRect(self.title)
+            except self._cv2.error:  # closed meanwhile
+                width = height = 0
+        if width <= 0 or height <= 0:
+            return shape[1], shape[0]
+        scale = min(width / shape[1], height / shape[0])
+        return max(1, round(shape[1] * scale)), max(1, round(shape[0] * scale))
 
     def show(self, rgb: np.ndarray) -> int:
         """Show a frame; return the key pressed meanwhile (-1 for none)."""
+        if self.closed:
+            return -1  # imshow would open the window again
         self._cv2.imshow(self.title, self._cv2.cvtColor(rgb, self._cv2.COLOR_RGB2BGR))
-        return self._cv2.waitKey(1)
+        key = self._cv2.waitKey(1)
+        self.closed = self._gone()
+        return key
+
+    def _gone(self) -> bool:
+        """The user closed the window (its close button, Alt+F4): HighGUI destroys it."""
+        try:
+            return self._cv2.getWindowProperty(self.title, self._cv2.WND_PROP_VISIBLE) < 1
+        except self._cv2.error:
+            return True
+
+    def toggle_fullscreen(self) -> None:
+        cv2 = self._cv2
+        self.fullscreen = not self.fullscreen
+        if self.fullscreen:
+            self._normal_size = cv2.getWindowImageRect(self.title)[2:]
+            if self.screen is not None:
+                # Qt asks the window manager for fullscreen; with none (a bare X server, a kiosk)
+                # nothing would happen, so the window also covers the screen by itself.
+                cv2.moveWindow(self.title, 0, 0)
+                cv2.resizeWindow(self.title, *self.screen)
+            cv2.setWindowProperty(self.title, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_FULLSCREEN)
+        else:
+            cv2.setWindowProperty(self.title, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_NORMAL)
+            if self._normal_size is not None:
+                cv2.resizeWindow(self.title, *self._normal_size)
 
     def close(self) -> None:
-        self._cv2.destroyWindow(self.title)
+        if not self.closed:
+            self._cv2.destroyWindow(self.title)
+            self._cv2.waitKey(1)  # HighGUI takes the window down while it handles events
+        self.closed = True
+
+
+def _no_window_reason(error: str) -> str:
+    if "not implemented" in error.lower():  # opencv-python-headless: no HighGUI windows at all
+        return ("this OpenCV has no windows (opencv-python-headless); for the preview: pip uninstall -y "
+                "opencv-python-headless && pip install opencv-python, or run without it: --no-preview "
+                "with --virtual-cam or --record")
+    return f"cannot open a preview window ({error.strip().splitlines()[-1]})"
+
+
+PREVIEW_KEYS = (
+    # (keys, action, what the help overlay says)
+    (("q", "Esc"), "quit", "quit (closing the window too)"),
+    (("n",), "next", "next style"),
+    (("p",), "previous", "previous style"),
+    (("[", "]"), "strength", "weaker / stronger style"),
+    (("o",), "view", "stylized / side by side / original"),
+    (("m",), "mirror", "mirror the preview"),
+    (("f",), "fullscreen", "fullscreen on / off"),
+    (("s",), "snapshot", "save a snapshot PNG"),
+    (("h",), "help", "show / hide this help"),
+)
+
+
+def _key_codes() -> dict[int, str]:
+    codes = {27: "quit", ord("["): "weaker", ord("]"): "stronger"}
+    for keys, action, _ in PREVIEW_KEYS:
+        for key in keys:
+            if len(key) == 1 and key.isalpha():
+                codes[ord(key)] = codes[ord(key.upper())] = action  # Caps Lock or Shift held
+    return codes
 
 
 class PreviewSink(Sink):
-    """Shows the stylized stream with an fps/latency overlay and handles the keys:
+    """Shows the stylized stream with an fps/latency overlay and handles the keys of PREVIEW_KEYS:
 
-    q / Esc quit, n / p next / previous style, [ / ] strength down / up,
-    o stylized -> side by side -> original, s save a snapshot PNG.
+    q / Esc (or the window's close button) quit, n / p next / previous style, [ / ] strength down / up,
+    o stylized -> side by side -> original, m mirror, f fullscreen, s save a snapshot PNG, h help.
+    Mirroring is for the preview only (a self-view); snapshots and other sinks get the picture as is.
     """
 
-    KEYS = {ord("q"): "quit", 27: "quit", ord("n"): "next", ord("p"): "previous", ord("["): "weaker",
-            ord("]"): "stronger", ord("o"): "view", ord("s"): "snapshot"}
+    KEYS = _key_codes()
 
     def __init__(self, controls, metrics, window: Window | None = None, snapshot_dir: Path | None = None,
                  title: str = "rtstyle"):
@@ -143,33 +252,82 @@ class PreviewSink(Sink):
         self.window = window or Window(title)
         self.snapshot_dir = snapshot_dir or Path.cwd()
         self.snapshots: list[Path] = []
+        self.mirror = False
+        self.help = False
         self._last_image: np.ndarray | None = None
 
     def compose(self, frame: Frame, image: np.ndarray) -> np.ndarray:
         view = self.controls.view
-        if view == "original":
-            shown = frame.image
-        elif view == "side-by-side":
-            shown = np.concatenate([frame.image, image], axis=1)
-        else:
-            shown = image
-        return self._overlay(np.ascontiguousarray(shown))
+        pictures = {"original": [frame.image], "side-by-side": [frame.image, image]}.get(view, [image])
+        if self.mirror:
+            pictures = [picture[:, ::-1] for picture in pictures]  # each half, so the original stays left
+        shown = np.concatenate(pictures, axis=1) if len(pictures) > 1 else pictures[0]
+        shown = self._at_display_size(shown)
+        below = self._overlay(shown)
+        if self.help:
+            self._help(shown, below)
+        return shown
 
-    def _overlay(self, image: np.ndarray) -> np.ndarray:
+    def _at_display_size(self, picture: np.ndarray) -> np.ndarray:
+        """The picture scaled here to the size it is shown at, so the text drawn on it next is drawn at the
+        screen's resolution: sharp and as tall as meant in a small window or fullscreen alike."""
         import cv2
+
+        window = self.window
+        if not hasattr(window, "display_size"):  # a stand-in window shows pictures as they are
+            return picture.copy()
+        window.fit(picture.shape)
+        width, height = window.display_size(picture.shape)
+        if (width, height) == (picture.shape[1], picture.shape[0]):
+            return picture.copy()
+        smaller = width < picture.shape[1]
+        return cv2.resize(np.ascontiguousarray(picture), (width, height),
+                          interpolation=cv2.INTER_AREA if smaller else cv2.INTER_LINEAR)
+
+    def _overlay(self, image: np.ndarray) -> int:
+        """The fps / latency / style lines at the top; returns the first row below them."""
+        from .display import line_height, put_outlined, text_scale
 
         style, strength = self.controls.state()
         loading = "" if self.controls.active in (None, (style, strength)) else " (loading)"
-        text = (f"{self.metrics.live_fps():5.1f} fps  {self.metrics.last_latency_ms():5.0f} ms  "
-                f"{style} x{strength:.1f}{loading}  drops {self.metrics.drops}")
-        image = image.copy()
-        cv2.putText(image, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(image, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
-        return image
+        lines = [f"{self.metrics.live_fps():.1f} fps  {self.metrics.last_latency_ms():.0f} ms  "
+                 f"drops {self.metrics.drops}", f"{style} x{strength:.1f}{loading}   h: help"]
+        scale = text_scale(image.shape[0], lines, image.shape[1])
+        step = line_height(scale)
+        for row, line in enumerate(lines):
+            put_outlined(image, line, (round(8 * scale / 0.55), step * (row + 1)), scale)
+        return step * len(lines) + step // 2
+
+    def _help(self, image: np.ndarray, top: int) -> None:
+        """Every key and what it does, in two columns on a darkened panel below row `top`."""
+        from .display import line_height, put_outlined, text_scale, text_width
+
+        rows = [("Keys", "")] + [(" / ".join(keys), text) for keys, _, text in PREVIEW_KEYS]
+        height, width = image.shape[:2]
+        # Sized as if each row were one line with a gap of four letters between its columns.
+        scale = text_scale(height, [f"{keys}MMMM{text}" for keys, text in rows], round(width * 0.85))
+        room = max(1, height - top)
+        scale = min(scale, scale * room / (line_height(scale) * (len(rows) + 0.8)))  # and the height below `top`
+        step = line_height(scale)
+        panel_height = round(step * (len(rows) + 0.6))
+        top += max(0, (room - panel_height) // 2)
+        panel = image[top:top + panel_height, round(width * 0.03):round(width * 0.97)]
+        panel[:] = (panel * 0.3).astype(image.dtype)
+        left = round(width * 0.06)
+        second = left + max(text_width(keys, scale) for keys, _ in rows) + text_width("MM", scale)
+        for row, (keys, text) in enumerate(rows):
+            baseline = top + step * (row + 1)
+            put_outlined(image, keys, (left, baseline), scale)
+            if text:
+                put_outlined(image, text, (second, baseline), scale)
 
     def write(self, frame: Frame, image: np.ndarray) -> None:
+        if getattr(self.window, "closed", False):
+            return  # closed with its close button: the stream is stopping
         self._last_image = image
         self.handle_key(self.window.show(self.compose(frame, image)))
+        if getattr(self.window, "closed", False):
+            self.controls.quit.set()  # the close button quits like q
 
     def handle_key(self, key: int) -> str | None:
         action = self.KEYS.get(key & 0xFF) if key >= 0 else None
@@ -181,14 +339,23 @@ class PreviewSink(Sink):
             self.controls.change_strength(0.1 if action == "stronger" else -0.1)
         elif action == "view":
             self.controls.cycle_view()
+        elif action == "mirror":
+            self.mirror = not self.mirror
+        elif action == "help":
+            self.help = not self.help
+        elif action == "fullscreen" and hasattr(self.window, "toggle_fullscreen"):
+            self.window.toggle_fullscreen()
         elif action == "snapshot" and self._last_image is not None:
-            from .images import write_image
-
-            path = self.snapshot_dir / f"rtstyle-{time.strftime('%Y%m%d-%H%M%S')}-{len(self.snapshots)}.png"
-            write_image(path, self._last_image)
-            self.snapshots.append(path)
-            log.info("snapshot saved to %s", path)
+            self._snapshot(self._last_image)
         return action
+
+    def _snapshot(self, image: np.ndarray) -> None:
+        from .images import write_image
+
+        path = self.snapshot_dir / f"rtstyle-{time.strftime('%Y%m%d-%H%M%S')}-{len(self.snapshots)}.png"
+        write_image(path, image)
+        self.snapshots.append(path)
+        log.info("snapshot saved to %s", path)
 
     def close(self) -> None:
         self.window.close()
