@@ -1,0 +1,176 @@
+"""Capture to virtual camera: the synthetic camera in real time through the live pipeline into the real
+VirtualCameraSink and pyvirtualcam's Camera, with and without the preview window.
+
+Without a v4l2loopback device (this container cannot load kernel modules), pyvirtualcam's native
+v4l2loopback backend is replaced through its own `register_backend` by a stand-in that does what the
+native one does per frame on the host: convert RGB to a YUV 4:2:0 frame and write it to a device
+(here /dev/null). Everything above it (the sink, pyvirtualcam's checks and copies) is the real code.
+With a device, the real backend is used and the results say so.
+
+Latency is capture -> the frame handed to the virtual camera, timed at the camera sink itself (with the
+preview on, the window is drawn first, so its cost is in the number). Run it with the CPU otherwise idle:
+the load average is recorded.
+
+Run: python benchmarks/virtual_cam.py [--seconds 12] [--size 640x480] [--fps 30]
+Writes benchmarks/results/virtual_cam_cpu.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rtstyle.api import stylize_live
+from rtstyle.config import EngineConfig
+from rtstyle.io.sinks import Sink, VirtualCameraSink, Window
+from rtstyle.io.sources import SyntheticSource
+from rtstyle.pipeline.runner import StreamConfig
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+LOOPBACKS = Path("/sys/devices/virtual/video4linux")
+
+
+class LoopbackStandIn:
+    """pyvirtualcam backend protocol (keyword-only constructor, send/close/device/native_fourcc)."""
+
+    def __init__(self, *, width: int, height: int, fps: float, fourcc: int, device: str | None, **kw):
+        self.width, self.height = width, height
+        self._fd = os.open(os.devnull, os.O_WRONLY)
+        self.sent = 0
+        self.seconds = 0.0
+
+    def send(self, frame: np.ndarray) -> None:
+        import cv2
+
+        start = time.perf_counter()
+        yuv = cv2.cvtColor(frame.reshape(self.height, self.width, 3), cv2.COLOR_RGB2YUV_I420)
+        os.write(self._fd, yuv.tobytes())
+        self.seconds += time.perf_counter() - start
+        self.sent += 1
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def device(self) -> str:
+        return "stand-in for /dev/videoN (no v4l2loopback here)"
+
+    def native_fourcc(self) -> int | None:
+        return None
+
+
+class Timed(Sink):
+    """Times capture -> handed to the sink it wraps."""
+
+    def __init__(self, sink: Sink):
+        self.sink, self.latencies = sink, []
+
+    def write(self, frame, image) -> None:
+        self.sink.write(frame, image)
+        self.latencies.append(time.perf_counter() - frame.captured)
+
+    def close(self) -> None:
+        self.sink.close()
+
+
+def real_device() -> bool:
+    return LOOPBACKS.is_dir() and any(LOOPBACKS.glob("video*"))
+
+
+def start_display() -> subprocess.Popen | None:
+    """An Xvfb for the preview where there is no display; None if one is there already."""
+    if os.environ.get("DISPLAY"):
+        return None
+    if not shutil.which("Xvfb"):
+        raise SystemExit("the preview run needs a display or Xvfb")
+    read, write = os.pipe()
+    server = subprocess.Popen(["Xvfb", f":{random.randint(300, 899)}", "-displayfd", str(write), "-screen", "0",
+                               "1920x1080x24", "-nolisten", "tcp"], pass_fds=(write,), stderr=subprocess.DEVNULL)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        os.environ["DISPLAY"] = f":{pipe.readline().strip()}"
+    return server
+
+
+def run(args, preview: bool) -> dict:
+    width, height = args.size
+    source = SyntheticSource(width, height, fps=args.fps)
+    camera = Timed(VirtualCameraSink(source.size, source.fps))
+    backend = camera.sink.camera._backend  # pyvirtualcam drops it on close
+    window = Window("rtstyle", source.size) if preview else None
+    load_before = os.getloadavg()
+    result = stylize_live(source, "fast", ["starry-swirl"], engine=EngineConfig(device="cpu"), record=camera,
+                          window=window, preview=preview, config=StreamConfig(batch=1, live=True),
+                          duration=args.seconds)
+    ms = np.array(camera.latencies[int(args.fps):]) * 1000  # the first second (warm-up) left out
+    return {"preview": preview, "size": f"{width}x{height}", "source_fps": args.fps,
+            "camera_frames": len(camera.latencies), "frames": result.metrics["frames"],
+            "fps": result.metrics["fps"], "drops": result.metrics["drops"],
+            "capture_to_camera_ms": {"p50": round(float(np.percentile(ms, 50)), 1),
+                                     "p95": round(float(np.percentile(ms, 95)), 1),
+                                     "max": round(float(ms.max()), 1)},
+            "backend_send_ms": round(1000 * backend.seconds / max(backend.sent, 1), 2)
+            if isinstance(backend, LoopbackStandIn) else None,
+            "stage_ms_per_frame": result.metrics["stage_ms_per_frame"],
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
+
+
+def main() -> None:
+    import pyvirtualcam
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--size", type=lambda s: tuple(int(v) for v in s.split("x")), default=(640, 480))
+    parser.add_argument("--fps", type=float, default=30.0)
+    parser.add_argument("--no-preview-run", action="store_true", help="skip the run with the preview window")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the JSON and md")
+    args = parser.parse_args()
+    results = args.results
+    real = real_device()
+    if not real:
+        pyvirtualcam.register_backend("v4l2loopback", LoopbackStandIn)
+    rows = [run(args, preview=False)]
+    print(json.dumps(rows[-1]), flush=True)
+    server = None if args.no_preview_run else start_display()
+    try:
+        if not args.no_preview_run:
+            rows.append(run(args, preview=True))
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        if server is not None:
+            server.terminate()
+    device = f"{platform.machine()} CPU, {os.cpu_count()} cores"
+    camera = "a real v4l2loopback device" if real else (
+        "pyvirtualcam with its v4l2loopback backend replaced by a stand-in (RGB -> I420 with OpenCV, written "
+        "to /dev/null): no v4l2loopback device here")
+    report = {"device": device, "model": "fast", "engine": "auto (ONNX Runtime on this CPU)", "camera": camera,
+              "pyvirtualcam": pyvirtualcam.__version__, "seconds": args.seconds, "rows": rows}
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "virtual_cam_cpu.json").write_text(json.dumps(report, indent=2))
+    lines = [f"Capture to virtual camera on {device}: synthetic camera in real time, fast model, "
+             f"{args.seconds:g} s per run (the first second left out of the latency).", "",
+             f"Virtual camera: {camera}. Latency is timed when the frame is handed to the camera; with the "
+             "preview on, the window is drawn first (preview run under Xvfb).", "",
+             "| preview | size | source fps | fps | capture->camera p50 ms | p95 ms | max ms | dropped "
+             "| stylize ms/frame | camera send ms | load avg (1 min) before / after |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lat = r["capture_to_camera_ms"]
+        lines.append(f"| {'yes' if r['preview'] else 'no'} | {r['size']} | {r['source_fps']:g} | {r['fps']:.1f} | "
+                     f"{lat['p50']:.0f} | {lat['p95']:.0f} | {lat['max']:.0f} | {r['drops']} | "
+                     f"{r['stage_ms_per_frame'].get('stylize', 0):.1f} | {r['backend_send_ms']} | "
+                     f"{r['loadavg_before'][0]} / {r['loadavg_after'][0]} |")
+    (results / "virtual_cam_cpu.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
