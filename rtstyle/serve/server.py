@@ -133,7 +133,8 @@ class ViewerSession:
         self._closed = True
         self.server.sessions.pop(self.id, None)
         for task in self.tasks:
-            task.cancel()
+            if task is not asyncio.current_task():  # the connection watchdog closes from its own task
+                task.cancel()
         self.viewer.inbox.close()
         self.viewer.outbox.close()
         await self.pc.close()
