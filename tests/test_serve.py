@@ -290,6 +290,24 @@ def test_bad_offers_are_refused_without_taking_a_place(server):
     assert not thread.server.sessions
 
 
+def test_a_viewer_who_never_connects_gives_the_place_back():
+    config = ServeConfig(model="fast", styles=(WARM,), port=0, max_viewers=1, connect_timeout_s=1.0)
+    thread = ServerThread(config)
+    with thread as url:
+        async def offer_and_walk_away():
+            pc = RTCPeerConnection()
+            pc.addTrack(StampedScene())
+            status, _ = await _offer(url, pc)  # the answer is never applied: no connection follows
+            taken = len(thread.server.sessions)
+            await asyncio.sleep(2.5)
+            await pc.close()
+            return status, taken
+
+        status, taken = asyncio.run(offer_and_walk_away())
+        assert (status, taken) == (200, 1)
+        assert not thread.server.sessions
+
+
 # ---- the page in headless Chromium with its fake camera
 
 
