@@ -36,9 +36,9 @@ def _has_gui() -> bool:
 
 
 def _free_display() -> int:
-    """A display number no X server answers on. Not Xvfb's own choice (-displayfd alone): that looks at
-    the lock files in this /tmp only, while X clients try abstract sockets first, which containers that
-    share a network namespace also share, so they could reach another container's :0."""
+    """A display number no X server answers on. Xvfb's own choice (-displayfd alone) starts at :0 and
+    goes by the lock files in /tmp; a random high number that nothing answers on also keeps clear of
+    servers that other jobs on the machine start at the usual low numbers."""
     import random
 
     from Xlib.error import DisplayConnectionError

@@ -214,7 +214,7 @@ def _no_window_reason(error: str) -> str:
 
 PREVIEW_KEYS = (
     # (keys, action, what the help overlay says)
-    (("q", "Esc"), "quit", "quit (closing the window too)"),
+    (("q", "Esc"), "quit", "quit (or close the window)"),
     (("n",), "next", "next style"),
     (("p",), "previous", "previous style"),
     (("[", "]"), "strength", "weaker / stronger style"),
