@@ -346,7 +346,11 @@ class ServerThread:
     def __enter__(self) -> str:
         self._thread.start()
         self.server = StyleServer(self.config)
-        return asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(timeout=120)
+        try:
+            return asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(timeout=120)
+        except BaseException:
+            self.__exit__()
+            raise
 
     def __exit__(self, *exc_info) -> None:
         asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(timeout=30)

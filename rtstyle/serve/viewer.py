@@ -189,8 +189,10 @@ class Viewer:
             self.color = sent_color(luma) or self.color
         color = self.color or color_of(frame, frame.height)
         convert = color.swscale()
-        return frame.reformat(format="rgb24", src_colorspace=convert["colorspace"], src_color_range=convert["range"],
-                              interpolation=convert["interpolation"]).to_ndarray()
+        # The right matrix and range, without swscale's exact rounding: that costs about 2 ms a 640x480 frame
+        # against 0.2 (measured), and a live stream from a lossy codec has no use for the last level.
+        return frame.reformat(format="rgb24", src_colorspace=convert["colorspace"],
+                              src_color_range=convert["range"]).to_ndarray()
 
     def _smoother_now(self):
         wanted = (self.options.smooth, self.options.smooth_strength)
