@@ -205,7 +205,7 @@ def test_keys_size_content_and_quit(xserver, tmp_path):
         # Opens at the frame's size (it fits the screen), showing stylized frames, not the camera's.
         assert preview.geometry()[2:] == size
         first = preview.shot()
-        keep("preview_window", first)
+        keep("preview_stylized", first)
         assert distance_to_scene(first, size) > 20
 
         preview.key("m")  # mirror
@@ -229,7 +229,7 @@ def test_keys_size_content_and_quit(xserver, tmp_path):
 
         preview.key("o")  # side by side: the window widens to hold both
         assert preview.wait_for(lambda: preview.geometry()[2:] == (2 * size[0], size[1])), preview.geometry()
-        keep("preview_side_by_side", preview.shot())
+        keep("preview_window", preview.shot())  # committed as benchmarks/results/preview_window.png
         preview.key("o")  # the camera's own picture: now the synthetic scene itself
         assert preview.wait_for(lambda: preview.geometry()[2:] == size)
         assert preview.wait_for(lambda: distance_to_scene(preview.shot(), size) < 6)
