@@ -92,6 +92,32 @@ def test_strip_tells_the_senders_yuv_matrix_and_range(matrix, full):
     assert sent_color(np.full((496, 640), 128, np.uint8)) is None
 
 
+def test_video_frames_leave_the_jitter_buffer_at_their_marker_packet():
+    from aiortc.jitterbuffer import JitterBuffer
+    from aiortc.rtp import RtpPacket
+
+    from rtstyle.serve.rtp import MarkerJitterBuffer, install
+
+    def packets(first_sequence: int, timestamp: int, count: int) -> list:
+        made = []
+        for i in range(count):
+            packet = RtpPacket(sequence_number=first_sequence + i, timestamp=timestamp, marker=int(i == count - 1))
+            packet._data = bytes([timestamp % 256, i])
+            made.append(packet)
+        return made
+
+    frame_one, frame_two = packets(100, 3000, 3), packets(103, 6000, 2)
+    stock, ours = JitterBuffer(capacity=128, is_video=True), MarkerJitterBuffer(capacity=128, is_video=True)
+    assert [stock.add(p)[1] for p in frame_one] == [None] * 3  # aiortc waits for the next frame
+    assert stock.add(frame_two[0])[1].data == bytes([184, 0, 184, 1, 184, 2])
+    released = [ours.add(p)[1] for p in frame_one]
+    assert released[:2] == [None, None] and released[2].data == bytes([184, 0, 184, 1, 184, 2])
+    assert released[2].timestamp == 3000
+    assert ours.add(frame_two[1])[1] is None  # a gap before it: the frame is not complete
+    assert ours.add(frame_two[0])[1].data == bytes([112, 0, 112, 1])
+    assert install()
+
+
 # ---- HTTP: the token and the door
 
 

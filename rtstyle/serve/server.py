@@ -275,6 +275,9 @@ class StyleServer:
 
     async def start(self) -> str:
         """Prepare, listen, and return the page's URL (with the token, if there is one)."""
+        from .rtp import install
+
+        install()  # frames from the browser go to the decoder at their last packet, not one frame later
         await asyncio.get_running_loop().run_in_executor(None, self.prepare)
         context = None
         if self.config.cert_file:
