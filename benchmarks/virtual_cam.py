@@ -11,7 +11,10 @@ Latency is capture -> the frame handed to the virtual camera, timed at the camer
 preview on, the window is drawn first, so its cost is in the number). Run it with the CPU otherwise idle:
 the load average is recorded.
 
-Run: python benchmarks/virtual_cam.py [--seconds 12] [--size 640x480] [--fps 30]
+A null-sink run (no camera, no window) is interleaved with the camera runs as the reference on the same,
+shared CPU.
+
+Run: python benchmarks/virtual_cam.py [--seconds 12] [--size 640x480] [--fps 30] [--repeats 2]
 Writes benchmarks/results/virtual_cam_cpu.{json,md}.
 """
 
@@ -31,7 +34,7 @@ import numpy as np
 
 from rtstyle.api import stylize_live
 from rtstyle.config import EngineConfig
-from rtstyle.io.sinks import Sink, VirtualCameraSink, Window
+from rtstyle.io.sinks import NullSink, Sink, VirtualCameraSink, Window
 from rtstyle.io.sources import SyntheticSource
 from rtstyle.pipeline.runner import StreamConfig
 
@@ -100,26 +103,32 @@ def start_display() -> subprocess.Popen | None:
     return server
 
 
-def run(args, preview: bool) -> dict:
+SINKS = {"null sink (reference)": (False, False), "virtual camera": (True, False),
+         "virtual camera + preview": (True, True)}
+
+
+def run(args, name: str) -> dict:
+    camera_on, preview = SINKS[name]
     width, height = args.size
     source = SyntheticSource(width, height, fps=args.fps)
-    camera = Timed(VirtualCameraSink(source.size, source.fps))
-    backend = camera.sink.camera._backend  # pyvirtualcam drops it on close
+    sink = Timed(VirtualCameraSink(source.size, source.fps) if camera_on else NullSink())
+    backend = sink.sink.camera._backend if camera_on else None  # pyvirtualcam drops it on close
     window = Window("rtstyle", source.size) if preview else None
-    load_before = os.getloadavg()
-    result = stylize_live(source, "fast", ["starry-swirl"], engine=EngineConfig(device="cpu"), record=camera,
+    load_before, cpu_before, wall_before = os.getloadavg(), time.process_time(), time.perf_counter()
+    result = stylize_live(source, "fast", ["starry-swirl"], engine=EngineConfig(device="cpu"), record=sink,
                           window=window, preview=preview, config=StreamConfig(batch=1, live=True),
                           duration=args.seconds)
-    ms = np.array(camera.latencies[int(args.fps):]) * 1000  # the first second (warm-up) left out
-    return {"preview": preview, "size": f"{width}x{height}", "source_fps": args.fps,
-            "camera_frames": len(camera.latencies), "frames": result.metrics["frames"],
-            "fps": result.metrics["fps"], "drops": result.metrics["drops"],
-            "capture_to_camera_ms": {"p50": round(float(np.percentile(ms, 50)), 1),
-                                     "p95": round(float(np.percentile(ms, 95)), 1),
-                                     "max": round(float(ms.max()), 1)},
-            "backend_send_ms": round(1000 * backend.seconds / max(backend.sent, 1), 2)
+    cores = (time.process_time() - cpu_before) / (time.perf_counter() - wall_before)
+    ms = np.array(sink.latencies[int(args.fps):]) * 1000  # the first second (warm-up) left out
+    return {"sink": name, "preview": preview, "size": f"{width}x{height}", "source_fps": args.fps,
+            "frames": result.metrics["frames"], "fps": result.metrics["fps"], "drops": result.metrics["drops"],
+            "capture_to_sink_ms": {"p50": round(float(np.percentile(ms, 50)), 1),
+                                   "p95": round(float(np.percentile(ms, 95)), 1),
+                                   "max": round(float(ms.max()), 1)},
+            "camera_send_ms": round(1000 * backend.seconds / max(backend.sent, 1), 2)
             if isinstance(backend, LoopbackStandIn) else None,
             "stage_ms_per_frame": result.metrics["stage_ms_per_frame"],
+            "cpu_cores_used": round(cores, 2),  # of the 2: less than the stylizer wants when others load the CPU
             "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
 
@@ -131,45 +140,50 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--size", type=lambda s: tuple(int(v) for v in s.split("x")), default=(640, 480))
     parser.add_argument("--fps", type=float, default=30.0)
-    parser.add_argument("--no-preview-run", action="store_true", help="skip the run with the preview window")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds of the three runs, interleaved")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the JSON and md")
     args = parser.parse_args()
-    results = args.results
     real = real_device()
     if not real:
         pyvirtualcam.register_backend("v4l2loopback", LoopbackStandIn)
-    rows = [run(args, preview=False)]
-    print(json.dumps(rows[-1]), flush=True)
-    server = None if args.no_preview_run else start_display()
+    server = start_display()
+    rows = []
     try:
-        if not args.no_preview_run:
-            rows.append(run(args, preview=True))
-            print(json.dumps(rows[-1]), flush=True)
+        for _ in range(args.repeats):
+            for name in SINKS:
+                rows.append(run(args, name))
+                print(json.dumps(rows[-1]), flush=True)
     finally:
         if server is not None:
             server.terminate()
+    write_report(args, rows, real, pyvirtualcam.__version__)
+
+
+def write_report(args, rows: list[dict], real: bool, version: str) -> None:
     device = f"{platform.machine()} CPU, {os.cpu_count()} cores"
     camera = "a real v4l2loopback device" if real else (
         "pyvirtualcam with its v4l2loopback backend replaced by a stand-in (RGB -> I420 with OpenCV, written "
         "to /dev/null): no v4l2loopback device here")
     report = {"device": device, "model": "fast", "engine": "auto (ONNX Runtime on this CPU)", "camera": camera,
-              "pyvirtualcam": pyvirtualcam.__version__, "seconds": args.seconds, "rows": rows}
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "virtual_cam_cpu.json").write_text(json.dumps(report, indent=2))
+              "pyvirtualcam": version, "seconds": args.seconds, "rows": rows}
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "virtual_cam_cpu.json").write_text(json.dumps(report, indent=2))
     lines = [f"Capture to virtual camera on {device}: synthetic camera in real time, fast model, "
-             f"{args.seconds:g} s per run (the first second left out of the latency).", "",
-             f"Virtual camera: {camera}. Latency is timed when the frame is handed to the camera; with the "
-             "preview on, the window is drawn first (preview run under Xvfb).", "",
-             "| preview | size | source fps | fps | capture->camera p50 ms | p95 ms | max ms | dropped "
-             "| stylize ms/frame | camera send ms | load avg (1 min) before / after |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             f"{args.seconds:g} s per run, runs interleaved (the first second left out of the latency).", "",
+             f"Virtual camera: {camera}. Latency is capture -> the frame handed to the sink (the camera, or "
+             "the null sink of the reference run); with the preview on, the window (under Xvfb) is drawn first. "
+             "'cores used' is the CPU time the process got per second of wall time: below what it asks for "
+             "when other jobs share the two cores.", "",
+             "| sink | fps | capture->sink p50 ms | p95 ms | max ms | dropped | stylize ms/frame "
+             "| camera send ms | cores used | load avg (1 min) before / after |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        lat = r["capture_to_camera_ms"]
-        lines.append(f"| {'yes' if r['preview'] else 'no'} | {r['size']} | {r['source_fps']:g} | {r['fps']:.1f} | "
-                     f"{lat['p50']:.0f} | {lat['p95']:.0f} | {lat['max']:.0f} | {r['drops']} | "
-                     f"{r['stage_ms_per_frame'].get('stylize', 0):.1f} | {r['backend_send_ms']} | "
+        lat = r["capture_to_sink_ms"]
+        lines.append(f"| {r['sink']} | {r['fps']:.1f} | {lat['p50']:.0f} | {lat['p95']:.0f} | {lat['max']:.0f} | "
+                     f"{r['drops']} | {r['stage_ms_per_frame'].get('stylize', 0):.1f} | "
+                     f"{r['camera_send_ms'] if r['camera_send_ms'] is not None else '-'} | {r['cpu_cores_used']} | "
                      f"{r['loadavg_before'][0]} / {r['loadavg_after'][0]} |")
-    (results / "virtual_cam_cpu.md").write_text("\n".join(lines) + "\n")
+    (args.results / "virtual_cam_cpu.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
