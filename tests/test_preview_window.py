@@ -30,9 +30,11 @@ QT_NOISE = ("QFont", "Qt ", "qt.", "QStandardPaths", "QXcb", "QObject", "QWidget
 
 
 def _has_gui() -> bool:
+    import re
+
     import cv2
 
-    return "GUI:                           NONE" not in cv2.getBuildInformation()
+    return re.search(r"GUI:\s+NONE", cv2.getBuildInformation()) is None
 
 
 def _free_display() -> int:
