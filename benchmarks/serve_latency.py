@@ -207,15 +207,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--threads", type=int, nargs="+", default=[0],
                         help="engine threads to compare (0: every core, the default of rtstyle serve)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each setting (the machine may be shared)")
     parser.add_argument("--size", type=lambda t: tuple(map(int, t.split("x"))), default=(640, 480))
     parser.add_argument("--screenshot", type=Path, default=RESULTS / "serve_page.png")
     args = parser.parse_args()
     runs = []
-    for threads in args.threads:
+    for threads in [threads for _ in range(args.repeat) for threads in args.threads]:
         alone = stylizer_alone(args.model, args.style, threads or None, args.size)
         server, url = start_server(args.model, args.style, threads or None)
         try:
-            run = {"threads": threads or None, "stylizer_alone_ms": alone, **measure(url, server.pid, args)}
+            run = {"threads": threads or None, "started": time.strftime("%H:%M:%S"), "stylizer_alone_ms": alone,
+                   **measure(url, server.pid, args)}
         finally:
             server.terminate()
             server.wait(timeout=30)
