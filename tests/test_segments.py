@@ -19,10 +19,13 @@ from rtstyle.pipeline.segments import convert_segmented, plan_segments, preroll_
 GOP = 12  # a keyframe every half second at 24 fps
 
 
-def keyframed_clip(path: Path, seconds: float = 3.0, gop: int = GOP, rotation: int = 0) -> Path:
-    """The synthetic scene with its AAC tone, re-encoded with a keyframe every `gop` frames (and B-frames)."""
+def keyframed_clip(path: Path, seconds: float = 3.0, gop: int = GOP, rotation: int = 0,
+                   timescale: int | None = None) -> Path:
+    """The synthetic scene with its AAC tone, re-encoded with a keyframe every `gop` frames (and B-frames);
+    `timescale`: the MP4 video time base's denominator (phones write 600)."""
     raw = write_clip(path.with_name(f"raw-{path.name}"), seconds=seconds, width=160, height=96, fps=24)
-    with av.open(str(raw)) as source, av.open(str(path), "w") as out:
+    options = {"video_track_timescale": str(timescale)} if timescale else {}
+    with av.open(str(raw)) as source, av.open(str(path), "w", options=options) as out:
         video = out.add_stream("libx264", rate=24)
         video.width, video.height, video.pix_fmt = 160, 96, "yuv420p"
         video.options = {"preset": "veryfast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
@@ -30,12 +33,11 @@ def keyframed_clip(path: Path, seconds: float = 3.0, gop: int = GOP, rotation: i
             video.set_display_rotation(rotation)
         audio = out.add_stream_from_template(source.streams.audio[0])
         for packet in source.demux():
-            if packet.dts is None:
-                continue
             if packet.stream.type == "audio":
-                packet.stream = audio
-                out.mux(packet)
-            else:
+                if packet.size:
+                    packet.stream = audio
+                    out.mux(packet)
+            else:  # the empty packet at the end flushes the decoder's last frames
                 for frame in packet.decode():
                     frame.pict_type = 0  # let the encoder choose (the source's types would force its keyframes)
                     out.mux(video.encode(frame))
@@ -120,11 +122,15 @@ def test_segment_seconds_on_the_command_line(long_clip, tmp_path, capsys):
     assert code == 2 and "give one input file" in capsys.readouterr().err
 
 
-def test_a_turned_video_stays_turned(tmp_path, stylizer):
-    clip = keyframed_clip(tmp_path / "turned.mp4", seconds=1.0, rotation=90)
-    joined = convert_segmented(clip, tmp_path / "out.mp4", stylizer, ConvertConfig(), seconds=0.5)
+def test_a_phone_video_turned_with_a_coarse_time_base(tmp_path, stylizer):
+    """A 1/600 time base (the pieces' MP4 muxer makes it 1/19200) and a display matrix of 90 degrees."""
+    clip = keyframed_clip(tmp_path / "phone.mp4", seconds=1.0, rotation=90, timescale=600)
+    with av.open(str(clip)) as container:
+        assert container.streams.video[0].time_base == Fraction(1, 600)
+    single = convert_file(clip, tmp_path / "single.mp4", stylizer, ConvertConfig())
+    joined = convert_segmented(clip, tmp_path / "joined.mp4", stylizer, ConvertConfig(), seconds=0.5)
     assert (joined.frames, joined.width, joined.height) == (24, 96, 160)
+    assert streams_of(joined.output) == streams_of(single.output)
     with av.open(str(joined.output)) as container:
         frame = next(container.decode(video=0))
         assert (frame.width, frame.height) == (96, 160)  # stored upright: the rotation was applied once
-        assert container.streams.video[0].time_base == Fraction(1, 12288)

@@ -208,9 +208,22 @@ class WorkerPool:
         self.actors[self.actors.index(actor)] = fresh
         return fresh
 
-    def stop(self) -> None:
+    def stop(self, wait_s: float = 10.0) -> None:
+        """Kill the workers and wait until Ray reports them dead (ray.kill only asks): a call to a dead actor
+        fails, to a live one it waits or answers. A file a worker was renaming into place as the kill came
+        may still appear: it is complete, and --skip-existing skips it."""
+        ray = self.ray
         for actor in [*self.actors, self.board]:
-            self.ray.kill(actor, no_restart=True)
+            ray.kill(actor, no_restart=True)
+        deadline = time.monotonic() + wait_s
+        for actor in self.actors:
+            while time.monotonic() < deadline:
+                try:
+                    ray.get(actor.__ray_ready__.options(max_task_retries=0).remote(),
+                            timeout=max(0.1, deadline - time.monotonic()))
+                except ray.exceptions.RayError:  # dead (or out of time)
+                    break
+                time.sleep(0.05)
 
 
 def _cause(exc: BaseException) -> str:
@@ -271,19 +284,25 @@ def run_ray_batch(jobs: list[Job], model: str, style, engine: EngineConfig, conf
     batch = BatchResult()
     for i, job in enumerate(jobs):
         if i in results:
-            batch.results.append(_as_result(job, results[i], attempts.get(i, 1)))
+            batch.results.append(_as_result(job, shipped[i], results[i], attempts.get(i, 1)))
         elif interrupted and any(key == i for key, _ in pool.running.values()):
             batch.results.append(JobResult(str(job.source), str(job.output), "interrupted"))
     return batch
 
 
-def _as_result(job: Job, outcome, attempts: int) -> JobResult:
+def _as_result(job: Job, shipped: Job, outcome, attempts: int) -> JobResult:
     """The worker's result with the paths as the user gave them, or a failure for a call that raised."""
     if isinstance(outcome, JobResult):
-        return replace(outcome, source=str(job.source), output=str(job.output), attempts=attempts)
-    tries = f" (after {attempts} tries)" if attempts > 1 else ""
-    return JobResult(str(job.source), str(job.output), "failed", attempts=attempts,
-                     error=f"{job.source}: worker failed{tries}: {_cause(outcome)}")
+        error = outcome.error.replace(str(shipped.source), str(job.source))
+        return replace(outcome, source=str(job.source), output=str(job.output), attempts=attempts, error=error)
+    from ray.exceptions import RayActorError
+
+    if isinstance(outcome, RayActorError):  # the worker process died under it, on every try
+        error = (f"{job.source}: its worker died {attempts} time{'s' * (attempts > 1)} while converting it "
+                 f"(killed, out of memory or its node lost; Ray restarted the worker and retried the file)")
+    else:
+        error = f"{job.source}: worker failed: {_cause(outcome)}"
+    return JobResult(str(job.source), str(job.output), "failed", attempts=attempts, error=error)
 
 
 def convert_segmented_on_ray(src: str | Path, dst: str | Path, model: str, style, engine: EngineConfig,

@@ -63,6 +63,7 @@ class Segment:
     stop_pts: int | None  # pts of frame `stop`; None for the last segment
     seek_pts: int  # the keyframe at or before start_pts, where the piece of the source starts
     cut_pts: int | None  # the piece ends before this keyframe (one past stop_pts); None: the end of the file
+    time_base: Fraction = Fraction(1, 1)  # of every pts here: the source's video stream's
 
     @property
     def frames(self) -> int:
@@ -121,7 +122,8 @@ def plan_segments(path: str | Path, seconds: float, preroll: int = 0) -> list[Se
         seek = max((k for k in key_pts if k <= pts[start]), default=pts[0])
         stop_pts = pts[stop] if stop < len(pts) else None
         cut = None if stop_pts is None else next((k for k in key_pts if k > stop_pts), None)
-        segments.append(Segment(n, first, stop, first - start, pts[start], pts[first], stop_pts, seek, cut))
+        segments.append(Segment(n, first, stop, first - start, pts[start], pts[first], stop_pts, seek, cut,
+                                time_base))
     return segments
 
 
@@ -158,11 +160,13 @@ def cut_piece(src: Path, segment: Segment, piece: Path) -> None:
 
 
 class _SegmentSource(Source):
-    """The piece's frames from start_pts up to (not including) stop_pts, numbered from 0."""
+    """The piece's frames from start_pts up to (not including) stop_pts, numbered from 0, stamped in the
+    source's time base (a piece's muxer may choose a finer one: MP4 turns a 1/600 time base into 1/19200)."""
 
     def __init__(self, piece: Path, segment: Segment, max_side: int | None):
         self.file = FileSource(piece, max_side)
         self.segment = segment
+        self._scale = self.file.info.time_base / segment.time_base
 
     @property
     def info(self):
@@ -179,11 +183,14 @@ class _SegmentSource(Source):
     def frames(self) -> Iterator[Frame]:
         index = 0
         for frame in self.file.frames():
-            if frame.pts is None or frame.pts < self.segment.start_pts:
+            if frame.pts is None:
                 continue
-            if self.segment.stop_pts is not None and frame.pts >= self.segment.stop_pts:
+            pts = round(frame.pts * self._scale)
+            if pts < self.segment.start_pts:
+                continue
+            if self.segment.stop_pts is not None and pts >= self.segment.stop_pts:
                 break  # the decoder gives frames in presentation order: the rest are the next segment's
-            yield Frame(frame.image, index, frame.pts)
+            yield Frame(frame.image, index, pts)
             index += 1
 
     def close(self) -> None:
@@ -225,7 +232,8 @@ def stylize_segment(src: str | Path, segment: Segment, part: str | Path, stylize
         piece = Path(work) / f"piece{src.suffix}"
         cut_piece(src, segment, piece)
         source = _SegmentSource(piece, segment, config.max_side)
-        info = replace(source.info, path=piece, audio_streams=0, subtitle_streams=0, tags={}, video_tags={})
+        info = replace(source.info, path=piece, time_base=segment.time_base, audio_streams=0, subtitle_streams=0,
+                       tags={}, video_tags={})
         try:
             writer = VideoWriter(part, info, crf=config.crf, preset=config.preset, copy_audio=False,
                                  codec=config.codec, pix_fmt=config.pix_fmt)
