@@ -14,7 +14,7 @@ the load average is recorded.
 A null-sink run (no camera, no window) is interleaved with the camera runs as the reference on the same,
 shared CPU.
 
-Run: python benchmarks/virtual_cam.py [--seconds 12] [--size 640x480] [--fps 30] [--repeats 2]
+Run: python benchmarks/virtual_cam.py [--seconds 12] [--size 640x480] [--fps 30] [--repeats 2] [--threads N]
 Writes benchmarks/results/virtual_cam_cpu.{json,md}.
 """
 
@@ -84,6 +84,15 @@ class Timed(Sink):
         self.sink.close()
 
 
+def busy_seconds() -> float:
+    """CPU seconds all processes on the machine have spent busy (first line of /proc/stat); 0 elsewhere."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0.0
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
+
+
 def real_device() -> bool:
     return LOOPBACKS.is_dir() and any(LOOPBACKS.glob("video*"))
 
@@ -115,11 +124,15 @@ def run(args, name: str) -> dict:
     backend = sink.sink.camera._backend if camera_on else None  # pyvirtualcam drops it on close
     window = Window("rtstyle", source.size) if preview else None
     load_before, cpu_before, wall_before = os.getloadavg(), time.process_time(), time.perf_counter()
-    result = stylize_live(source, "fast", ["starry-swirl"], engine=EngineConfig(device="cpu"), record=sink,
-                          window=window, preview=preview, config=StreamConfig(batch=1, live=True),
-                          duration=args.seconds)
-    cores = (time.process_time() - cpu_before) / (time.perf_counter() - wall_before)
-    ms = np.array(sink.latencies[int(args.fps):]) * 1000  # the first second (warm-up) left out
+    busy_before = busy_seconds()
+    engine = EngineConfig(device="cpu", threads=args.threads)
+    result = stylize_live(source, "fast", ["starry-swirl"], engine=engine, record=sink, window=window,
+                          preview=preview, config=StreamConfig(batch=1, live=True), duration=args.seconds)
+    wall = time.perf_counter() - wall_before
+    cores = (time.process_time() - cpu_before) / wall
+    others = max(0.0, (busy_seconds() - busy_before) / wall - cores)
+    skip = min(int(args.fps), len(sink.latencies) // 3)  # the first second (warm-up) left out
+    ms = np.array(sink.latencies[skip:] or [float("nan")]) * 1000
     return {"sink": name, "preview": preview, "size": f"{width}x{height}", "source_fps": args.fps,
             "frames": result.metrics["frames"], "fps": result.metrics["fps"], "drops": result.metrics["drops"],
             "capture_to_sink_ms": {"p50": round(float(np.percentile(ms, 50)), 1),
@@ -129,6 +142,7 @@ def run(args, name: str) -> dict:
             if isinstance(backend, LoopbackStandIn) else None,
             "stage_ms_per_frame": result.metrics["stage_ms_per_frame"],
             "cpu_cores_used": round(cores, 2),  # of the 2: less than the stylizer wants when others load the CPU
+            "cpu_cores_others": round(others, 2),  # busy cores on the machine that were not this process
             "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
 
@@ -141,6 +155,7 @@ def main() -> None:
     parser.add_argument("--size", type=lambda s: tuple(int(v) for v in s.split("x")), default=(640, 480))
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=2, help="rounds of the three runs, interleaved")
+    parser.add_argument("--threads", type=int, help="engine threads (default: every core)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the JSON and md")
     args = parser.parse_args()
     real = real_device()
@@ -164,24 +179,28 @@ def write_report(args, rows: list[dict], real: bool, version: str) -> None:
     camera = "a real v4l2loopback device" if real else (
         "pyvirtualcam with its v4l2loopback backend replaced by a stand-in (RGB -> I420 with OpenCV, written "
         "to /dev/null): no v4l2loopback device here")
-    report = {"device": device, "model": "fast", "engine": "auto (ONNX Runtime on this CPU)", "camera": camera,
+    threads = args.threads or "every core"
+    report = {"device": device, "model": "fast", "engine": "auto (ONNX Runtime on this CPU)",
+              "engine_threads": threads, "camera": camera,
               "pyvirtualcam": version, "seconds": args.seconds, "rows": rows}
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "virtual_cam_cpu.json").write_text(json.dumps(report, indent=2))
-    lines = [f"Capture to virtual camera on {device}: synthetic camera in real time, fast model, "
+    lines = [f"Capture to virtual camera on {device}: synthetic camera in real time, fast model "
+             f"(engine threads: {threads}), "
              f"{args.seconds:g} s per run, runs interleaved (the first second left out of the latency).", "",
              f"Virtual camera: {camera}. Latency is capture -> the frame handed to the sink (the camera, or "
              "the null sink of the reference run); with the preview on, the window (under Xvfb) is drawn first. "
-             "'cores used' is the CPU time the process got per second of wall time: below what it asks for "
-             "when other jobs share the two cores.", "",
+             "Cores: CPU time per second of wall time, this process / everything else on the machine "
+             "(/proc/stat); other jobs share these two cores.", "",
              "| sink | fps | capture->sink p50 ms | p95 ms | max ms | dropped | stylize ms/frame "
-             "| camera send ms | cores used | load avg (1 min) before / after |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| camera send ms | cores: this / others | load avg (1 min) before / after |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
         lat = r["capture_to_sink_ms"]
         lines.append(f"| {r['sink']} | {r['fps']:.1f} | {lat['p50']:.0f} | {lat['p95']:.0f} | {lat['max']:.0f} | "
                      f"{r['drops']} | {r['stage_ms_per_frame'].get('stylize', 0):.1f} | "
-                     f"{r['camera_send_ms'] if r['camera_send_ms'] is not None else '-'} | {r['cpu_cores_used']} | "
+                     f"{r['camera_send_ms'] if r['camera_send_ms'] is not None else '-'} | "
+                     f"{r['cpu_cores_used']} / {r['cpu_cores_others']} | "
                      f"{r['loadavg_before'][0]} / {r['loadavg_after'][0]} |")
     (args.results / "virtual_cam_cpu.md").write_text("\n".join(lines) + "\n")
 
