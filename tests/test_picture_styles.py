@@ -112,6 +112,26 @@ def test_torch_path_engines_restyle_in_place(backend, photo, engine_cache):
         assert len(set(engine_cache.glob("stylizer-*.onnx")) - cached_before) <= 1
 
 
+def test_styles_with_their_own_engines_are_built_ahead_for_n_and_p(photo):
+    import time
+
+    names = ["mosaic", "woodcut", "starry-swirl"]  # the fast model's styles carry LoRA: an engine each
+    controls = LiveControls(names)
+    switcher = StyleSwitcher(controls, lambda n, k: load_stylizer("fast", StyleChoice({n: 1.0}, k), CPU),
+                             lambda s, n, k: restyle(s, "fast", StyleChoice({n: 1.0}, k)))
+    controls.next_style()  # woodcut: not built yet, so it takes a background build
+    switcher([photo])
+    assert controls.active == ("mosaic", 1.0)
+    deadline = time.monotonic() + 60
+    while (controls.active != controls.state() or switcher.builds < 3) and time.monotonic() < deadline:
+        switcher([photo])  # woodcut lands, then starry-swirl (its next) is built ahead
+        time.sleep(0.01)
+    assert controls.active == ("woodcut", 1.0) and switcher.builds == 3
+    controls.next_style()
+    switcher([photo])
+    assert controls.active == ("starry-swirl", 1.0)  # the very next frame: it was ready
+
+
 def test_torchscript_bakes_the_style_in(photo):
     frozen = load_stylizer("quality", StyleChoice({"mosaic": 1.0}), EngineConfig(device="cpu", backend="jit"))
     assert frozen.conv_key == ""
