@@ -74,6 +74,7 @@ def ray_session(config: RayConfig) -> Iterator[object]:
     if ray.is_initialized():
         yield ray
         return
+    _check_reachable(config.address)
     try:
         ray.init(address=config.address, num_cpus=config.num_cpus if config.address is None else None,
                  logging_level=logging.WARNING, include_dashboard=False if config.address is None else None,
@@ -84,6 +85,20 @@ def ray_session(config: RayConfig) -> Iterator[object]:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str | None) -> None:
+    """A HOST:PORT that nothing answers on fails here in seconds; ray.init would retry for minutes."""
+    if not address or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise BackendError(f"--ray {address}: give auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except OSError as exc:
+        raise BackendError(f"cannot reach Ray at {address} ({exc.strerror or exc}); is `ray start --head` "
+                           "running there?") from None
 
 
 class ProgressBoard:
@@ -127,7 +142,10 @@ class StylizeWorker:
         return stylize_segment(src, segment, part, self.stylizer, config, self._reporter(key))
 
     def _reporter(self, key) -> Callable[[int], None]:
+        import ray
+
         self.board.start.remote(key)
+        context = ray.get_runtime_context()
         last = 0.0
 
         def report(done: int) -> None:
@@ -136,6 +154,8 @@ class StylizeWorker:
             if now - last >= REPORT_SECONDS:  # fire and forget, a few times a second
                 last = now
                 self.board.update.remote(key, done)
+                if context.is_canceled():  # the driver's Ctrl-C: stop as a local Ctrl-C would, removing the
+                    raise KeyboardInterrupt  # half-written file and the output's lock
 
         return report
 
@@ -208,11 +228,16 @@ class WorkerPool:
         self.actors[self.actors.index(actor)] = fresh
         return fresh
 
-    def stop(self, wait_s: float = 10.0) -> None:
-        """Kill the workers and wait until Ray reports them dead (ray.kill only asks): a call to a dead actor
+    def stop(self, wait_s: float = 10.0, cancel_s: float = 3.0) -> None:
+        """Cancel the calls still running (their workers clean up and stop; cancelled calls are not retried),
+        then kill the workers and wait until Ray reports them dead (ray.kill only asks): a call to a dead actor
         fails, to a live one it waits or answers. A file a worker was renaming into place as the kill came
         may still appear: it is complete, and --skip-existing skips it."""
         ray = self.ray
+        if self.running:
+            for ref in self.running:
+                ray.cancel(ref)
+            ray.wait(list(self.running), num_returns=len(self.running), timeout=cancel_s)
         for actor in [*self.actors, self.board]:
             ray.kill(actor, no_restart=True)
         deadline = time.monotonic() + wait_s
