@@ -334,7 +334,8 @@ def convert_segmented_on_ray(src: str | Path, dst: str | Path, model: str, style
                              config: ConvertConfig, seconds: float, ray_config: RayConfig,
                              progress: Callable[[int, int], None] | None = None) -> ConvertResult:
     """`segments.convert_segmented` with the segments spread over Ray workers; the driver joins them."""
-    src, dst = Path(src).resolve(), Path(dst).resolve()
+    given = Path(dst)
+    src, dst = Path(src).resolve(), given.resolve()  # what every node can open
     started = time.perf_counter()
     check_paths(src, dst)
     check_segmentable(src, dst, config)
@@ -356,4 +357,5 @@ def convert_segmented_on_ray(src: str | Path, dst: str | Path, model: str, style
         if failed is not None:
             raise PipelineError(f"{src}: segment {failed.index} (frames {failed.first}-{failed.stop - 1}) failed: "
                                 f"{_cause(results.get(failed.index))}")
-        return join_into(src, parts, dst, config, sum(totals.values()), started, *frame_size(parts[0]))
+        result = join_into(src, parts, dst, config, sum(totals.values()), started, *frame_size(parts[0]))
+    return replace(result, output=given)
