@@ -134,3 +134,30 @@ def test_a_phone_video_turned_with_a_coarse_time_base(tmp_path, stylizer):
     with av.open(str(joined.output)) as container:
         frame = next(container.decode(video=0))
         assert (frame.width, frame.height) == (96, 160)  # stored upright: the rotation was applied once
+
+
+def test_subtitles_and_metadata_come_once_from_the_source(long_clip, stylizer, tmp_path):
+    srt = tmp_path / "s.srt"
+    srt.write_text("1\n00:00:00,200 --> 00:00:01,000\nBonjour\n\n2\n00:00:02,200 --> 00:00:02,800\nAu revoir\n")
+    src = tmp_path / "with_subs.mkv"
+    with av.open(str(long_clip)) as video, av.open(str(srt)) as subs, av.open(str(src), "w") as out:
+        out.metadata["title"] = "Le film"
+        streams = {s.index: out.add_stream_from_template(s) for s in video.streams}
+        text = out.add_stream_from_template(subs.streams[0])
+        text.metadata["language"] = "fra"
+        for packet in video.demux():
+            if packet.size:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+        for packet in subs.demux():
+            if packet.size:
+                packet.stream = text
+                out.mux(packet)
+    single = convert_file(src, tmp_path / "single.mkv", stylizer, ConvertConfig())
+    joined = convert_segmented(src, tmp_path / "joined.mkv", stylizer, ConvertConfig(), seconds=1.0)
+    assert streams_of(joined.output) == streams_of(single.output)
+    with av.open(str(joined.output)) as made:
+        assert [s.type for s in made.streams] == ["video", "audio", "subtitle"]
+        assert made.metadata.get("title") == "Le film"
+        assert made.streams.subtitles[0].metadata.get("language") == "fra"
+        assert [bytes(p) for p in made.demux(made.streams.subtitles[0]) if p.size] == [b"Bonjour", b"Au revoir"]
