@@ -21,6 +21,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import re
 import secrets
 import socket
 import time
@@ -195,7 +196,7 @@ class WorkerPool:
     def ready(self) -> list[str]:
         """Wait until every worker has built its stylizer; a failure there is one error for all."""
         try:
-            return self.ray.get([actor.ready.remote() for actor in self.actors])
+            return self.ray.get([actor.ready.options(max_task_retries=0).remote() for actor in self.actors])
         except self.ray.exceptions.RayError as exc:
             raise BackendError(f"the Ray workers could not build the stylizer: {_cause(exc)}") from None
 
@@ -256,8 +257,10 @@ def _cause(exc: BaseException) -> str:
     cause = getattr(exc, "cause", None)
     if isinstance(cause, BaseException) and not isinstance(cause, type(exc)):
         return str(cause) if isinstance(cause, RtstyleError) else f"{cause.__class__.__name__}: {cause}"
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-    return f"{exc.__class__.__name__}: {first}"
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if line.strip()]
+    if lines and lines[-1].startswith("rtstyle.errors."):  # a worker's own error, as Ray's traceback ends
+        return lines[-1].split(": ", 1)[-1]
+    return f"{exc.__class__.__name__}: {lines[0] if lines else ''}"
 
 
 def _start_pool(ray, model: str, style, engine: EngineConfig, config: RayConfig, calls: int) -> WorkerPool:
