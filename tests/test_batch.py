@@ -74,3 +74,15 @@ def test_a_glob_and_a_missing_input(tree, tmp_path, capsys):
     code, summary, _ = batch(capsys, f"{tree}/**/*.mp4", "-o", f"{tmp_path / 'g'}/")
     assert summary["done"] == 2 and summary["failed"] == 1
     assert main(["stylize", str(tree / "nope*.mp4"), "-o", f"{tmp_path / 'x'}/"]) == 2
+
+
+def test_ray_without_ray_installed_says_how_to_get_it(tree, tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    assert main(["stylize", str(tree), "-o", f"{tmp_path / 'out'}/", "--ray"]) == 2
+    assert "pip install 'rtstyle[cluster]'" in capsys.readouterr().err
+    # --ray right before an input takes it as an input, not as an address
+    assert main(["stylize", "--ray", str(tree / "a.mp4"), "-o", str(tmp_path / "one.mp4")]) == 2
+    assert "--ray runs a batch" in capsys.readouterr().err

@@ -56,7 +56,8 @@ def json_in(out: str) -> list[dict]:
 
 
 def ray_batch(capsys, *argv) -> tuple[int, dict]:
-    code = main(["stylize", *map(str, argv), "--model", "fast", "--ray", "--json"])
+    # --ray first: it takes the folder after it for its address, and the command gives it back to the inputs
+    code = main(["stylize", "--ray", *map(str, argv), "--model", "fast", "--json"])
     return code, json_in(capsys.readouterr().out)[-1]
 
 

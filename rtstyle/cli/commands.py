@@ -137,6 +137,8 @@ def _convert_segmented(src: Path, dst: Path, args: argparse.Namespace, config: C
 
 def stylize(args: argparse.Namespace) -> int:
     ray = _ray_config(args)
+    if not args.input:
+        raise InputError("nothing to stylize: give a video or image, or several, folders or globs with -o OUTDIR/")
     if getattr(args, "style_schedule", None) and (ray is not None or args.segment_seconds):
         raise InputError("--style-schedule runs in one process: leave out --ray and --segment-seconds")
     if _is_batch(args):

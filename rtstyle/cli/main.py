@@ -133,7 +133,8 @@ def build_parser() -> Parser:
     stylize = sub.add_parser("stylize", help="stylize video and image files, or folders of them",
                              description="Stylize a video (audio, frame rate and timestamps kept) or an image; "
                                          "several inputs, folders or globs with -o OUTDIR/ make a batch.")
-    stylize.add_argument("input", nargs="+", help="video (mp4, mov, mkv, ...) or image (png, jpg, ...); "
+    # nargs="*", checked in the command: `--ray INPUT` takes the input as the address, and gives it back there.
+    stylize.add_argument("input", nargs="*", help="video (mp4, mov, mkv, ...) or image (png, jpg, ...); "
                                                   "or several, folders (searched recursively) and globs")
     stylize.add_argument("-o", "--output", help="output file (default: INPUT_STYLE.EXT beside the input); for a "
                                                 "batch, a folder (OUTDIR/) that mirrors the inputs' names")
