@@ -19,6 +19,7 @@ Without Ray, `convert_segmented` runs the segments one after another in this pro
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import math
@@ -119,9 +120,11 @@ def plan_segments(path: str | Path, seconds: float, preroll: int = 0) -> list[Se
     for n, first in enumerate(starts):
         stop = starts[n + 1] if n + 1 < len(starts) else len(pts)
         start = max(0, first - preroll)
-        seek = max((k for k in key_pts if k <= pts[start]), default=pts[0])
+        at_or_before = bisect.bisect_right(key_pts, pts[start]) - 1
+        seek = key_pts[at_or_before] if at_or_before >= 0 else pts[0]
         stop_pts = pts[stop] if stop < len(pts) else None
-        cut = None if stop_pts is None else next((k for k in key_pts if k > stop_pts), None)
+        after = bisect.bisect_right(key_pts, stop_pts) if stop_pts is not None else len(key_pts)
+        cut = key_pts[after] if after < len(key_pts) else None
         segments.append(Segment(n, first, stop, first - start, pts[start], pts[first], stop_pts, seek, cut,
                                 time_base))
     return segments
@@ -273,13 +276,10 @@ def join_segments(src: str | Path, parts: list[Path], dst: str | Path, config: C
     src, dst = Path(src), Path(dst)
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(av.open(str(src), metadata_errors="ignore"))
-        opened = [stack.enter_context(av.open(str(part))) for part in parts]
+        first = stack.enter_context(av.open(str(parts[0])))
         out = stack.enter_context(av.open(str(dst), "w"))
-        template = opened[0].streams.video[0]
-        for part, container in zip(parts[1:], opened[1:]):
-            if container.streams.video[0].codec_context.extradata != template.codec_context.extradata:
-                raise OutputError(f"{part.name} was encoded with other codec parameters than the first part; "
-                                  "the parts cannot be joined without re-encoding")
+        template = first.streams.video[0]
+        extradata = template.codec_context.extradata
         video = out.add_stream_from_template(template)
         _copy_tags(dict(source.metadata), out.metadata)
         _copy_tags(dict(source.streams.video[0].metadata), video.metadata)
@@ -288,16 +288,20 @@ def join_segments(src: str | Path, parts: list[Path], dst: str | Path, config: C
         others = ((packet, copied[packet.stream.index]) for packet in source.demux(*wanted)) if wanted else iter(())
         pending = next(others, None)
         written = 0
-        for container in opened:
-            for packet in container.demux(container.streams.video[0]):
-                if packet.size == 0:
-                    continue
-                when = float(packet.pts * packet.time_base) if packet.pts is not None else None
-                while pending is not None and (when is None or _starts_by(pending[0], when)):
-                    pending = _mux_copy(out, pending, others)
-                packet.stream = video
-                out.mux(packet)
-                written += 1
+        for part in parts:  # one open at a time: a long film has hundreds of parts
+            with av.open(str(part)) as container:
+                if container.streams.video[0].codec_context.extradata != extradata:
+                    raise OutputError(f"{part.name} was encoded with other codec parameters than the first part; "
+                                      "the parts cannot be joined without re-encoding")
+                for packet in container.demux(container.streams.video[0]):
+                    if packet.size == 0:
+                        continue
+                    when = float(packet.pts * packet.time_base) if packet.pts is not None else None
+                    while pending is not None and (when is None or _starts_by(pending[0], when)):
+                        pending = _mux_copy(out, pending, others)
+                    packet.stream = video
+                    out.mux(packet)
+                    written += 1
         while pending is not None:
             pending = _mux_copy(out, pending, others)
     return written
