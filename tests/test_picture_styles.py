@@ -9,7 +9,7 @@ from PIL import Image
 from rtstyle.api import load_stylizer, restyle
 from rtstyle.cli.main import main
 from rtstyle.config import EngineConfig
-from rtstyle.io.color import LUMA_WEIGHTS
+from rtstyle.io.color import BT601_LUMA
 from rtstyle.model.adapters import Adapter
 from rtstyle.model.arbitrary import picture_adapter, style_predictor
 from rtstyle.model.styles import StyleChoice
@@ -140,7 +140,7 @@ def test_torchscript_bakes_the_style_in(photo):
 
 def chroma(image: np.ndarray) -> np.ndarray:
     rgb = image.astype(np.float64)
-    luma = rgb @ np.array(LUMA_WEIGHTS)
+    luma = rgb @ np.array(BT601_LUMA)
     return np.stack([rgb[..., 2] - luma, rgb[..., 0] - luma], -1)  # B - Y and R - Y: Cb and Cr up to scale
 
 
@@ -153,7 +153,7 @@ def test_preserve_color_keeps_the_content_chroma(model, style, photo, shared_dat
     assert unclipped.mean() > 0.8
     assert np.abs(chroma(kept) - chroma(photo))[unclipped].mean() < 1.5
     assert np.abs(chroma(plain) - chroma(photo)).mean() > 10  # the style alone repaints the colours
-    luma = np.array(LUMA_WEIGHTS)
+    luma = np.array(BT601_LUMA)
     assert np.abs(kept @ luma - plain @ luma)[unclipped].mean() < 1.5  # and its light is the style's
 
 

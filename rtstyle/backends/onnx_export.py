@@ -17,6 +17,7 @@ import io
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -108,4 +109,16 @@ def norms_as_inputs(graph: bytes) -> bytes:
         node.input[:] = [renamed.get(name, name) for name in node.input]
     if not renamed:
         raise BackendError("the exported graph keeps no norm weights as initializers")
+    return model.SerializeToString()
+
+
+def norms_embedded(graph: bytes, norms: dict[str, np.ndarray]) -> bytes:
+    """The inverse of `norms_as_inputs`: a self-contained graph that paints one style (for `rtstyle export`)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_model_from_string(graph)
+    for value in [v for v in model.graph.input if v.name in norms]:
+        model.graph.input.remove(value)
+        model.graph.initializer.append(numpy_helper.from_array(np.asarray(norms[value.name], np.float32), value.name))
     return model.SerializeToString()

@@ -18,9 +18,9 @@ from ..errors import BackendError, RtstyleError
 from ..model.network import StyleNet, pad_to_multiple
 from ..model.spec import is_norm_key
 from .base import Engine, register
-from .cache import default_cache_dir, load_or_build
+from .cache import default_cache_dir, load_or_build, read_cached
 from .onnx_cpu import import_ort
-from .onnx_export import INPUT, OUTPUT, export_onnx, graph_key
+from .onnx_export import INPUT, OUTPUT, export_onnx, graph_key, norms_embedded
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,10 @@ class OnnxRuntimeEngine(Engine):
         if set(norms) != set(self._norms):
             raise BackendError("these norm parameters do not fit this engine's network")
         self._norms = {name: np.ascontiguousarray(values, dtype=np.float32) for name, values in norms.items()}
+
+    def standalone(self) -> bytes:
+        """The cached graph with the current style's norms embedded: a plain .onnx that needs no feeds."""
+        return norms_embedded(read_cached(self.path), self._norms)
 
     def describe(self) -> str:
         return f"onnx/{self.provider} on {self.device} ({str(self.dtype).removeprefix('torch.')})"

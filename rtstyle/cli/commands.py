@@ -357,7 +357,8 @@ def export(args: argparse.Namespace) -> int:
         if out_dir is not None and artefact is not None:
             label = "+".join(Path(name).stem for name in blend)
             target = out_dir / f"{label}-{args.model}{Path(artefact).suffix}"
-            target.write_bytes(read_cached(artefact))  # without the cache's checksum: a plain .onnx / .plan
+            standalone = getattr(stylizer.engine, "standalone", None)  # an ONNX graph takes its style in
+            target.write_bytes(standalone() if standalone else read_cached(artefact))  # a plain .onnx / .plan
     return 0
 
 

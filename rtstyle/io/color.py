@@ -93,8 +93,8 @@ def eight_bit(images: list) -> list:
     return [image if image.dtype.itemsize == 1 else (image >> 8).astype("uint8") for image in images]
 
 
-#: BT.601 luma weights: what "brightness" means when a style's colours are traded for the photo's.
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+#: BT.601 luma weights (R, G, B): what "brightness" means when a style's colours are traded for the photo's.
+BT601_LUMA = (0.299, 0.587, 0.114)
 
 
 def keep_colors(original, stylized, axis: int):
@@ -108,5 +108,5 @@ def keep_colors(original, stylized, axis: int):
     def channel(x, index: int):
         return x[(slice(None),) * axis + (slice(index, index + 1),)]
 
-    shift = sum(w * (channel(stylized, c) - channel(original, c)) for c, w in enumerate(LUMA_WEIGHTS))
+    shift = sum(w * (channel(stylized, c) - channel(original, c)) for c, w in enumerate(BT601_LUMA))
     return original + shift
