@@ -107,6 +107,14 @@ def _base_weights(model: str):
     return read_base(model)
 
 
+def fused_style(model: str | Path, style: StyleChoice):
+    """`style` fused for `model` in numpy: its conv key and its norm parameters (`weights.FusedStyle`)."""
+    from .model.weights import fuse_style
+
+    base = _base_weights(str(model))
+    return fuse_style(base, style.resolve(base.base_id))
+
+
 def restyle(stylizer, model: str | Path, style: StyleChoice) -> bool:
     """Switch `stylizer` to `style` in place when only norm parameters differ; False when it needs a new engine.
 

@@ -1,14 +1,17 @@
 """The one engine of a `rtstyle serve` process, shared by every viewer.
 
-Stylizers are built once per (style, strength) and shared, so a second viewer who picks a style
-the first already uses costs nothing. Every frame of every viewer runs on one engine thread: the
-engine is never asked to run two frames at once (on a CPU they would only fight for the cores, on
-a GPU for the stream), and viewers take turns, since each waits for its frame before sending the
-next. How many viewers the engine can serve is decided at the door (`--max-viewers`), so nobody
-already watching is slowed by a newcomer.
+Stylizers are built once per set of conv weights and shared: every style that differs only in its
+norms (the quality model's styles, strengths, pictures) runs on one engine, each viewer's
+`StyleView` putting its own style's norms in before its frames. Engines that bake the style in
+(TensorRT, TorchScript) are built once per (style, strength) instead. Every frame of every viewer
+runs on one engine thread: the engine is never asked to run two frames at once (on a CPU they
+would only fight for the cores, on a GPU for the stream), and viewers take turns, since each waits
+for its frame before sending the next. How many viewers the engine can serve is decided at the
+door (`--max-viewers`), so nobody already watching is slowed by a newcomer.
 
-Because viewers share stylizers, nothing here may change one in place: the viewers' StyleSwitchers
-are given no `restyle`, and a new (style, strength) is a new stylizer from the cache.
+Because viewers share stylizers, the viewers' StyleSwitchers are given no `restyle` (it would change
+the style for everyone on that engine); a new (style, strength) is a new `StyleView`, a numpy
+fusion of a millisecond or so, over the shared stylizer.
 """
 
 from __future__ import annotations
@@ -53,18 +56,20 @@ class SharedEngine:
 
     def build(self, style: str, strength: float) -> Stylizer:
         """The stylizer for one style at one strength (what StyleSwitcher calls, from any thread)."""
-        from ..api import load_stylizer
+        from ..api import fused_style, load_stylizer
 
-        key = (style, round(strength, 2))
+        choice = StyleChoice({style: 1.0}, round(strength, 2))
+        fused = fused_style(self.model, choice)
         with self._lock:
-            if key in self._built:
-                self._built.move_to_end(key)
-                return self._built[key]
-            stylizer = load_stylizer(self.model, StyleChoice({style: 1.0}, key[1]), self.engine)
-            self._built[key] = stylizer
+            for key in (fused.conv_key, (style, choice.strength)):
+                if key in self._built:
+                    self._built.move_to_end(key)
+                    return StyleView(self._built[key], fused.norms, choice)
+            stylizer = load_stylizer(self.model, choice, self.engine)
+            self._built[fused.conv_key if stylizer.conv_key else (style, choice.strength)] = stylizer
             if len(self._built) > self.KEEP:
                 self._built.popitem(last=False)
-            return stylizer
+            return StyleView(stylizer, fused.norms, choice)
 
     @staticmethod
     def on_gpu(stylizer: Stylizer) -> bool:
@@ -77,6 +82,31 @@ class SharedEngine:
 
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)
+
+
+class StyleView:
+    """One viewer's style on a stylizer that viewers share.
+
+    The style's norm parameters go in before each of this view's batches; every frame runs on the
+    engine thread, so no other view's frame comes between putting them in and running.
+    """
+
+    def __init__(self, stylizer: Stylizer, norms: dict[str, np.ndarray], choice: StyleChoice):
+        self.stylizer = stylizer
+        self.norms = norms if stylizer.conv_key else None  # an engine that bakes the style in is this style
+        name, weight = next(iter(choice.weights().items()))
+        self.description = f"{Path(name).name} {weight:.2f}, {stylizer.describe()}"
+
+    def submit(self, images: list[np.ndarray], after=None, layout: str = "rgb24"):
+        if self.norms is not None:
+            self.stylizer.set_norms(self.norms)
+        return self.stylizer.submit(images, after, layout)
+
+    def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        return self.submit(images).result()
+
+    def __getattr__(self, name: str):
+        return getattr(self.stylizer, name)  # warm_up, make_smoother, device, ...
 
 
 class Thumbnails:
