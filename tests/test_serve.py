@@ -464,3 +464,21 @@ def test_browser_round_trip(server, reference, tmp_path):
         assert p50 < 1500, samples
     finally:
         driver.quit()
+
+
+def test_viewers_share_one_engine_each_with_its_own_style():
+    from rtstyle.api import load_stylizer
+    from rtstyle.config import EngineConfig
+    from rtstyle.model.styles import StyleChoice
+    from rtstyle.serve.engine import SharedEngine
+
+    cpu = EngineConfig(device="cpu")
+    engine = SharedEngine("quality", cpu)
+    picture = (np.random.default_rng(3).random((64, 96, 3)) * 255).astype(np.uint8)
+    first, second = engine.build("mosaic", 1.0), engine.build("woodcut", 0.5)
+    assert first.stylizer is second.stylizer  # one engine: the quality styles differ only in norms
+    for view, choice in ((first, {"mosaic": 1.0}), (second, {"woodcut": 1.0}), (first, {"mosaic": 1.0})):
+        strength = 0.5 if "woodcut" in choice else 1.0
+        expected = load_stylizer("quality", StyleChoice(choice, strength), cpu)([picture])[0]
+        assert np.abs(view([picture])[0].astype(int) - expected).max() <= 1
+    engine.close()
