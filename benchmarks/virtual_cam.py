@@ -157,7 +157,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="rounds of the three runs, interleaved")
     parser.add_argument("--threads", type=int, help="engine threads (default: every core)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the JSON and md")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the md from the JSON in --results")
     args = parser.parse_args()
+    if args.report_only:
+        saved = json.loads((args.results / "virtual_cam_cpu.json").read_text())
+        args.seconds = saved["seconds"]
+        return write_report(args, saved["rows"], "real" in saved["camera"], saved["pyvirtualcam"])
     real = real_device()
     if not real:
         pyvirtualcam.register_backend("v4l2loopback", LoopbackStandIn)
@@ -192,6 +197,9 @@ def write_report(args, rows: list[dict], real: bool, version: str) -> None:
              "the null sink of the reference run); with the preview on, the window (under Xvfb) is drawn first. "
              "Cores: CPU time per second of wall time, this process / everything else on the machine "
              "(/proc/stat); other jobs share these two cores.", "",
+             "On the CPU the stylizer computes while it is submitted, and the runner keeps two batches in "
+             "flight: a frame is handed on only after the next one has been stylized. So the stylize column "
+             "and the latency hold two stylizer calls; 1000 / fps is the time of one.", "",
              "| sink | fps | capture->sink p50 ms | p95 ms | max ms | dropped | stylize ms/frame "
              "| camera send ms | cores: this / others | load avg (1 min) before / after |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
@@ -202,6 +210,10 @@ def write_report(args, rows: list[dict], real: bool, version: str) -> None:
                      f"{r['camera_send_ms'] if r['camera_send_ms'] is not None else '-'} | "
                      f"{r['cpu_cores_used']} / {r['cpu_cores_others']} | "
                      f"{r['loadavg_before'][0]} / {r['loadavg_after'][0]} |")
+    camera_rows = [r for r in rows if r["sink"] != "null sink (reference)"]
+    met = all(r["fps"] >= 25 and r["capture_to_sink_ms"]["p95"] <= 60 for r in camera_rows)
+    lines += ["", f"Target on this CPU (issue 16): virtual camera >= 25 fps at p95 <= 60 ms: "
+                  f"{'met' if met else 'not met'} in these runs."]
     (args.results / "virtual_cam_cpu.md").write_text("\n".join(lines) + "\n")
 
 
