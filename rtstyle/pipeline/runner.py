@@ -120,8 +120,11 @@ def run_stream(source: Source, stylize: Stylizer | FrameFunction, sink: Sink, co
 
         done = False
         while not done:
-            # Live: hand a finished batch on rather than wait for the next frame to arrive.
-            while in_flight and (len(in_flight) >= IN_FLIGHT or (config.live and captured.empty())):
+            # Hand on a batch that is already done (a CPU stylizer's always is: it computes in submit),
+            # so keeping batches in flight never holds a finished frame back by one frame's time; live,
+            # also hand on rather than wait for the next frame to arrive.
+            while in_flight and (len(in_flight) >= IN_FLIGHT or in_flight[0][1].done()
+                                 or (config.live and captured.empty())):
                 finish_oldest()
             batch, done = _collect(stages, captured, config)
             if batch:
