@@ -481,7 +481,13 @@ def serve(args: argparse.Namespace) -> int:
         if not args.cert_file:
             print("rtstyle: warning: browsers give a camera only to https pages and localhost: add --cert-file and "
                   "--key-file, or use an SSH tunnel (ssh -L 8080:localhost:8080 this-machine)", file=sys.stderr)
-    config = ServeConfig(model=args.model, styles=tuple(args.styles.split(",")) if args.styles else (),
+    if args.style_dir:
+        from ..model.arbitrary import pictures_in
+
+        styles = tuple(pictures_in(args.style_dir))
+    else:
+        styles = tuple(args.styles.split(",")) if args.styles else ()
+    config = ServeConfig(model=args.model, styles=styles,
                          style=args.style, strength=args.strength, smooth=args.smooth,
                          smooth_strength=args.smooth_strength, engine=_engine_config(args), host=args.host,
                          port=args.port, token=token, max_viewers=args.max_viewers, cert_file=args.cert_file,

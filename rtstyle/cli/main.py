@@ -281,6 +281,9 @@ def build_parser() -> Parser:
     serve.add_argument("--style", help=f"style shown first (default: {DEFAULT_STYLE})")
     serve.add_argument("--styles", help="comma-separated styles for the picker (default: all built-in styles)")
     serve.add_argument("--strength", type=strength, default=1.0, help="starting strength (default: 1)")
+    serve.add_argument("--style-image", metavar="PICTURE", help="a picture as the style shown first (the arbitrary "
+                                                                "model)")
+    serve.add_argument("--style-dir", help="a folder of pictures for the picker (the arbitrary model)")
     add_engine_options(serve)
     add_smooth_options(serve.add_argument_group("smoothing"))
     return parser
@@ -297,7 +300,7 @@ def resolve_style_arguments(args: argparse.Namespace) -> None:
     style_image = getattr(args, "style_image", None)
     pictures = bool(style_image or getattr(args, "style_dir", None))
     if style_image:
-        if args.style or args.blend:
+        if args.style or getattr(args, "blend", None):
             raise StyleError("give one of --style, --blend and --style-image")
         if "," in style_image or ":" in Path(style_image).name:
             args.blend = style_image
@@ -308,7 +311,7 @@ def resolve_style_arguments(args: argparse.Namespace) -> None:
         from ..model.arbitrary import is_picture
         from ..pipeline.schedule import StyleSchedule
 
-        if args.style or args.blend:
+        if args.style or getattr(args, "blend", None):
             raise StyleError("give either --style-schedule or --style/--blend/--style-image")
         pictures = pictures or any(is_picture(name) for _, name in StyleSchedule.parse(schedule).keys)
     if args.model is None:
