@@ -197,9 +197,8 @@ def write_report(args, rows: list[dict], real: bool, version: str) -> None:
              "the null sink of the reference run); with the preview on, the window (under Xvfb) is drawn first. "
              "Cores: CPU time per second of wall time, this process / everything else on the machine "
              "(/proc/stat); other jobs share these two cores.", "",
-             "On the CPU the stylizer computes while it is submitted, and the runner keeps two batches in "
-             "flight: a frame is handed on only after the next one has been stylized. So the stylize column "
-             "and the latency hold two stylizer calls; 1000 / fps is the time of one.", "",
+             "On the CPU the stylizer computes while it is submitted, and the runner hands a finished batch on "
+             "at once, so the latency holds one stylizer call plus the wait for the camera's next frame.", "",
              "| sink | fps | capture->sink p50 ms | p95 ms | max ms | dropped | stylize ms/frame "
              "| camera send ms | cores: this / others | load avg (1 min) before / after |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
