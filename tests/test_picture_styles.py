@@ -230,3 +230,41 @@ def test_cuda_engines_restyle_in_place_like_a_fresh_build(backend, photo, painti
     assert restyle(stylizer, "arbitrary", StyleChoice({paintings[1]: 0.7}))
     fresh = load_stylizer("arbitrary", StyleChoice({paintings[1]: 0.7}), cuda)
     assert np.abs(stylizer([photo])[0].astype(int) - fresh([photo])[0]).mean() < 0.5
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_the_tensorrt_graph_takes_the_style_as_inputs(precision):
+    """What TensorRT parses (norms as unit InstanceNormalization + Mul + Add of inputs), run by ONNX Runtime."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from rtstyle.backends.onnx_export import export_onnx
+    from rtstyle.model.loader import fuse, load_base
+
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    base = load_base("quality")
+    graph = export_onnx(fuse(base, StyleChoice({"mosaic": 1.0}).resolve("quality")), dtype, norm_inputs=True,
+                        affine=True)
+    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    instance_norms = [n for n in onnx.load_from_string(graph).graph.node if n.op_type == "InstanceNormalization"]
+    assert all(name.startswith("rtstyle.") for n in instance_norms for name in n.input[1:])  # constants only
+    other = fuse(base, StyleChoice({"woodcut": 1.0}, 0.6).resolve("quality"))
+    norms = {k: v.numpy() for k, v in other.state_dict().items() if ".norm." in k}
+    x = np.random.default_rng(0).random((1, 3, 64, 96), dtype=np.float32)
+    out = session.run(None, {"image": x.astype(np.float16 if precision == "fp16" else np.float32), **norms})[0]
+    with torch.no_grad():
+        expected = other.transform(torch.from_numpy(x)).numpy()
+    assert np.abs(out.astype(np.float32) - expected).max() <= (3e-3 if precision == "fp16" else 1e-4)
+
+
+@pytest.mark.gpu
+def test_tensorrt_restyles_in_place(photo):
+    pytest.importorskip("tensorrt")
+    config = EngineConfig(device="cuda", backend="tensorrt")
+    stylizer = load_stylizer("quality", StyleChoice({"mosaic": 1.0}), config)
+    stylizer([photo])
+    assert restyle(stylizer, "quality", StyleChoice({"woodcut": 1.0}, strength=0.6))
+    fresh = load_stylizer("quality", StyleChoice({"woodcut": 1.0}, strength=0.6), EngineConfig(device="cuda",
+                                                                                                backend="torch"))
+    assert np.abs(stylizer([photo])[0].astype(int) - fresh([photo])[0]).mean() < 0.5

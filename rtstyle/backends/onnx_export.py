@@ -66,9 +66,10 @@ def graph_key(net: StyleNet, dtype: torch.dtype, norm_inputs: bool = False) -> s
                      "norm inputs" if norm_inputs else "")
 
 
-def export_onnx(net: StyleNet, dtype: torch.dtype = torch.float32, norm_inputs: bool = False) -> bytes:
+def export_onnx(net: StyleNet, dtype: torch.dtype = torch.float32, norm_inputs: bool = False,
+                affine: bool = False) -> bytes:
     """The graph of `net.transform`; `norm_inputs`: with every norm's weight and bias a float32 graph
-    input named by its state-dict key (see `norms_as_inputs`)."""
+    input named by its state-dict key (see `norms_as_inputs`; `affine` for TensorRT)."""
     try:
         import onnx  # noqa: F401  (the exporter needs it)
     except ImportError:
@@ -85,19 +86,22 @@ def export_onnx(net: StyleNet, dtype: torch.dtype = torch.float32, norm_inputs: 
         torch.onnx.export(module, (example,), buffer, input_names=[INPUT], output_names=[OUTPUT],
                           dynamic_axes={INPUT: axes, OUTPUT: axes}, opset_version=OPSET, dynamo=False,
                           do_constant_folding=True)
-    return norms_as_inputs(buffer.getvalue()) if norm_inputs else buffer.getvalue()
+    return norms_as_inputs(buffer.getvalue(), affine) if norm_inputs else buffer.getvalue()
 
 
-def norms_as_inputs(graph: bytes) -> bytes:
+def norms_as_inputs(graph: bytes, affine: bool = False) -> bytes:
     """The exported graph with the norms' initializers turned into inputs named by their state-dict keys.
 
     The exporter names them after the module it was given (``net.`` from PaddedStyleNet, and
     ``.norm.norm.`` inside an fp16 graph's Float32Norm); the style is then fed with each run.
+    `affine`: each norm becomes a plain InstanceNormalization (constant unit scale, zero shift)
+    followed by Mul and Add of the inputs, for TensorRT, whose parser takes the scale and shift of an
+    InstanceNormalization only as initializers (onnx-tensorrt's importer asserts it).
     """
     import onnx
     from onnx import helper
 
-    model = onnx.load_model_from_string(graph)
+    model = onnx.load_model_from_string(affine_norms(graph) if affine else graph)
     renamed = {}
     for init in list(model.graph.initializer):
         key = init.name.removeprefix("net.").replace(".norm.norm.", ".norm.")
@@ -109,6 +113,37 @@ def norms_as_inputs(graph: bytes) -> bytes:
         node.input[:] = [renamed.get(name, name) for name in node.input]
     if not renamed:
         raise BackendError("the exported graph keeps no norm weights as initializers")
+    return model.SerializeToString()
+
+
+def affine_norms(graph: bytes) -> bytes:
+    """Every InstanceNormalization(x, w, b) as InstanceNormalization(x, 1, 0) * w[c] + b[c] (same arithmetic)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load_model_from_string(graph)
+    inits = {init.name: init for init in model.graph.initializer}
+    channel_shape = "rtstyle.channel_shape"
+    model.graph.initializer.append(numpy_helper.from_array(np.array([1, -1, 1, 1], np.int64), channel_shape))
+    nodes = []
+    for index, node in enumerate(model.graph.node):
+        if node.op_type != "InstanceNormalization":
+            nodes.append(node)
+            continue
+        x, weight, bias = node.input
+        channels = list(inits[weight].dims)
+        ones, zeros = f"rtstyle.unit_scale.{index}", f"rtstyle.zero_shift.{index}"  # constants, not the style
+        model.graph.initializer.extend([numpy_helper.from_array(np.ones(channels, np.float32), ones),
+                                        numpy_helper.from_array(np.zeros(channels, np.float32), zeros)])
+        plain, scale, shift, scaled = (f"{node.output[0]}.{part}" for part in ("plain", "scale", "shift", "scaled"))
+        epsilon = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+        nodes += [helper.make_node("InstanceNormalization", [x, ones, zeros], [plain], epsilon=epsilon),
+                  helper.make_node("Reshape", [weight, channel_shape], [scale]),
+                  helper.make_node("Reshape", [bias, channel_shape], [shift]),
+                  helper.make_node("Mul", [plain, scale], [scaled]),
+                  helper.make_node("Add", [scaled, shift], [node.output[0]])]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
     return model.SerializeToString()
 
 

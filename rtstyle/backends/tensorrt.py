@@ -1,6 +1,6 @@
 """Native TensorRT: build from the ONNX graph, cache the serialized plan, run on torch's stream.
 
-The plan is keyed by the graph's key (fused weights and graph code), precision, shape profile,
+The plan is keyed by the graph's key (fused conv weights and graph code), precision, shape profile,
 TensorRT version and GPU model and compute capability (cache.py), so a cached plan loads without
 exporting anything, and a timing cache per GPU and version makes rebuilds for new styles fast.
 A plan that fails its checksum or fails to deserialize is deleted and rebuilt. One optimisation
@@ -12,6 +12,12 @@ TensorRT 11 builds; BuilderFlag.FP16 is gone there), so FP16 means the fp16 ONNX
 instance norms kept in fp32 (onnx_export.py). The engine's input and output dtypes are read back
 from the built engine, never assumed.
 
+The style's norm parameters are inputs of the plan (`export_onnx(norm_inputs=True, affine=True)`:
+each norm a unit InstanceNormalization followed by Mul and Add of the inputs, since TensorRT's
+ONNX parser takes an InstanceNormalization's scale and shift only as initializers). They live in
+device tensors that `set_norms` overwrites in place, so one plan serves every style that differs
+only in its norms.
+
 Not verified on real hardware yet: no TensorRT wheel was available on the machines this was
 written on (see benchmarks/results/ for what has been measured).
 """
@@ -20,11 +26,13 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import torch
 
 from ..config import EngineConfig
 from ..errors import BackendError
 from ..model.network import StyleNet, pad_to_multiple
+from ..model.spec import is_norm_key
 from .base import Engine, register
 from .cache import cache_key, default_cache_dir, load_or_build, seal, unseal, write_atomic
 from .onnx_export import INPUT, OUTPUT, export_onnx, graph_key
@@ -42,6 +50,7 @@ def import_trt():
 
 class TensorRTEngine(Engine):
     name = "tensorrt"
+    takes_norms = True
 
     def __init__(self, net: StyleNet, device: torch.device, dtype: torch.dtype, config: EngineConfig):
         if device.type != "cuda":
@@ -56,14 +65,19 @@ class TensorRTEngine(Engine):
         self.gpu = f"{props.name} sm_{props.major}{props.minor}"
         profile = {"max_batch": config.max_batch, "min_side": config.min_side, "max_side": config.max_side,
                    "opt": list(config.opt_shape)}
-        key = cache_key(graph_key(net, dtype), self.precision, profile, trt.__version__, self.gpu)
+        key = cache_key(graph_key(net, dtype, norm_inputs=True), "affine norms", self.precision, profile,
+                        trt.__version__, self.gpu)
         cache = default_cache_dir()
         self.path = cache / f"trt-{key}.plan"
         self._timing_cache = cache / f"trt-timing-{cache_key(trt.__version__, self.gpu)}.cache"
         with torch.cuda.device(device):
-            self.engine = load_or_build(self.path, self._deserialize, lambda: self._build(export_onnx(net, dtype)),
-                                        "TensorRT engine")
+            def build() -> bytes:
+                return self._build(export_onnx(net, dtype, norm_inputs=True, affine=True))
+
+            self.engine = load_or_build(self.path, self._deserialize, build, "TensorRT engine")
             self.context = self.engine.create_execution_context()
+            self._norms = {name: tensor.detach().float().to(device).contiguous()
+                           for name, tensor in net.state_dict().items() if is_norm_key(name)}
         self.dtype = self._tensor_dtype(INPUT)
         self._output_dtype = self._tensor_dtype(OUTPUT)
 
@@ -73,6 +87,13 @@ class TensorRTEngine(Engine):
         if found not in dtypes:
             raise BackendError(f"the TensorRT engine's {name!r} is {found}, expected float or half")
         return dtypes[found]
+
+    def set_norms(self, norms: dict[str, np.ndarray]) -> None:
+        if set(norms) != set(self._norms):
+            raise BackendError("these norm parameters do not fit this engine's network")
+        with torch.no_grad():  # queued on the current stream, after the batches already submitted
+            for name, values in norms.items():
+                self._norms[name].copy_(torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)))
 
     def describe(self) -> str:
         return f"tensorrt on {self.device} ({self.precision})"
@@ -131,6 +152,8 @@ class TensorRTEngine(Engine):
         self.context.set_input_shape(INPUT, tuple(padded.shape))
         self.context.set_tensor_address(INPUT, padded.data_ptr())
         self.context.set_tensor_address(OUTPUT, out.data_ptr())
+        for name, values in self._norms.items():
+            self.context.set_tensor_address(name, values.data_ptr())
         if not self.context.execute_async_v3(torch.cuda.current_stream(self.device).cuda_stream):
             raise BackendError("TensorRT execution failed")
         return out[..., :height, :width]
