@@ -105,6 +105,13 @@ def test_committed_template_equals_a_fresh_export(model):
     assert not has_template(model, BUILTIN_SPECS["quality" if model == "fast" else "fast"])
 
 
+@pytest.mark.parametrize("model", [*MODELS, "arbitrary"])
+def test_committed_styled_template_is_the_template_with_norm_inputs(model):
+    from rtstyle.model.templates import make_styled_graph, styled_graph
+
+    assert styled_graph(model) == make_styled_graph(template_path(model).read_bytes())
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_template_with_fused_weights_runs_like_the_torch_network(model):
     import onnxruntime as ort
@@ -137,7 +144,24 @@ def test_the_lean_model_modules_do_not_import_torch():
             "from rtstyle.model.templates import template_bytes\n"
             "from rtstyle.model.weights import fuse_weights, read_base\n"
             "template_bytes('fast', fuse_weights(read_base('fast'), StyleChoice().resolve('fast')))\n"
+            "from rtstyle.api import load_stylizer\n"
+            "from rtstyle.config import EngineConfig\n"
+            "load_stylizer('quality', StyleChoice(), EngineConfig(device='cpu'))\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_lean_path_does_not_import_onnx_either():
+    """A photo's start: the lean path reads committed graph bytes, with no protobuf rewritten (50 ms of import)."""
+    code = ("import sys, numpy as np\n"
+            "from rtstyle.api import load_stylizer, restyle\n"
+            "from rtstyle.config import EngineConfig\n"
+            "from rtstyle.model.styles import StyleChoice\n"
+            "s = load_stylizer('quality', StyleChoice({'mosaic': 1.0}), EngineConfig(device='cpu'))\n"
+            "s([np.zeros((32, 48, 3), np.uint8)])\n"
+            "assert restyle(s, 'quality', StyleChoice({'woodcut': 1.0}))\n"
+            "assert 'onnx' not in sys.modules and 'torch' not in sys.modules, 'onnx or torch was imported'\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
 

@@ -10,6 +10,9 @@ The exporter names the weights after the module it was given (`PaddedStyleNet`, 
 ``net.`` prefix); the prefix is taken off here. Constant folding does not touch the weights
 (they are graph inputs of Conv and InstanceNormalization), which `template_model` checks.
 
+Beside each template it writes `<base>.styled.onnx`, the same graph with the norms as inputs (the
+lean path's graph: the style is fed per batch).
+
 Run: python tools/build_onnx_templates.py  (deterministic, a few seconds; rerun after changing
 network.py or onnx_export.py, and commit the .onnx files)
 """
@@ -26,7 +29,7 @@ import onnx
 from rtstyle.backends.onnx_export import export_onnx
 from rtstyle.model.loader import load_base
 from rtstyle.model.network import BUILTIN_SPECS, StyleNet
-from rtstyle.model.templates import SPEC_KEY, index_path, template_path
+from rtstyle.model.templates import SPEC_KEY, index_path, make_styled_graph, styled_template_path, template_path
 
 log = logging.getLogger("build_onnx_templates")
 PREFIX = "net."  # PaddedStyleNet's name for the wrapped StyleNet
@@ -77,6 +80,7 @@ def main() -> None:
         index = {"spec": base.spec.to_json(),
                  "initializers": {init.name: list(init.dims) for init in model.graph.initializer}}
         path.write_bytes(weightless(model, f"{base_id}.weights").SerializeToString())
+        styled_template_path(base_id).write_bytes(make_styled_graph(path.read_bytes()))
         index_path(base_id).write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
         log.info("%s: %d nodes, %d initializers, %d bytes -> %s", base_id, len(model.graph.node),
                  len(model.graph.initializer), path.stat().st_size, path)
