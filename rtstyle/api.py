@@ -121,18 +121,15 @@ def restyle(stylizer, model: str | Path, style: StyleChoice) -> bool:
     A built-in style, blend, strength or picture of the same base costs a fusion in numpy (about a
     millisecond) and no engine build; a LoRA adapter that changes conv weights does not fit.
     """
-    from .model.weights import conv_key, fuse_style
-
     current = getattr(stylizer, "conv_key", "")
     if not current:
         return False
-    base = _base_weights(str(model))
-    styles = style.resolve(base.base_id)
-    if conv_key(base, styles) != current:
+    fused = fused_style(model, style)
+    if fused.conv_key != current:
         return False
-    stylizer.set_norms(fuse_style(base, styles).norms)
+    stylizer.set_norms(fused.norms)
     stylizer.preserve_color = style.preserve_color
-    stylizer.description = _description(base.base_id, style, stylizer.describe())
+    stylizer.description = _description(_base_weights(str(model)).base_id, style, stylizer.describe())
     return True
 
 
