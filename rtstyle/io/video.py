@@ -302,7 +302,9 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | Path, info: VideoInfo, crf: int = 18, preset: str = "veryfast",
-                 copy_audio: bool = True, codec: str | None = None, pix_fmt: str | None = None):
+                 copy_audio: bool = True, codec: str | None = None, pix_fmt: str | None = None,
+                 options: dict[str, str] | None = None):
+        """`options`: encoder options on top of `encoder_options` (what a segment's part needs)."""
         import av
 
         codec = codec or default_codec(Path(path))
@@ -327,7 +329,7 @@ class VideoWriter:
                 info.color.matrix, info.color.primaries, info.color.transfer)
             context.color_range = FULL if info.color.full_range else LIMITED
             self._swscale = info.color.swscale()
-            stream.options = encoder_options(codec, crf, preset)
+            stream.options = {**encoder_options(codec, crf, preset), **(options or {})}
             # AVI counts frames, not time: given the input's time base it claimed 2400 frames at
             # 600 fps for a 120-frame clip (measured), so there timestamps become frame numbers.
             self._time_base = 1 / Fraction(info.rate) if self._out.format.name == "avi" else info.time_base
