@@ -61,7 +61,10 @@ def xserver():
         pytest.skip("this OpenCV has no windows (opencv-python-headless)")
     read, write = os.pipe()
     server = subprocess.Popen(["Xvfb", f":{_free_display()}", "-displayfd", str(write), "-screen", "0",
-                               f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"], pass_fds=(write,),
+                               f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp",
+                               # without it the server resets when its last client leaves, and a
+                               # connection made during the reset is dropped (seen once in CI)
+                               "-noreset"], pass_fds=(write,),
                               stderr=subprocess.DEVNULL)
     os.close(write)
     try:
