@@ -32,6 +32,21 @@ def clip(tmp_path_factory) -> Path:
     return write_clip(tmp_path_factory.mktemp("clips") / "clip.mp4", seconds=2.0, width=160, height=96, fps=24)
 
 
+@pytest.fixture
+def tree(tmp_path, shared_data) -> Path:
+    """A folder for batches: two clips (one in a subfolder), a photo, a broken video, and a non-media file."""
+    from PIL import Image
+
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    write_clip(src / "a.mp4", seconds=1.0, width=160, height=96, fps=24)
+    write_clip(src / "sub" / "b.mp4", seconds=1.0, width=160, height=96, fps=24)
+    Image.open(shared_data / "content" / "kodim01.png").resize((120, 80)).save(src / "sub" / "photo.png")
+    (src / "sub" / "broken.mp4").write_bytes(b"not a video at all")
+    (src / "notes.txt").write_text("not media: not picked up")
+    return src
+
+
 @pytest.fixture(scope="session")
 def fast_stylizer():
     from rtstyle.api import load_stylizer

@@ -4,24 +4,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from rtstyle.cli.main import main
-from rtstyle.io.synthetic import write_clip
-
-
-@pytest.fixture
-def tree(tmp_path, shared_data):
-    src = tmp_path / "in"
-    (src / "sub").mkdir(parents=True)
-    write_clip(src / "a.mp4", seconds=1.0, width=160, height=96, fps=24)
-    write_clip(src / "sub" / "b.mp4", seconds=1.0, width=160, height=96, fps=24)
-    from PIL import Image
-
-    Image.open(shared_data / "content" / "kodim01.png").resize((120, 80)).save(src / "sub" / "photo.png")
-    (src / "sub" / "broken.mp4").write_bytes(b"not a video at all")
-    (src / "notes.txt").write_text("not media: not picked up")
-    return src
 
 
 def batch(capsys, *argv) -> tuple[int, dict, str]:

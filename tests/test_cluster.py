@@ -33,19 +33,6 @@ def local_ray():
     ray.shutdown()
 
 
-@pytest.fixture
-def tree(tmp_path, shared_data):
-    src = tmp_path / "in"
-    (src / "sub").mkdir(parents=True)
-    write_clip(src / "a.mp4", seconds=1.0, width=160, height=96, fps=24)
-    write_clip(src / "sub" / "b.mp4", seconds=1.0, width=160, height=96, fps=24)
-    from PIL import Image
-
-    Image.open(shared_data / "content" / "kodim01.png").resize((120, 80)).save(src / "sub" / "photo.png")
-    (src / "sub" / "broken.mp4").write_bytes(b"not a video at all")
-    return src
-
-
 def json_in(out: str) -> list[dict]:
     """The JSON documents printed, one per command. Ray prints its "task will be retried" notes on stdout from a
     thread of its own; the CLI sends them to stderr while it runs Ray, but those about an earlier test's workers
@@ -110,19 +97,25 @@ def test_an_interrupted_batch_resumes(tree, tmp_path, capsys):
     assert not [p for p in out.rglob("*") if PARTIAL in p.name or LOCK in p.name]
 
 
-def test_a_worker_killed_mid_file_is_restarted_and_the_file_retried(tmp_path, monkeypatch):
-    src = tmp_path / "in"
-    src.mkdir()
-    for name in "abcd":
-        write_clip(src / f"{name}.mp4", seconds=2.0, width=160, height=96, fps=24)
-    pools = []
+@pytest.fixture
+def pools(monkeypatch) -> list:
+    """The batch's worker pools, recorded as they are made (the tests kill their actors)."""
+    made = []
 
     class RecordedPool(cluster.WorkerPool):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            pools.append(self)
+            made.append(self)
 
     monkeypatch.setattr(cluster, "WorkerPool", RecordedPool)
+    return made
+
+
+def test_a_worker_killed_mid_file_is_restarted_and_the_file_retried(tmp_path, pools):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in "abcd":
+        write_clip(src / f"{name}.mp4", seconds=2.0, width=160, height=96, fps=24)
     killed = []
 
     def kill_every_worker_once(done: int, total: int) -> None:
@@ -141,19 +134,11 @@ def test_a_worker_killed_mid_file_is_restarted_and_the_file_retried(tmp_path, mo
     assert all(is_complete(job) for job in jobs)
 
 
-def test_a_file_that_kills_its_worker_every_time_fails_and_the_batch_goes_on(tmp_path, monkeypatch):
+def test_a_file_that_kills_its_worker_every_time_fails_and_the_batch_goes_on(tmp_path, pools):
     src = tmp_path / "in"
     src.mkdir()
     for name, seconds in (("a", 4.0), ("b", 1.0), ("c", 1.0)):  # a: long enough to be caught on every try
         write_clip(src / f"{name}.mp4", seconds=seconds, width=160, height=96, fps=24)
-    pools = []
-
-    class RecordedPool(cluster.WorkerPool):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            pools.append(self)
-
-    monkeypatch.setattr(cluster, "WorkerPool", RecordedPool)
     killed_on = set()
 
     def kill_whoever_has_the_first_file(done: int, total: int) -> None:
