@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from .config import SMOOTH_STRENGTH, ConvertConfig, EngineConfig
-from .errors import InputError
+from .errors import InputError, StyleError
 from .io.sinks import NullSink, PreviewSink, Sink, TeeSink, Window
 from .io.sources import Source
 from .model.styles import StyleChoice, builtin_styles
@@ -138,11 +138,15 @@ def load_scheduled_stylizer(model: str | Path, schedule: StyleSchedule, strength
     """One engine whose style follows `schedule` along a video (see pipeline/schedule.py)."""
     first = StyleChoice(schedule.blend_at(0.0), strength, preserve_color)
     stylizer = load_stylizer(model, first, engine)
-
-    def apply(blend: dict[str, float]) -> bool:
-        return restyle(stylizer, model, StyleChoice(blend, strength, preserve_color))
-
-    scheduled = ScheduledStylizer(stylizer, schedule, apply)
+    norms = {}
+    for _, name in schedule.keys:  # every style loads, fits and is fused before the first frame
+        fused = fused_style(model, StyleChoice({name: 1.0}, strength))
+        if not stylizer.conv_key or fused.conv_key != stylizer.conv_key:
+            raise StyleError(f"{name!r} needs an engine of its own (a LoRA adapter, or an engine that bakes the "
+                             "style in), so it cannot be scheduled; use built-in styles of the quality model or "
+                             "pictures, on the CPU, torch, compile, onnx or tensorrt backends")
+        norms[name] = fused.norms
+    scheduled = ScheduledStylizer(stylizer, schedule, norms)
     names = " -> ".join(f"{Path(name).name} at {at:g} s" for at, name in schedule.keys)
     stylizer.description = f"{_base_weights(str(model)).base_id} model, {names}, {stylizer.describe()}"
     return scheduled

@@ -1,17 +1,19 @@
 """Styles that move along a video's timeline: `--style-schedule "0:mosaic,8:starry-swirl,12:b.jpg"`.
 
 Between two keys the style is their blend, weighted by how far the frame lies between them, so
-the look changes smoothly. That is cheap because the style is an input of the engine: each batch
-gets its interpolated norm parameters (`api.restyle`), with no engine rebuilt. So every style in a
-schedule must differ from the others in its norms only (the built-in styles of the quality model,
-or pictures with the arbitrary model), which `ScheduledStylizer` checks before the first frame.
+the look changes smoothly. That is cheap because the style is an input of the engine: each key's
+norm parameters are fused once, before the first frame, and each batch gets their weighted sum
+(`set_norms`), with no engine rebuilt and no file read. So every style in a schedule must differ
+from the others in its norms only (the built-in styles of the quality model, or pictures with the
+arbitrary model), which `api.load_scheduled_stylizer` checks.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from ..errors import StyleError
 from .pending import Stylizer
@@ -56,27 +58,27 @@ class StyleSchedule:
 class ScheduledStylizer:
     """A stylizer whose style follows a schedule: set from each batch's first frame time, in place.
 
-    `apply(blend)` puts a blend's norm parameters into the wrapped stylizer and returns False when
-    the blend would need another engine (a LoRA adapter among the styles).
+    `norms` holds each key's fused norm parameters. A blend's are their weighted sum, exactly as
+    fusing the blend would give, since norm adapters add linearly and a blend's weights sum to 1.
     """
 
-    def __init__(self, stylizer: Stylizer, schedule: StyleSchedule, apply: Callable[[dict[str, float]], bool]):
+    def __init__(self, stylizer: Stylizer, schedule: StyleSchedule, norms: dict[str, dict[str, np.ndarray]]):
         self.stylizer = stylizer
         self.schedule = schedule
-        self.apply = apply
-        for _, name in schedule.keys:  # every style loads and fits before the first frame
-            if not apply({name: 1.0}):
-                raise StyleError(f"{name!r} changes the network's convolutions, so it cannot be scheduled "
-                                 "with other styles; use built-in styles of one model, or pictures")
+        self.norms = norms
         self._blend: dict[str, float] | None = None
         self.before_batch(0.0)
 
     def before_batch(self, seconds: float) -> None:
         blend = {name: round(w, 3) for name, w in self.schedule.blend_at(seconds).items()}
-        if blend != self._blend:
-            self.apply(blend)
-            self._blend = blend
-            log.debug("style at %.2f s: %s", seconds, blend)
+        if blend == self._blend:
+            return
+        total = sum(blend.values())
+        keys = self.norms[next(iter(blend))]
+        self.stylizer.set_norms({key: sum(w / total * self.norms[name][key] for name, w in blend.items())
+                                 for key in keys})
+        self._blend = blend
+        log.debug("style at %.2f s: %s", seconds, blend)
 
     def __getattr__(self, name: str):
         return getattr(self.stylizer, name)  # submit, warm_up, make_smoother, description, ...
