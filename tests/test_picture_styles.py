@@ -194,6 +194,10 @@ def test_bad_schedules_are_one_line(tmp_path, clip, capsys):
         assert main(["stylize", str(clip), "-o", out, "--style-schedule", schedule, "-q"]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
+    # The fast model's styles carry LoRA adapters on their convs: each needs an engine of its own.
+    assert main(["stylize", str(clip), "-o", out, "--model", "fast", "--style-schedule", "0:mosaic,1:woodcut"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot be scheduled" in err and len(err.splitlines()) == 1, err
 
 
 def test_bad_pictures_are_one_clear_line(tmp_path, photo, capsys):
