@@ -52,6 +52,7 @@ class SharedEngine:
         self.engine = engine
         self._built: OrderedDict[tuple[str, float], Stylizer] = OrderedDict()
         self._lock = threading.Lock()  # one build at a time: two viewers asking for one style build it once
+        self._painting: dict[int, StyleView] = {}  # id(shared stylizer) -> the view whose norms it holds
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="rtstyle-engine")
 
     def build(self, style: str, strength: float) -> Stylizer:
@@ -64,12 +65,12 @@ class SharedEngine:
             for key in (fused.conv_key, (style, choice.strength)):
                 if key in self._built:
                     self._built.move_to_end(key)
-                    return StyleView(self._built[key], fused.norms, choice)
+                    return StyleView(self._built[key], fused.norms, choice, self._painting)
             stylizer = load_stylizer(self.model, choice, self.engine)
             self._built[fused.conv_key if stylizer.conv_key else (style, choice.strength)] = stylizer
             if len(self._built) > self.KEEP:
                 self._built.popitem(last=False)
-            return StyleView(stylizer, fused.norms, choice)
+            return StyleView(stylizer, fused.norms, choice, self._painting)
 
     @staticmethod
     def on_gpu(stylizer: Stylizer) -> bool:
@@ -87,19 +88,23 @@ class SharedEngine:
 class StyleView:
     """One viewer's style on a stylizer that viewers share.
 
-    The style's norm parameters go in before each of this view's batches; every frame runs on the
+    The style's norm parameters go in before this view's batches whenever another view's were put in
+    since (on a GPU that is a copy to the device, so not on every frame); every frame runs on the
     engine thread, so no other view's frame comes between putting them in and running.
     """
 
-    def __init__(self, stylizer: Stylizer, norms: dict[str, np.ndarray], choice: StyleChoice):
+    def __init__(self, stylizer: Stylizer, norms: dict[str, np.ndarray], choice: StyleChoice,
+                 painting: dict[int, StyleView]):
         self.stylizer = stylizer
         self.norms = norms if stylizer.conv_key else None  # an engine that bakes the style in is this style
+        self._painting = painting
         name, weight = next(iter(choice.weights().items()))
         self.description = f"{Path(name).name} {weight:.2f}, {stylizer.describe()}"
 
     def submit(self, images: list[np.ndarray], after=None, layout: str = "rgb24"):
-        if self.norms is not None:
+        if self.norms is not None and self._painting.get(id(self.stylizer)) is not self:
             self.stylizer.set_norms(self.norms)
+            self._painting[id(self.stylizer)] = self
         return self.stylizer.submit(images, after, layout)
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
