@@ -156,8 +156,8 @@ class OnnxCpuStylizer:
             out = np.stack([self._tiler()(image, as_float=True) for image in images])
         else:
             out = self._run(to_batch(images)).transpose(0, 2, 3, 1)
-        if self.preserve_color:
-            out = keep_colors(to_batch(images).transpose(0, 2, 3, 1), out, axis=3)
+        if self.preserve_color:  # the inputs as floats, laid out like `out` (N x H x W x 3)
+            out = keep_colors(np.stack(images).astype(np.float32) * np.float32(1 / top), out, axis=3)
         if after is not None:
             out = after(eight_bit(images), np.ascontiguousarray(out))  # OpenCV wants contiguous frames
         frames = (np.clip(out, 0.0, 1.0) * top + 0.5).astype(depth)
