@@ -78,6 +78,8 @@ class TensorRTEngine(Engine):
             self.context = self.engine.create_execution_context()
             self._norms = {name: tensor.detach().float().to(device).contiguous()
                            for name, tensor in net.state_dict().items() if is_norm_key(name)}
+            for name, values in self._norms.items():  # fixed addresses: set_norms writes into these tensors
+                self.context.set_tensor_address(name, values.data_ptr())
         self.dtype = self._tensor_dtype(INPUT)
         self._output_dtype = self._tensor_dtype(OUTPUT)
 
@@ -152,8 +154,6 @@ class TensorRTEngine(Engine):
         self.context.set_input_shape(INPUT, tuple(padded.shape))
         self.context.set_tensor_address(INPUT, padded.data_ptr())
         self.context.set_tensor_address(OUTPUT, out.data_ptr())
-        for name, values in self._norms.items():
-            self.context.set_tensor_address(name, values.data_ptr())
         if not self.context.execute_async_v3(torch.cuda.current_stream(self.device).cuda_stream):
             raise BackendError("TensorRT execution failed")
         return out[..., :height, :width]

@@ -187,7 +187,6 @@ class StyleSwitcher:
         for step in (1, -1):
             key = self.controls.neighbour(step)
             if key not in self._built:
-                self._needs_engines.add(key)
                 self._pending = BackgroundBuild(key, self.build, self._shape)
                 return
 
