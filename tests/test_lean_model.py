@@ -127,6 +127,30 @@ def test_template_with_fused_weights_runs_like_the_torch_network(model):
     assert np.abs(ours - expected).max() <= 1e-4
 
 
+@pytest.mark.parametrize("model", [*MODELS, "arbitrary"])
+def test_cpu_rewrites_leave_the_output_alone(model):
+    """The template's sub-pixel and space-to-depth convs (backends/onnx_rewrites.py) against the
+    plain export of the same weights, at sides that are multiples of 4 but not of 8 or 16, and tiny."""
+    import onnx
+    import onnxruntime as ort
+
+    from rtstyle.backends.onnx_export import export_onnx
+
+    base = load_base(model)
+    rewritten = onnx.load_from_string(template_bytes(model, {k: t.numpy() for k, t in base.state.items()}))
+    ops = [node.op_type for node in rewritten.graph.node]
+    assert "Resize" not in ops and ops.count("DepthToSpace") == len(base.spec.expand) + 1 and "SpaceToDepth" in ops
+    plain = ort.InferenceSession(export_onnx(base.build()), providers=["CPUExecutionProvider"])
+    ours = ort.InferenceSession(rewritten.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    for shape in [(2, 3, 68, 100), (1, 3, 16, 16), (1, 3, 36, 20)]:
+        x = rng.random(shape, dtype=np.float32)
+        expected = plain.run(None, {"image": x})[0]
+        got = ours.run(None, {"image": x})[0]
+        assert got.shape == expected.shape == shape
+        assert np.abs(got - expected).max() <= 1e-5, shape
+
+
 def test_template_refuses_weights_that_do_not_fit():
     state = read_base("fast").state
     with pytest.raises(InputError, match="does not fit"):
