@@ -5,7 +5,8 @@ most, each inside the time left (`--budget`), and the summary is rewritten after
 so a call cut short still brings back everything finished before the cut.
 
 Sections:
-- engines: model-only fps at 1080p batch 8 and 720p batch 1, per model, engine and precision, on
+- engines: model-only fps at 1080p batch 8 and 720p batch 1, per model, engine and precision (and
+  `compile` with the outer convs in space-to-depth form, an experiment: compile-s2d4, compile-s2d2), on
   eight real photos (shared/data/content) already on the GPU; warm-up (compilation, CUDA graph
   capture, cuDNN's choices) outside the timed region; CUDA-synchronised wall time.
 - parity: each engine's output on those photos against eager fp32 with TF32 off; fp16 engines on
@@ -47,7 +48,10 @@ DATA = ROOT / ".." / "shared" / "data"
 STYLE = "starry-swirl"
 # "compile-autotune": the compiled engine with Inductor's Triton convolution templates timed against
 # cuDNN's (max_autotune), for the A/B in one run.
-ENGINES = [("torch", "fp32"), ("torch", "fp16"), ("compile", "fp16"), ("compile-autotune", "fp16")]
+# compile-s2d4 / -s2d2: the compiled engine on the network with its outer convs in space-to-depth form
+# (rtstyle/backends/torch_rewrites.py), against plain `compile` in the same run.
+ENGINES = [("torch", "fp32"), ("torch", "fp16"), ("compile", "fp16"), ("compile-s2d4", "fp16"),
+           ("compile-s2d2", "fp16"), ("compile-autotune", "fp16")]
 log = logging.getLogger("gpu_bench")
 
 
@@ -110,6 +114,10 @@ def photos(s: Session, width: int, height: int, count: int = 8) -> torch.Tensor:
 
 
 def build(s: Session, net, backend: str, precision: str):
+    if backend.startswith("compile-s2d"):
+        from rtstyle.backends.torch_rewrites import outer_convs_space_to_depth
+
+        net, backend = outer_convs_space_to_depth(net, int(backend.removeprefix("compile-s2d"))), "compile"
     if backend == "compile-autotune":
         from rtstyle.backends.base import resolve_dtype
         from rtstyle.backends.compiled import CompiledEngine

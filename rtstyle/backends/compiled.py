@@ -106,9 +106,10 @@ class CompiledEngine(Engine):
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         # Norms swapped while the weights are still fp32, so their parameters never pass through fp16.
         net = with_float32_norms(copy.deepcopy(net)).to(device).eval()
-        for module in net.modules():
-            if isinstance(module, nn.Conv2d):
-                module.to(dtype)
+        for module in net.modules():  # every weight but the norms' (convs, and rewritten convs)
+            if not isinstance(module, Float32StatsInstanceNorm):
+                for parameter in module.parameters(recurse=False):
+                    parameter.data = parameter.data.to(dtype)
         self.eager = net.to(memory_format=torch.channels_last)
         # autotune: Inductor times Triton convolution templates against cuDNN's per shape (slow to build).
         options = {"max_autotune": True, "max_autotune_conv_backends": "ATEN,TRITON"} if config.autotune else None
