@@ -87,7 +87,7 @@ def _load_lean(model: str | Path, style: StyleChoice, engine: EngineConfig):
     _, checked = filled_template(base.base_id, {**fused.convs, **fused.norms})  # names and shapes
     convs = {name: array for name, array in checked.items() if not is_norm_key(name)}
     stylizer = OnnxCpuStylizer(styled_graph(base.base_id), convs, "", base.base_id, threads=engine.threads,
-                               norms=fused.norms, conv_key=fused.conv_key)
+                               norms=fused.norms, conv_key=fused.conv_key, parallel_frames=engine.parallel_frames)
     stylizer.preserve_color = style.preserve_color
     stylizer.description = _description(base.base_id, style, stylizer.describe())
     return stylizer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 BACKENDS = ("auto", "torch", "jit", "compile", "onnx", "tensorrt")
@@ -21,6 +22,13 @@ def check_smooth_strength(strength: float) -> float:
     return strength
 
 
+def file_parallel_frames() -> int:
+    """Frames the lean CPU path computes at once for files (`--parallel-frames`): two, on two cores
+    or more. A 640x360 clip, whole process on 2 cores: 1.17x (quality) and 1.2x (fast) the fps of one
+    at a time, for about 100 MB more memory. Live streams keep one: each frame would wait ~35 ms longer."""
+    return min(2, os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """How the fused network runs."""
@@ -32,6 +40,8 @@ class EngineConfig:
     # H100 at 1080p batch 8: +3% (quality) / +4% (fast) fps for 17-33 s more warm-up per new shape.
     autotune: bool = False
     threads: int | None = None  # CPU threads of the engine (--threads); None: every core
+    # Lean CPU path (--parallel-frames): frames computed at once, each on its share of the threads.
+    parallel_frames: int = 1
     # Shape range for engines built ahead of time (TensorRT profiles). Both sides share one
     # range so portrait and landscape frames fit the same profile.
     max_batch: int = 8

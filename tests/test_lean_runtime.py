@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,49 @@ def test_threads_reach_the_engine():
 
     stylizer = load_stylizer("fast", None, EngineConfig(device="cpu", threads=1))
     assert stylizer.session.session.get_session_options().intra_op_num_threads == 1
+
+
+def random_frames(count: int, seed: int, height: int = 64, width: int = 96) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def test_parallel_frames_give_the_frames_of_one_at_a_time_in_order():
+    """Two frames computing at once: every batch comes back as it would alone, and the smoother
+    (stateful, run when the pixels are asked for) sees them in the order they were submitted."""
+    from rtstyle.api import load_stylizer
+
+    one = load_stylizer("fast", None, EngineConfig(device="cpu", threads=1))
+    two = load_stylizer("fast", None, EngineConfig(device="cpu", parallel_frames=2))
+    assert two.parallel_frames == 2 and two.session.session.get_session_options().intra_op_num_threads >= 1
+    batches = [random_frames(2, seed) for seed in range(6)]
+    smooth_one, smooth_two = one.make_smoother("ema", 0.7), two.make_smoother("ema", 0.7)
+    expected = [one.submit(b, smooth_one.apply_batch).result() for b in batches]
+    pending = [two.submit(b, smooth_two.apply_batch) for b in batches]  # all in flight before any result
+    for want, waiting in zip(expected, pending):
+        for a, b in zip(want, waiting.result()):
+            assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_a_style_set_after_a_parallel_submit_does_not_reach_that_batch():
+    from rtstyle.api import fused_style, load_stylizer
+
+    mosaic, woodcut = StyleChoice({"mosaic": 1.0}), StyleChoice({"woodcut": 1.0})
+    stylizer = load_stylizer("quality", mosaic, EngineConfig(device="cpu", parallel_frames=2))
+    frames = random_frames(1, 7)
+    alone = load_stylizer("quality", mosaic, EngineConfig(device="cpu"))(frames)[0]
+    waiting = stylizer.submit(frames)
+    stylizer.set_norms(fused_style("quality", woodcut).norms)
+    assert np.abs(waiting.result()[0].astype(int) - alone.astype(int)).max() <= 1
+    assert np.abs(stylizer(frames)[0].astype(int) - alone.astype(int)).max() > 10  # the new style from here on
+
+
+def test_files_take_parallel_frames_and_live_streams_one():
+    from rtstyle.cli.commands import _engine_config
+    from rtstyle.cli.main import build_parser
+
+    files = build_parser().parse_args(["stylize", "a.mp4"])
+    assert _engine_config(files).parallel_frames == min(2, os.cpu_count())
+    assert _engine_config(files, live=True).parallel_frames == 1
+    chosen = build_parser().parse_args(["webcam", "--parallel-frames", "3"])
+    assert _engine_config(chosen, live=True).parallel_frames == 3

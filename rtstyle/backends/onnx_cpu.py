@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -84,10 +86,24 @@ class OnnxCpuStylizer:
     preferred_batch = 1
 
     def __init__(self, graph: bytes, weights: dict[str, np.ndarray], description: str, base_id: str = "",
-                 threads: int | None = None, norms: dict[str, np.ndarray] | None = None, conv_key: str = ""):
+                 threads: int | None = None, norms: dict[str, np.ndarray] | None = None, conv_key: str = "",
+                 parallel_frames: int = 1):
         """`weights`: the graph's initializers; `norms`: the values of its norm inputs (see `set_norms`);
-        `conv_key`: names the conv weights, so a caller can tell whether `set_norms` reaches a style."""
+        `conv_key`: names the conv weights, so a caller can tell whether `set_norms` reaches a style.
+
+        `parallel_frames` > 1: batches submitted while others compute run at the same time, each on
+        its own share of the threads (one ONNX Runtime session takes concurrent runs). Several of
+        ONNX Runtime's kernels (padding, instance norm, layout reorders) use one core whatever the
+        thread count, so on a small CPU two frames at once make more frames per second than one
+        frame on every core, at the price of a longer wait for each.
+        """
+        self.parallel_frames = max(1, parallel_frames)
+        if self.parallel_frames > 1:
+            threads = threads or max(1, (os.cpu_count() or 1) // self.parallel_frames)
         self.session = OrtSession(graph, weights, threads)
+        self._workers = None if self.parallel_frames == 1 else ThreadPoolExecutor(
+            self.parallel_frames, thread_name_prefix="onnx-frame")
+        self._tiler_lock = threading.Lock()
         self.description = description
         self.base_id = base_id
         self.conv_key = conv_key
@@ -121,10 +137,10 @@ class OnnxCpuStylizer:
 
         return make_host_smoother(kind, strength)
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray, norms: dict[str, np.ndarray] | None = None) -> np.ndarray:
         height, width = batch.shape[-2:]
         padded = np.ascontiguousarray(pad_to_multiple(batch))
-        return self.session.run([OUTPUT], {INPUT: padded, **self._norms})[0][..., :height, :width]
+        return self.session.run([OUTPUT], {INPUT: padded, **(norms or self._norms)})[0][..., :height, :width]
 
     def stylize_image(self, image: np.ndarray) -> np.ndarray:
         """One still image; above `onnx_tiles.TILE_ABOVE_PIXELS` in tiles, so memory stays bounded."""
@@ -140,30 +156,62 @@ class OnnxCpuStylizer:
     def _tiler(self):
         from .onnx_tiles import TiledStylizer
 
-        if self._tiled is None:
-            self._tiled = TiledStylizer(self.base_id, self.state, OrtSession)
-        return self._tiled
+        with self._tiler_lock:  # parallel frames may both want it
+            if self._tiled is None:
+                self._tiled = TiledStylizer(self.base_id, self.state, OrtSession)
+            return self._tiled
 
     def submit(self, images: list[np.ndarray], after=None, layout: str = "rgb24") -> PendingBatch:
-        """Stylize now (the CPU has nothing to overlap with) and hand back a finished batch.
+        """Stylize now and hand back a finished batch; with `parallel_frames`, start it on a worker
+        and hand back a batch that finishes when it is done.
 
-        `after(images, outputs)` smooths the float (N, H, W, 3) outputs; `layout` is a GPU-only
-        request, so frames always come back as H x W x 3 RGB.
+        `after(images, outputs)` smooths the float (N, H, W, 3) outputs; it runs when the batch's
+        pixels are asked for, so batches reach the smoother in the order they were submitted.
+        `layout` is a GPU-only request, so frames always come back as H x W x 3 RGB.
         """
-        depth = images[0].dtype  # uint8, or uint16 for high-bit-depth video and images
-        top = float(np.iinfo(depth).max)
+        # The style as it stands now: another may be set before a parallel batch starts computing.
+        norms, preserve_color = self._norms, self.preserve_color
+        if self._workers is None:
+            out = self._network(images, norms)
+            return PendingBatch(self._finish(images, out, after, preserve_color), len(images))
+        future = self._workers.submit(self._network, images, norms)
+        return _FutureBatch(future, len(images), lambda out: self._finish(images, out, after, preserve_color))
+
+    def _network(self, images: list[np.ndarray], norms: dict[str, np.ndarray]) -> np.ndarray:
+        """The network's float (N, H, W, 3) output."""
         if self._needs_tiles(images[0]):  # 4K and up: frame by frame in tiles, memory bounded
-            out = np.stack([self._tiler()(image, as_float=True) for image in images])
-        else:
-            out = self._run(to_batch(images)).transpose(0, 2, 3, 1)
-        if self.preserve_color:  # the inputs as floats, laid out like `out` (N x H x W x 3)
+            return np.stack([self._tiler()(image, as_float=True) for image in images])
+        return self._run(to_batch(images), norms).transpose(0, 2, 3, 1)
+
+    @staticmethod
+    def _finish(images: list[np.ndarray], out: np.ndarray, after, preserve_color: bool) -> np.ndarray:
+        """Colours kept, smoothed, back to the input's depth (uint8, or uint16 for high bit depths)."""
+        depth = images[0].dtype
+        top = float(np.iinfo(depth).max)
+        if preserve_color:  # the inputs as floats, laid out like `out` (N x H x W x 3)
             out = keep_colors(np.stack(images).astype(np.float32) * np.float32(1 / top), out, axis=3)
         if after is not None:
             out = after(eight_bit(images), np.ascontiguousarray(out))  # OpenCV wants contiguous frames
-        frames = (np.clip(out, 0.0, 1.0) * top + 0.5).astype(depth)
-        return PendingBatch(frames, len(images))
+        return (np.clip(out, 0.0, 1.0) * top + 0.5).astype(depth)
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
         if not images:
             return []
         return self.submit(images).result()
+
+
+class _FutureBatch(PendingBatch):
+    """A batch computing on a worker thread; `finish` turns its network output into frames, in the
+    caller's thread, when the pixels are first asked for."""
+
+    def __init__(self, future: Future, count: int, finish):
+        super().__init__(None, count)
+        self._future, self._finish = future, finish
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self) -> list[np.ndarray]:
+        if self._frames is None:
+            self._frames = list(self._finish(self._future.result()))
+        return self._frames

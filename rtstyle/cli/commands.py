@@ -9,16 +9,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..config import ConvertConfig, EngineConfig
+from ..config import ConvertConfig, EngineConfig, file_parallel_frames
 from ..errors import InputError, OutputError
 from ..model.styles import StyleChoice
 from ..pipeline.convert import ConvertResult
 from .main import EXIT_INTERRUPTED
 
 
-def _engine_config(args: argparse.Namespace) -> EngineConfig:
+def _engine_config(args: argparse.Namespace, live: bool = False) -> EngineConfig:
+    """Live streams compute one frame at a time (each frame waits least); files several (more fps)."""
+    parallel = getattr(args, "parallel_frames", None) or (1 if live else file_parallel_frames())
     return EngineConfig(backend=args.backend, device=args.device, precision=args.precision,
-                        autotune=getattr(args, "autotune", False), threads=getattr(args, "threads", None))
+                        autotune=getattr(args, "autotune", False), threads=getattr(args, "threads", None),
+                        parallel_frames=parallel)
 
 
 def _style_choice(args: argparse.Namespace) -> StyleChoice:
@@ -414,7 +417,7 @@ def webcam(args: argparse.Namespace) -> int:
         record = TeeSink(record, camera) if record is not None else camera
     print(f"live: {source.size[0]}x{source.size[1]} @ {source.fps:g} fps, style {styles[0]}; q to quit",
           file=sys.stderr)
-    result = stylize_live(source, args.model, styles, args.strength, _engine_config(args), args.smooth,
+    result = stylize_live(source, args.model, styles, args.strength, _engine_config(args, live=True), args.smooth,
                           args.smooth_strength, record=record, window=window, preview=not args.no_preview,
                           duration=args.duration, preserve_color=args.preserve_color)
     stats = result.metrics
@@ -489,7 +492,7 @@ def serve(args: argparse.Namespace) -> int:
         styles = tuple(args.styles.split(",")) if args.styles else ()
     config = ServeConfig(model=args.model, styles=styles,
                          style=args.style, strength=args.strength, smooth=args.smooth,
-                         smooth_strength=args.smooth_strength, engine=_engine_config(args), host=args.host,
+                         smooth_strength=args.smooth_strength, engine=_engine_config(args, live=True), host=args.host,
                          port=args.port, token=token, max_viewers=args.max_viewers, cert_file=args.cert_file,
                          key_file=args.key_file)
 

@@ -105,6 +105,8 @@ def run_stream(source: Source, stylize: Stylizer | FrameFunction, sink: Sink, co
             raise TypeError("a smoother needs a stylizer with submit()")
         return PendingBatch(stylize(images), len(images))
 
+    most_in_flight = max(IN_FLIGHT, getattr(stylize, "parallel_frames", 1))  # parallel CPU frames: one each
+
     def stylize_stage() -> None:
         in_flight: deque[tuple[list[Frame], PendingBatch, float]] = deque()
 
@@ -122,9 +124,10 @@ def run_stream(source: Source, stylize: Stylizer | FrameFunction, sink: Sink, co
         while not done:
             # Hand on a batch that is already done (a CPU stylizer's always is: it computes in submit),
             # so keeping batches in flight never holds a finished frame back by one frame's time; live,
-            # also hand on rather than wait for the next frame to arrive.
-            while in_flight and (len(in_flight) >= IN_FLIGHT or in_flight[0][1].done()
-                                 or (config.live and captured.empty())):
+            # also hand on rather than wait for the next frame to arrive, but start that frame at
+            # once if it comes first (a GPU, or parallel CPU frames, can take it while the oldest runs).
+            while in_flight and (len(in_flight) >= most_in_flight or in_flight[0][1].done()
+                                 or (config.live and _first_of(in_flight[0][1], captured, stages))):
                 finish_oldest()
             batch, done = _collect(stages, captured, config)
             if batch:
@@ -160,6 +163,15 @@ def run_stream(source: Source, stylize: Stylizer | FrameFunction, sink: Sink, co
         sink.end_early()
     sink.close()
     return RunResult(metrics.summary(), interrupted, signals.received)
+
+
+def _first_of(pending: PendingBatch, captured: queue.Queue, stages: Stages, poll: float = 0.001) -> bool:
+    """Wait until `pending` is done (True) or a frame is captured (False), whichever comes first."""
+    while captured.empty() and not stages.stop.is_set():
+        if pending.done():
+            return True
+        time.sleep(poll)
+    return pending.done()
 
 
 def _put_newest(q: queue.Queue, frame: Frame, metrics: Metrics) -> None:
