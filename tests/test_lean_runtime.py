@@ -99,7 +99,7 @@ def test_parallel_frames_give_the_frames_of_one_at_a_time_in_order():
 
     one = load_stylizer("fast", None, EngineConfig(device="cpu", threads=1))
     two = load_stylizer("fast", None, EngineConfig(device="cpu", parallel_frames=2))
-    assert two.parallel_frames == 2 and two.session.session.get_session_options().intra_op_num_threads >= 1
+    assert two.parallel_frames == 2 and two._parallel_session is None  # made when a stream first submits
     batches = [random_frames(2, seed) for seed in range(6)]
     smooth_one, smooth_two = one.make_smoother("ema", 0.7), two.make_smoother("ema", 0.7)
     expected = [one.submit(b, smooth_one.apply_batch).result() for b in batches]
@@ -107,6 +107,9 @@ def test_parallel_frames_give_the_frames_of_one_at_a_time_in_order():
     for want, waiting in zip(expected, pending):
         for a, b in zip(want, waiting.result()):
             assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    shared = two._parallel_session.session.get_session_options().intra_op_num_threads
+    assert shared == max(1, (os.cpu_count() or 1) // 2)
+    assert two.session.session.get_session_options().intra_op_num_threads == (os.cpu_count() or 1)  # photos: all
 
 
 def test_a_style_set_after_a_parallel_submit_does_not_reach_that_batch():

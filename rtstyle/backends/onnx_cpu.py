@@ -91,19 +91,21 @@ class OnnxCpuStylizer:
         """`weights`: the graph's initializers; `norms`: the values of its norm inputs (see `set_norms`);
         `conv_key`: names the conv weights, so a caller can tell whether `set_norms` reaches a style.
 
-        `parallel_frames` > 1: batches submitted while others compute run at the same time, each on
-        its own share of the threads (one ONNX Runtime session takes concurrent runs). Several of
-        ONNX Runtime's kernels (padding, instance norm, layout reorders) use one core whatever the
-        thread count, so on a small CPU two frames at once make more frames per second than one
-        frame on every core, at the price of a longer wait for each.
+        `parallel_frames` > 1: batches `submit`ted while others compute run at the same time, on a
+        second session whose threads are shared out among them (one ONNX Runtime session takes
+        concurrent runs). Several of ONNX Runtime's kernels (padding, instance norm, layout reorders)
+        use one core whatever the thread count, so on a small CPU two frames at once make more
+        frames per second than one frame on every core, at the price of a longer wait for each. A
+        single image (`__call__`, `stylize_image`) still gets every thread, and the second session
+        is made only when a stream first submits.
         """
         self.parallel_frames = max(1, parallel_frames)
-        if self.parallel_frames > 1:
-            threads = threads or max(1, (os.cpu_count() or 1) // self.parallel_frames)
         self.session = OrtSession(graph, weights, threads)
+        self._graph, self._threads = graph, threads
+        self._parallel_session: OrtSession | None = None
         self._workers = None if self.parallel_frames == 1 else ThreadPoolExecutor(
             self.parallel_frames, thread_name_prefix="onnx-frame")
-        self._tiler_lock = threading.Lock()
+        self._lock = threading.Lock()
         self.description = description
         self.base_id = base_id
         self.conv_key = conv_key
@@ -129,18 +131,30 @@ class OnnxCpuStylizer:
         return "onnx/CPU on cpu (float32)"
 
     def warm_up(self, batch: int, width: int, height: int) -> None:
-        """ONNX Runtime plans memory per shape on its first run; do that before the clock starts."""
-        self._run(np.zeros((batch, 3, height, width), np.float32))
+        """ONNX Runtime plans memory per shape on its first run; do that before the clock starts, on
+        the session a stream will use."""
+        session = self.session if self._workers is None else self._stream_session()
+        self._run(np.zeros((batch, 3, height, width), np.float32), session=session)
 
     def make_smoother(self, kind: str, strength: float):
         from ..temporal.host import make_host_smoother
 
         return make_host_smoother(kind, strength)
 
-    def _run(self, batch: np.ndarray, norms: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    def _run(self, batch: np.ndarray, norms: dict[str, np.ndarray] | None = None,
+             session: OrtSession | None = None) -> np.ndarray:
         height, width = batch.shape[-2:]
         padded = np.ascontiguousarray(pad_to_multiple(batch))
-        return self.session.run([OUTPUT], {INPUT: padded, **(norms or self._norms)})[0][..., :height, :width]
+        feeds = {INPUT: padded, **(norms or self._norms)}
+        return (session or self.session).run([OUTPUT], feeds)[0][..., :height, :width]
+
+    def _stream_session(self) -> OrtSession:
+        """The session parallel frames share, each run on its share of the threads; made on first use."""
+        with self._lock:
+            if self._parallel_session is None:
+                share = max(1, (self._threads or os.cpu_count() or 1) // self.parallel_frames)
+                self._parallel_session = OrtSession(self._graph, self._weights, share)
+            return self._parallel_session
 
     def stylize_image(self, image: np.ndarray) -> np.ndarray:
         """One still image; above `onnx_tiles.TILE_ABOVE_PIXELS` in tiles, so memory stays bounded."""
@@ -156,7 +170,7 @@ class OnnxCpuStylizer:
     def _tiler(self):
         from .onnx_tiles import TiledStylizer
 
-        with self._tiler_lock:  # parallel frames may both want it
+        with self._lock:  # parallel frames may both want it
             if self._tiled is None:
                 self._tiled = TiledStylizer(self.base_id, self.state, OrtSession)
             return self._tiled
@@ -172,16 +186,16 @@ class OnnxCpuStylizer:
         # The style as it stands now: another may be set before a parallel batch starts computing.
         norms, preserve_color = self._norms, self.preserve_color
         if self._workers is None:
-            out = self._network(images, norms)
+            out = self._network(images, norms, self.session)
             return PendingBatch(self._finish(images, out, after, preserve_color), len(images))
-        future = self._workers.submit(self._network, images, norms)
+        future = self._workers.submit(self._network, images, norms, self._stream_session())
         return _FutureBatch(future, len(images), lambda out: self._finish(images, out, after, preserve_color))
 
-    def _network(self, images: list[np.ndarray], norms: dict[str, np.ndarray]) -> np.ndarray:
+    def _network(self, images: list[np.ndarray], norms: dict[str, np.ndarray], session: OrtSession) -> np.ndarray:
         """The network's float (N, H, W, 3) output."""
         if self._needs_tiles(images[0]):  # 4K and up: frame by frame in tiles, memory bounded
             return np.stack([self._tiler()(image, as_float=True) for image in images])
-        return self._run(to_batch(images), norms).transpose(0, 2, 3, 1)
+        return self._run(to_batch(images), norms, session).transpose(0, 2, 3, 1)
 
     @staticmethod
     def _finish(images: list[np.ndarray], out: np.ndarray, after, preserve_color: bool) -> np.ndarray:
@@ -195,9 +209,10 @@ class OnnxCpuStylizer:
         return (np.clip(out, 0.0, 1.0) * top + 0.5).astype(depth)
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Stylize now on every thread (a photo, a live switch's preview), whatever `parallel_frames` says."""
         if not images:
             return []
-        return self.submit(images).result()
+        return list(self._finish(images, self._network(images, self._norms, self.session), None, self.preserve_color))
 
 
 class _FutureBatch(PendingBatch):
