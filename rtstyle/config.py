@@ -24,8 +24,9 @@ def check_smooth_strength(strength: float) -> float:
 
 def file_parallel_frames() -> int:
     """Frames the lean CPU path computes at once for files (`--parallel-frames`): two, on two cores
-    or more. A 640x360 clip, whole process on 2 cores: 1.17x (quality) and 1.2x (fast) the fps of one
-    at a time, for about 100 MB more memory. Live streams keep one: each frame would wait ~35 ms longer."""
+    or more. A 640x360 clip, whole process on 2 cores: 1.15x the fps of one at a time (quality model,
+    benchmarks/lean_vs_peer.py), for about 100 MB more memory. Live streams keep one: with two, the
+    virtual camera got 1.5x the fps but each frame came about 25 ms later (benchmarks/virtual_cam.py)."""
     return min(2, os.cpu_count() or 1)
 
 

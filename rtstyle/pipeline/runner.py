@@ -6,9 +6,10 @@ away, so latency stays bounded when the stylizer is slower than the source.
 
 The sink runs in the calling thread (GUI toolkits want the main thread); source and stylizer
 run in their own. The stylize stage keeps up to `pending.IN_FLIGHT` batches submitted to the
-engine, so on a GPU the next batch is uploaded and computed while the last one downloads; in live
-mode it waits for a batch's pixels as soon as no new frame is waiting, so overlap never adds
-latency. The temporal smoother is the stream's own and runs on the engine's device between the
+engine (or one per parallel CPU frame, where there are more), so on a GPU the next batch is
+uploaded and computed while the last one downloads; in live mode it hands a batch on as soon as
+it is done, and starts a newly captured frame meanwhile rather than wait for the oldest, so overlap
+never adds latency. The temporal smoother is the stream's own and runs on the engine's device between the
 engine and the download. Any failure stops every stage and is re-raised here.
 
 While running in the main thread, SIGINT, SIGTERM and SIGHUP do not kill the process mid-write:
