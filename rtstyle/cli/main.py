@@ -227,28 +227,37 @@ def build_parser() -> Parser:
                        help="distill: from the arbitrary-style teacher, works offline (default); "
                             "perceptual: VGG losses, needs ImageNet VGG weights")
     train.add_argument("--model", default="fast", help="base model the adapter is for (default: fast)")
-    train.add_argument("--rank", type=positive_int, default=16)
-    train.add_argument("--alpha", type=positive_float, default=16.0)
-    train.add_argument("--steps", type=positive_int, default=2000)
-    train.add_argument("--batch", type=positive_int, default=4)
-    train.add_argument("--size", type=positive_int, default=256, help="training crop size in pixels")
+    train.add_argument("--rank", type=positive_int, default=16, help="LoRA rank of each conv (default: %(default)s)")
+    train.add_argument("--alpha", type=positive_float, default=16.0,
+                       help="LoRA scale: the update is alpha / rank times B A (default: %(default)s)")
+    train.add_argument("--steps", type=positive_int, default=2000, help="optimizer steps (default: %(default)s)")
+    train.add_argument("--batch", type=positive_int, default=4, help="crops per step (default: %(default)s)")
+    train.add_argument("--size", type=positive_int, default=256,
+                       help="training crop size in pixels (default: %(default)s)")
     train.add_argument("--lr", type=positive_float, help="learning rate (default 2e-3 perceptual, 1.5e-2 distill)")
-    train.add_argument("--content-weight", type=float, default=1.0)
-    train.add_argument("--style-weight", type=float, default=5.0)
-    train.add_argument("--tv-weight", type=float, default=1e-4)
-    train.add_argument("--contrastive-weight", type=float, default=0.0)
+    train.add_argument("--content-weight", type=float, default=1.0,
+                       help="perceptual: content loss weight (default: %(default)s)")
+    train.add_argument("--style-weight", type=float, default=5.0,
+                       help="perceptual: Gram style loss weight (default: %(default)s)")
+    train.add_argument("--tv-weight", type=float, default=1e-4, help="total variation weight (default: %(default)s)")
+    train.add_argument("--contrastive-weight", type=float, default=0.0,
+                       help="perceptual: contrastive style loss weight (default: %(default)s)")
     train.add_argument("--pixel-loss", choices=("mse", "l1"), default="mse", help="distill: pixel loss to the teacher")
-    train.add_argument("--feature-weight", type=float, default=0.0, help="distill: VGG feature loss weight")
-    train.add_argument("--vgg", choices=("vgg16", "vgg19"), default="vgg16")
+    train.add_argument("--feature-weight", type=float, default=0.0,
+                       help="distill: VGG feature loss weight (default: %(default)s)")
+    train.add_argument("--vgg", choices=("vgg16", "vgg19"), default="vgg16", help="loss network (default: %(default)s)")
     train.add_argument("--vgg-weights", help="ImageNet VGG state dict file (else torchvision's cache)")
-    train.add_argument("--pool", type=positive_int, default=1024, help="distill: teacher targets made up front")
-    train.add_argument("--checkpoint-every", type=positive_int, default=200)
-    train.add_argument("--sample-every", type=int, default=200, help="write a sample PNG every N steps (0: never)")
+    train.add_argument("--pool", type=positive_int, default=1024,
+                       help="distill: teacher targets made up front (default: %(default)s)")
+    train.add_argument("--checkpoint-every", type=positive_int, default=200,
+                       help="write OUT.ckpt.pt every N steps (default: %(default)s)")
+    train.add_argument("--sample-every", type=int, default=200,
+                       help="write a sample PNG every N steps (0: never; default: %(default)s)")
     train.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.pt")
     train.add_argument("--stop-after", type=positive_int, help="stop this run after N steps (resume later)")
     train.add_argument("--report", action="store_true", help="only check the style folder for outlier images")
-    train.add_argument("--device", choices=DEVICES, default="auto")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", choices=DEVICES, default="auto", help="default: cuda if available, else cpu")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
 
     from_image = sub.add_parser("style-from-image", help="save a picture's style as a style file for --style",
                                 description="Make a style file (an adapter of the arbitrary model) from a picture "
