@@ -20,6 +20,9 @@ import numpy as np
 from ..errors import InputError, OutputError
 from .color import FULL, LIMITED, ColorInfo, color_of, yuv_layout
 
+#: Containers read and written as video (a .gif is decoded and encoded like one).
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm", ".gif"}
+
 log = logging.getLogger(__name__)
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from ..config import ConvertConfig
 from ..errors import InputError, RtstyleError
 from ..io.images import IMAGE_SUFFIXES, is_image_path, probe_image
-from .convert import VIDEO_SUFFIXES, convert_file
+from ..io.video import VIDEO_SUFFIXES
+from .convert import convert_file
 
 log = logging.getLogger(__name__)
 MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES

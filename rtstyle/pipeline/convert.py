@@ -18,7 +18,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,14 +28,12 @@ from ..io.gif import GIF_MAX_SIDE, GifWriter
 from ..io.images import is_image_path, probe_image, read_image, write_image
 from ..io.sinks import FileSink
 from ..io.sources import FileSource
-from ..io.video import VideoReader, VideoWriter, check_writable
+from ..io.video import VIDEO_SUFFIXES, VideoReader, VideoWriter, check_writable
 from .pending import Stylizer
-from .runner import FrameFunction, StreamConfig, run_stream
+from .runner import FrameFunction, Progress, StreamConfig, run_stream
 
 log = logging.getLogger(__name__)
-VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm", ".gif"}
 PARTIAL, LOCK = ".rtstyle-partial", ".rtstyle-lock"
-Progress = Callable[[int, int], None]  # (frames done, frames expected)
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..io.images import IMAGE_SUFFIXES, read_image
+from ..io.video import VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm"}
 
 
 @dataclass
