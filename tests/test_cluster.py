@@ -177,8 +177,8 @@ def test_workers_ask_for_a_gpu_each_on_cuda_and_share_the_cpus_otherwise():
     engine = EngineConfig(device="cuda")
     assert plan(engine, {"GPU": 4.0, "CPU": 64.0}, calls=10) == (4, {"num_gpus": 1, "num_cpus": 1}, engine)
     assert plan(EngineConfig(), {"GPU": 2.0, "CPU": 32.0}, calls=1)[:2] == (1, {"num_gpus": 1, "num_cpus": 1})
-    count, resources, built = plan(EngineConfig(device="cpu", threads=2, parallel_frames=2), {"CPU": 16.0}, calls=100)
-    assert (count, resources, built.threads, built.parallel_frames) == (8, {"num_cpus": 2}, 2, 1)
+    count, resources, built = plan(EngineConfig(device="cpu", threads=2), {"CPU": 16.0}, calls=100)
+    assert (count, resources, built.threads) == (8, {"num_cpus": 2}, 2)
     assert plan(EngineConfig(device="cpu"), {"CPU": 2.0}, calls=8)[:2] == (2, {"num_cpus": 1})
     with pytest.raises(BackendError, match="no GPUs"):
         plan(engine, {"CPU": 8.0}, calls=3)

@@ -85,6 +85,9 @@ def test_threads_reach_the_engine():
 
     stylizer = load_stylizer("fast", None, EngineConfig(device="cpu", threads=1))
     assert stylizer.session.session.get_session_options().intra_op_num_threads == 1
+    # One thread is one core, parallel frames or not (a Ray worker's engine, `--threads 1`).
+    capped = load_stylizer("fast", None, EngineConfig(device="cpu", threads=1, parallel_frames=2))
+    assert capped.parallel_frames == 1 and capped._workers is None
 
 
 def random_frames(count: int, seed: int, height: int = 64, width: int = 96) -> list[np.ndarray]:
@@ -98,7 +101,7 @@ def test_parallel_frames_give_the_frames_of_one_at_a_time_in_order():
     from rtstyle.api import load_stylizer
 
     one = load_stylizer("fast", None, EngineConfig(device="cpu", threads=1))
-    two = load_stylizer("fast", None, EngineConfig(device="cpu", parallel_frames=2))
+    two = load_stylizer("fast", None, EngineConfig(device="cpu", threads=2, parallel_frames=2))
     assert two.parallel_frames == 2 and two._parallel_session is None  # made when a stream first submits
     batches = [random_frames(2, seed) for seed in range(6)]
     smooth_one, smooth_two = one.make_smoother("ema", 0.7), two.make_smoother("ema", 0.7)
@@ -107,9 +110,8 @@ def test_parallel_frames_give_the_frames_of_one_at_a_time_in_order():
     for want, waiting in zip(expected, pending):
         for a, b in zip(want, waiting.result()):
             assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
-    shared = two._parallel_session.session.get_session_options().intra_op_num_threads
-    assert shared == max(1, (os.cpu_count() or 1) // 2)
-    assert two.session.session.get_session_options().intra_op_num_threads == (os.cpu_count() or 1)  # photos: all
+    assert two._parallel_session.session.get_session_options().intra_op_num_threads == 1  # 2 threads, 2 frames
+    assert two.session.session.get_session_options().intra_op_num_threads == 2  # a photo: every thread
 
 
 def test_a_style_set_after_a_parallel_submit_does_not_reach_that_batch():

@@ -99,7 +99,8 @@ class OnnxCpuStylizer:
         single image (`__call__`, `stylize_image`) still gets every thread, and the second session
         is made only when a stream first submits.
         """
-        self.parallel_frames = max(1, parallel_frames)
+        # Never more frames at once than threads: `--threads 1` means one core, parallel or not.
+        self.parallel_frames = max(1, min(parallel_frames, threads or os.cpu_count() or 1))
         self.session = OrtSession(graph, weights, threads)
         self._graph, self._threads = graph, threads
         self._parallel_session: OrtSession | None = None
@@ -145,7 +146,7 @@ class OnnxCpuStylizer:
              session: OrtSession | None = None) -> np.ndarray:
         height, width = batch.shape[-2:]
         padded = np.ascontiguousarray(pad_to_multiple(batch))
-        feeds = {INPUT: padded, **(norms or self._norms)}
+        feeds = {INPUT: padded, **(self._norms if norms is None else norms)}
         return (session or self.session).run([OUTPUT], feeds)[0][..., :height, :width]
 
     def _stream_session(self) -> OrtSession:

@@ -68,8 +68,9 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--threads", type=positive_int,
                        help="CPU threads for the engine (default: every core; fewer leaves room for other work)")
     group.add_argument("--parallel-frames", type=positive_int, metavar="N",
-                       help="CPU: stylize N frames at once, each on its share of the threads (more frames per "
-                            "second on a small CPU, each one waits longer; default: 2 for files, 1 live)")
+                       help="ONNX Runtime on a CPU: stylize N frames at once, each on its share of the threads "
+                            "(more frames per second on a small CPU, each one waits longer; at most --threads; "
+                            "default: 2 for files, 1 live)")
     group.add_argument("--autotune", action="store_true",
                        help="compile backend on CUDA: time Triton conv kernels against cuDNN's (a few %% faster, "
                             "tens of seconds more to start)")

@@ -172,8 +172,7 @@ def worker_plan(engine: EngineConfig, resources: dict, calls: int, workers: int 
         return max(1, min(count, calls)), {"num_gpus": 1, "num_cpus": 1}, engine
     threads = engine.threads or 1  # one thread per worker: as many workers as cores beats one wide engine
     count = workers or max(1, int(resources.get("CPU", 1)) // threads)
-    # One frame at a time per worker: the workers already fill the cores.
-    return max(1, min(count, calls)), {"num_cpus": threads}, replace(engine, threads=threads, parallel_frames=1)
+    return max(1, min(count, calls)), {"num_cpus": threads}, replace(engine, threads=threads)
 
 
 class WorkerPool:

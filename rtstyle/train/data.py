@@ -21,7 +21,6 @@ from ..io.video import VIDEO_SUFFIXES
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class ImageSet:
     images: list[np.ndarray]  # H x W x 3 uint8
