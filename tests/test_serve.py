@@ -32,6 +32,7 @@ from rtstyle.api import load_stylizer  # noqa: E402
 from rtstyle.config import EngineConfig  # noqa: E402
 from rtstyle.io.synthetic import scene_frame  # noqa: E402
 from rtstyle.model.styles import StyleChoice  # noqa: E402
+from rtstyle.pipeline.scale import enlarge, shrink  # noqa: E402
 from rtstyle.serve.server import ServeConfig, ServerThread  # noqa: E402
 from rtstyle.serve.stamp import read_stamp, sent_color, strip_rows, write_stamp  # noqa: E402
 
@@ -425,6 +426,17 @@ def test_browser_round_trip(server, reference, tmp_path):
         since = driver.execute_script("return window.rtstyle.stats.sent")
         stamp, sent, returned = _matched_pair(driver, since)
         _check_style(sent, returned, COOL, WARM, reference)
+
+        # Half size: the server stylizes a quarter of the pixels and sends back a frame of the full size.
+        driver.find_element("css selector", '#scale option[value="0.5"]').click()
+        _wait(driver, "const s = window.rtstyle.stats.server; return s && s.scale === 0.5", 10)
+        since = driver.execute_script("return window.rtstyle.stats.sent")
+        stamp, sent, returned = _matched_pair(driver, since)
+        assert returned.shape == (480, 640, 3)
+        half = enlarge([reference(shrink([sent], 0.5)[0], COOL)], [sent])[0]
+        scores = {"half": psnr(returned, half), "full": psnr(returned, reference(sent, COOL))}
+        print(f"\nhalf size: PSNR against the half-size reference / the full-size one: {scores}")
+        assert scores["half"] > 17 and scores["half"] > scores["full"] + 3, scores
 
         # A second browser tab while the first is served: the page says why, the first keeps going.
         shown = driver.execute_script("return window.rtstyle.stats.shown")

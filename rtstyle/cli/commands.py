@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -372,6 +373,8 @@ def webcam(args: argparse.Namespace) -> int:
     from ..io.video import check_writable
     from ..model.styles import DEFAULT_STYLE, builtin_styles, parse_blend
     from ..model.weights import read_base
+    from ..pipeline.runner import StreamConfig
+    from ..pipeline.scale import working_size
 
     if (args.no_preview and not args.record and not args.stats_json and not args.duration
             and args.virtual_cam is None):
@@ -415,21 +418,39 @@ def webcam(args: argparse.Namespace) -> int:
             raise
         print(f"virtual camera: {camera.device}", file=sys.stderr)
         record = TeeSink(record, camera) if record is not None else camera
-    print(f"live: {source.size[0]}x{source.size[1]} @ {source.fps:g} fps, style {styles[0]}; q to quit",
+    scaled = " (stylized at {}x{})".format(*working_size(*source.size, args.scale)) if args.scale < 1 else ""
+    print(f"live: {source.size[0]}x{source.size[1]} @ {source.fps:g} fps{scaled}, style {styles[0]}; q to quit",
           file=sys.stderr)
     result = stylize_live(source, args.model, styles, args.strength, _engine_config(args, live=True), args.smooth,
                           args.smooth_strength, record=record, window=window, preview=not args.no_preview,
-                          duration=args.duration, preserve_color=args.preserve_color)
+                          config=StreamConfig(batch=1, live=True, scale=args.scale), duration=args.duration,
+                          preserve_color=args.preserve_color)
     stats = result.metrics
     latency = stats["latency_ms"]
     print(f"{stats['frames']} frames in {stats['seconds']:.1f} s: {stats['fps']:.1f} fps, latency p50 "
           f"{latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms, max {latency['max']:.0f} ms, "
           f"{stats['drops']} dropped")
+    hint = scale_hint(stats["fps"], source.fps, args.scale)
+    if hint:
+        print(hint, file=sys.stderr)
     if args.stats_json:
         Path(args.stats_json).write_text(json.dumps(stats, indent=2))
     if record_path is not None:
         print(f"recorded {record_path}")
     return 128 + result.signal if result.signal else 0  # stopped by SIGTERM/SIGHUP/Ctrl-C: say so
+
+
+def scale_hint(fps: float, source_fps: float, scale: float) -> str | None:
+    """A line that suggests a smaller --scale when the engine kept under 80% of the camera's frames."""
+    from ..pipeline.scale import LEAST_SCALE
+
+    kept = fps / source_fps
+    if kept >= 0.8 or scale <= LEAST_SCALE:
+        return None
+    # The engine's time goes with its pixels, the square of the scale.
+    suggested = max(LEAST_SCALE, math.floor(scale * math.sqrt(kept) * 20) / 20)
+    return (f"the engine kept {fps:.0f} of the camera's {source_fps:g} frames a second; to keep up, try "
+            f"--scale {suggested:g} (fewer pixels through the network, larger strokes)")
 
 
 def train(args: argparse.Namespace) -> int:
@@ -492,7 +513,8 @@ def serve(args: argparse.Namespace) -> int:
         styles = tuple(args.styles.split(",")) if args.styles else ()
     config = ServeConfig(model=args.model, styles=styles,
                          style=args.style, strength=args.strength, smooth=args.smooth,
-                         smooth_strength=args.smooth_strength, engine=_engine_config(args, live=True), host=args.host,
+                         smooth_strength=args.smooth_strength, scale=args.scale, engine=_engine_config(args, live=True),
+                         host=args.host,
                          port=args.port, token=token, max_viewers=args.max_viewers, cert_file=args.cert_file,
                          key_file=args.key_file)
 

@@ -56,7 +56,8 @@ def strength(text: str) -> float:
     return value
 
 
-def add_engine_options(parser: argparse.ArgumentParser) -> None:
+def add_engine_options(parser: argparse.ArgumentParser):
+    """The engine's options, in a group of their own, which is returned for a command's own additions."""
     group = parser.add_argument_group("engine")
     group.add_argument("--model",
                        help="base network: quality, fast, arbitrary (any picture as the style), or a base "
@@ -74,6 +75,7 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--autotune", action="store_true",
                        help="compile backend on CUDA: time Triton conv kernels against cuDNN's (a few %% faster, "
                             "tens of seconds more to start)")
+    return group
 
 
 def add_style_options(parser: argparse.ArgumentParser) -> None:
@@ -116,6 +118,26 @@ def smooth_strength(text: str) -> float:
         return check_smooth_strength(value)
     except RtstyleError as exc:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("smoothing strength ")) from None
+
+
+def scale(text: str) -> float:
+    from ..pipeline.scale import check_scale
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    try:
+        return check_scale(value)
+    except RtstyleError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("the scale ")) from None
+
+
+def add_scale_option(group) -> None:
+    group.add_argument("--scale", type=scale, default=1.0,
+                       help="stylize at this fraction of the frame's size and enlarge the result: 0.5 is a "
+                            "quarter of the pixels, about 4x the frames per second on a CPU, with larger strokes "
+                            "and softer detail (0.25..1, default: 1)")
 
 
 def add_smooth_options(group) -> None:
@@ -205,7 +227,7 @@ def build_parser() -> Parser:
     webcam.add_argument("--styles", help="comma-separated styles for n/p (default: all built-in styles)")
     webcam.add_argument("--style-dir", help="a folder of pictures for n/p to cycle through as styles (the arbitrary "
                                             "model)")
-    add_engine_options(webcam)
+    add_scale_option(add_engine_options(webcam))
     group = webcam.add_argument_group("output")
     add_smooth_options(group)
     group.add_argument("--record", help="also record the stylized stream to this video file")
@@ -297,7 +319,7 @@ def build_parser() -> Parser:
     serve.add_argument("--style-image", metavar="PICTURE", help="a picture as the style shown first (the arbitrary "
                                                                 "model)")
     serve.add_argument("--style-dir", help="a folder of pictures for the picker (the arbitrary model)")
-    add_engine_options(serve)
+    add_scale_option(add_engine_options(serve))
     add_smooth_options(serve.add_argument_group("smoothing"))
     return parser
 

@@ -36,6 +36,7 @@ from ..io.sinks import Sink
 from ..io.sources import Frame, Source
 from .metrics import Metrics
 from .pending import IN_FLIGHT, PendingBatch, Stylizer
+from .scale import check_scale, enlarge, shrink, working_size
 from .stages import END, Stages, Stopped
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,10 @@ class StreamConfig:
     live: bool = False
     batch_wait_ms: float = 4.0  # live mode: how long the batcher waits to fill a batch
     live_queue_frames: int = 1  # live mode: frames the capture queue keeps (newest)
+    scale: float = 1.0  # stylize at this fraction of the frame's size, then scale back (pipeline/scale.py)
+
+    def __post_init__(self) -> None:
+        check_scale(self.scale)
 
 
 @dataclass
@@ -70,7 +75,7 @@ def run_stream(source: Source, stylize: Stylizer | FrameFunction, sink: Sink, co
     stages = Stages()
     warm_up = getattr(stylize, "warm_up", None)
     if warm_up is not None and source.size[0] > 0:
-        warm_up(config.batch, *source.size)  # compile and capture before the clock starts
+        warm_up(config.batch, *working_size(*source.size, config.scale))  # compile and capture before the clock
     metrics = metrics or Metrics()
     metrics.start()
     captured = stages.queue(config.live_queue_frames if config.live else config.queue_frames)
@@ -97,9 +102,11 @@ def run_stream(source: Source, stylize: Stylizer | FrameFunction, sink: Sink, co
     before_batch = getattr(stylize, "before_batch", None)  # a style schedule: told each batch's time
     # `smoother`: made by the stylizer (`make_smoother`), so its arrays are the stylizer's own.
     after = None if smoother is None or smoother.passthrough else smoother.apply_batch
-    layout = getattr(sink, "layout", "rgb24")  # a file sink takes yuv420p straight from the GPU
+    # A file sink takes yuv420p straight from the GPU; frames to be enlarged stay RGB (sinks take both).
+    layout = getattr(sink, "layout", "rgb24") if config.scale >= 1.0 else "rgb24"
 
     def start(images: list[np.ndarray]) -> PendingBatch:
+        images = shrink(images, config.scale)
         if submit is not None:
             return submit(images, after, layout)
         if after is not None:
@@ -115,6 +122,8 @@ def run_stream(source: Source, stylize: Stylizer | FrameFunction, sink: Sink, co
             batch, pending, started = in_flight.popleft()
             waited = time.perf_counter()
             images = pending.result()
+            if config.scale < 1.0:
+                images = enlarge(images, [frame.image for frame in batch])
             now = time.perf_counter()
             metrics.stage("stylize", now - started, len(batch))  # submitted -> pixels on the host
             metrics.stage("stylize_wait", now - waited, len(batch))  # of which the host sat waiting

@@ -37,6 +37,7 @@ except ImportError as exc:  # the extra is optional; the CLI turns this into one
                        "pip install 'rtstyle[serve]'") from None
 
 from ..model.styles import DEFAULT_STYLE, MAX_STRENGTH
+from ..pipeline.scale import check_scale
 from .engine import DEFAULT_VIEWERS_CPU, DEFAULT_VIEWERS_GPU, SharedEngine, Thumbnails
 from .viewer import StylizedTrack, Viewer, ViewerOptions
 
@@ -54,6 +55,7 @@ class ServeConfig:
     strength: float = 1.0
     smooth: str = "none"
     smooth_strength: float = SMOOTH_STRENGTH
+    scale: float = 1.0  # the size frames are stylized at, as a fraction of theirs, until a viewer picks another
     engine: EngineConfig = field(default_factory=EngineConfig)
     host: str = "127.0.0.1"
     port: int = 8080
@@ -70,6 +72,7 @@ class ServeConfig:
             raise InputError("HTTPS needs both --cert-file and --key-file")
         if self.smooth not in SMOOTHERS:
             raise InputError(f"unknown smoother {self.smooth!r}; use one of {', '.join(SMOOTHERS)}")
+        check_scale(self.scale)
 
 
 def is_loopback(host: str) -> bool:
@@ -207,7 +210,7 @@ class StyleServer:
         return web.json_response({
             "styles": self.styles, "style": self.first_style, "strength": config.strength,
             "max_strength": MAX_STRENGTH, "smoothers": list(SMOOTHERS), "smooth": config.smooth,
-            "smooth_strength": config.smooth_strength, "engine": self.description,
+            "smooth_strength": config.smooth_strength, "scale": config.scale, "engine": self.description,
             "viewers": len(self.sessions), "max_viewers": self.max_viewers})
 
     async def _thumbnail(self, request: web.Request) -> web.Response:
@@ -222,7 +225,7 @@ class StyleServer:
             message = await request.json()
             offer = RTCSessionDescription(sdp=message["sdp"], type=message["type"])
             defaults = ViewerOptions(self.first_style, self.config.strength, self.config.smooth,
-                                     self.config.smooth_strength)
+                                     self.config.smooth_strength, scale=self.config.scale)
             options = ViewerOptions.parse(message, [s["name"] for s in self.styles], defaults)
         except (ValueError, KeyError, TypeError, RtstyleError) as exc:
             return web.json_response({"error": f"bad offer: {exc}"}, status=400)

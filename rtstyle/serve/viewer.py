@@ -30,6 +30,7 @@ from ..errors import InputError
 from ..io.color import ColorInfo, color_of
 from ..model.styles import MAX_STRENGTH
 from ..pipeline.controls import LiveControls, StyleSwitcher
+from ..pipeline.scale import check_scale, enlarge, shrink
 from .engine import SharedEngine
 from .stamp import read_stamp, sent_color, strip_rows, write_stamp
 
@@ -80,6 +81,7 @@ class ViewerOptions:
     smooth: str = "none"
     smooth_strength: float = SMOOTH_STRENGTH
     stamped: bool = False  # the page paints a frame counter under each frame (stamp.py)
+    scale: float = 1.0  # stylize at this fraction of the frame's size (pipeline/scale.py)
 
     @classmethod
     def parse(cls, message: dict, styles: list[str], defaults: ViewerOptions) -> ViewerOptions:
@@ -90,15 +92,17 @@ class ViewerOptions:
         try:
             strength = float(message.get("strength", defaults.strength))
             smooth_strength = check_smooth_strength(float(message.get("smooth_strength", defaults.smooth_strength)))
+            scale = float(message.get("scale", defaults.scale))
         except (TypeError, ValueError):
-            raise InputError("strength and smooth_strength must be numbers") from None
+            raise InputError("strength, smooth_strength and scale must be numbers") from None
+        check_scale(scale)
         if not 0.0 <= strength <= MAX_STRENGTH:
             raise InputError(f"strength must be between 0 and {MAX_STRENGTH:g}, got {strength:g}")
         smooth = message.get("smooth", defaults.smooth)
         if smooth not in SMOOTHERS:
             raise InputError(f"unknown smoother {smooth!r}; use one of {', '.join(SMOOTHERS)}")
         return cls(style, round(round(strength / STRENGTH_STEP) * STRENGTH_STEP, 2), smooth, smooth_strength,
-                   bool(message.get("stamp", defaults.stamped)))
+                   bool(message.get("stamp", defaults.stamped)), scale)
 
 
 class ViewerStats:
@@ -165,7 +169,9 @@ class Viewer:
         picture = image[: image.shape[0] - rows]
         smoother = self._smoother_now()
         after = None if smoother.passthrough else smoother.apply_batch
-        styled = self.switcher.submit([picture], after).result()[0]
+        scale = self.options.scale
+        styled = self.switcher.submit(shrink([picture], scale), after).result()
+        styled = (enlarge(styled, [picture]) if scale < 1.0 else styled)[0]
         if rows:
             out = np.empty_like(image)
             out[: len(picture)] = styled
@@ -231,7 +237,8 @@ class Viewer:
         showing = self.controls.active or (style, strength)  # differs from the choice while a stylizer builds
         return {"type": "stats", "style": style, "strength": strength,
                 "showing": {"style": showing[0], "strength": showing[1]}, "smooth": self.options.smooth,
-                "fps": round(self.stats.fps(), 2), "stylize_ms": round(self.stats.stylize_ms(), 1),
+                "scale": self.options.scale, "fps": round(self.stats.fps(), 2),
+                "stylize_ms": round(self.stats.stylize_ms(), 1),
                 "received": self.stats.received, "stylized": self.stats.stylized,
                 "dropped": self.inbox.dropped + self.outbox.dropped,
                 "input_color": self.color.describe() if self.color else None,

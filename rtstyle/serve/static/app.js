@@ -21,7 +21,8 @@ const rt = window.rtstyle = {
   breakdown: () => breakdown(),
 };
 
-const ui = { style: null, strength: 1, smooth: 'none', smoothStrength: 0.7 };
+const ui = { style: null, strength: 1, smooth: 'none', smoothStrength: 0.7, scale: 1 };
+const SCALES = [[1, 'full size'], [0.75, '3/4 size'], [0.5, 'half size']];
 let config = null, pc = null, channel = null, cameraStream = null, sendTrack = null, counter = 0;
 let pictureWidth = 0, pictureHeight = 0, stripRows = 0, pingTimer = null, readoutTimer = null;
 const sentAt = new Map(), pings = new Map(), shownAt = [];
@@ -44,7 +45,7 @@ async function init() {
   config = await response.json();
   $('engine').textContent = config.engine;
   Object.assign(ui, { style: config.style, strength: config.strength, smooth: config.smooth,
-                      smoothStrength: config.smooth_strength });
+                      smoothStrength: config.smooth_strength, scale: config.scale });
   const strength = $('strength');
   strength.max = config.max_strength;
   strength.value = ui.strength;
@@ -57,6 +58,10 @@ async function init() {
   const smooth = $('smooth');
   for (const kind of config.smoothers) smooth.add(new Option(kind, kind, false, kind === ui.smooth));
   smooth.addEventListener('change', () => { ui.smooth = smooth.value; sendControls(); });
+  const scale = $('scale');
+  const scales = SCALES.some(([value]) => value === ui.scale) ? SCALES : [...SCALES, [ui.scale, `${ui.scale} size`]];
+  for (const [value, label] of scales) scale.add(new Option(label, value, false, value === ui.scale));
+  scale.addEventListener('change', () => { ui.scale = Number(scale.value); sendControls(); });
   config.styles.forEach((style, index) => $('styles').append(styleButton(style, index)));
   showStyle();
   const chosen = document.querySelector('.style[aria-selected=true]');
@@ -93,7 +98,8 @@ function showStyle() {
 }
 
 function controls() {
-  return { style: ui.style, strength: ui.strength, smooth: ui.smooth, smooth_strength: ui.smoothStrength };
+  return { style: ui.style, strength: ui.strength, smooth: ui.smooth, smooth_strength: ui.smoothStrength,
+           scale: ui.scale };
 }
 
 function sendControls() {

@@ -1,0 +1,116 @@
+"""Stylizing at a fraction of the frame's size (--scale): sizes, pixels, the CLI, serve's options, the hint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rtstyle.api import load_stylizer
+from rtstyle.config import EngineConfig
+from rtstyle.errors import InputError
+from rtstyle.io.sinks import Sink
+from rtstyle.io.sources import SyntheticSource
+from rtstyle.model.styles import StyleChoice
+from rtstyle.pipeline.runner import StreamConfig, run_stream
+from rtstyle.pipeline.scale import check_scale, enlarge, shrink, working_size
+
+
+class Keep(Sink):
+    def __init__(self):
+        self.frames = []
+
+    def write(self, frame, image):
+        self.frames.append((frame.image.copy(), image.copy()))
+
+    def close(self):
+        pass
+
+
+class Watched:
+    """A stylizer that notes the sizes it is warmed up for and given."""
+
+    def __init__(self, stylizer):
+        self.stylizer, self.warmed, self.given = stylizer, [], []
+
+    def warm_up(self, batch, width, height):
+        self.warmed.append((width, height))
+        self.stylizer.warm_up(batch, width, height)
+
+    def submit(self, images, after=None, layout="rgb24"):
+        self.given += [image.shape for image in images]
+        return self.stylizer.submit(images, after, layout)
+
+
+def test_working_size_is_a_multiple_of_four_and_16_at_least():
+    assert working_size(640, 480, 1.0) == (640, 480)
+    assert working_size(641, 479, 1.0) == (641, 479)  # full size is the frame's own: the engine pads it
+    assert working_size(640, 480, 0.5) == (320, 240)
+    assert working_size(641, 479, 0.75) == (480, 360)
+    assert working_size(1280, 720, 0.6) == (768, 432)
+    assert working_size(40, 30, 0.25) == (16, 16)
+
+
+@pytest.mark.parametrize("bad", [0.0, 0.1, 1.5, -1.0])
+def test_scales_outside_a_quarter_to_one_are_refused(bad):
+    with pytest.raises(InputError, match="between 0.25 and 1"):
+        check_scale(bad)
+    with pytest.raises(InputError, match="between 0.25 and 1"):
+        StreamConfig(scale=bad)
+
+
+def test_the_stream_stylizes_small_frames_and_hands_on_full_size_ones():
+    stylizer = load_stylizer("fast", StyleChoice({"mosaic": 1.0}), EngineConfig(device="cpu", threads=1))
+    watched = Watched(stylizer)
+    sink = Keep()
+    run_stream(SyntheticSource(160, 120, frames=4, realtime=False), watched, sink, StreamConfig(batch=1, scale=0.5))
+    assert watched.warmed == [(80, 60)] and set(watched.given) == {(60, 80, 3)}
+    assert len(sink.frames) == 4
+    for original, image in sink.frames:
+        assert image.shape == original.shape == (120, 160, 3)
+        expected = enlarge(stylizer(shrink([original], 0.5)), [original])[0]
+        assert np.abs(image.astype(int) - expected).max() <= 1
+        full = stylizer([original])[0]  # and it is not the full-size stylization
+        assert np.abs(image.astype(int) - full).mean() > 4
+
+
+def test_webcam_cli_scale(capsys, tmp_path):
+    import json
+
+    from rtstyle.cli.main import main
+
+    stats = tmp_path / "stats.json"
+    code = main(["webcam", "--synthetic", "--size", "96x64", "--fps", "20", "--no-preview", "--duration", "1.5",
+                 "--model", "fast", "--scale", "0.5", "--stats-json", str(stats), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "96x64 @ 20 fps (stylized at 48x32)" in err
+    assert json.loads(stats.read_text())["frames"] > 5
+    for bad in ("0.1", "big"):
+        assert main(["webcam", "--synthetic", "--no-preview", "--duration", "1", "--scale", bad]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and "--scale" in lines[0], lines
+
+
+def test_the_hint_suggests_a_scale_only_when_frames_are_lost():
+    from rtstyle.cli.commands import scale_hint
+
+    hint = scale_hint(13.5, 30, 1.0)
+    assert "--scale 0.65" in hint  # sqrt(13.5 / 30) = 0.67: the pixels the engine can do in a frame's time
+    assert "--scale 0.45" in scale_hint(10, 30, 0.8)
+    assert scale_hint(27, 30, 1.0) is None
+    assert scale_hint(5, 30, 0.25) is None  # nothing smaller to offer
+
+
+def test_serve_takes_a_scale_from_its_config_and_each_viewer():
+    pytest.importorskip("aiortc")
+    from rtstyle.serve.server import ServeConfig
+    from rtstyle.serve.viewer import ViewerOptions
+
+    defaults = ViewerOptions("mosaic", scale=0.75)
+    assert ViewerOptions.parse({}, ["mosaic"], defaults).scale == 0.75
+    assert ViewerOptions.parse({"scale": 0.5}, ["mosaic"], defaults).scale == 0.5
+    for bad in ("x", 3, None):
+        with pytest.raises(InputError):
+            ViewerOptions.parse({"scale": bad}, ["mosaic"], defaults)
+    with pytest.raises(InputError, match="between 0.25 and 1"):
+        ServeConfig(scale=0.1)
