@@ -13,7 +13,9 @@ Also recorded: the server's stylizer ms per frame and drops, the CPU cores each 
 average (other work on the machine counts), and the stylizer alone on 640x480 frames before the
 browser starts, for comparison.
 
-Run: python benchmarks/serve_latency.py [--model fast] [--seconds 20] [--threads N]
+Each setting (engine threads x `--scale`) gets its own server and browser, one after the other.
+
+Run: python benchmarks/serve_latency.py [--model fast] [--seconds 20] [--threads N ...] [--scales S ...]
 Writes benchmarks/results/serve_latency.{json,md} and serve_page.png (a screenshot of the page).
 """
 
@@ -41,9 +43,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(model: str, style: str, threads: int | None) -> tuple[subprocess.Popen, str]:
+def start_server(model: str, style: str, threads: int | None, scale: float) -> tuple[subprocess.Popen, str]:
     command = [sys.executable, "-m", "rtstyle.cli.main", "serve", "--model", model, "--style", style,
-               "--port", str(free_port()), "--device", "cpu"]
+               "--port", str(free_port()), "--device", "cpu", "--scale", str(scale)]
     if threads:
         command += ["--threads", str(threads)]
     server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
@@ -107,20 +109,22 @@ def chromium_pids() -> list[int]:
     return [int(pid) for pid in found.split()]
 
 
-def stylizer_alone(model: str, style: str, threads: int | None, size: tuple[int, int]) -> float:
-    """Median ms of the stylizer on one frame, nothing else running from this benchmark."""
+def stylizer_alone(model: str, style: str, threads: int | None, size: tuple[int, int], scale: float) -> float:
+    """Median ms of the stylizer on one frame (at `scale`, with the resizing), nothing else running from this
+    benchmark."""
     from rtstyle.api import load_stylizer
     from rtstyle.config import EngineConfig
     from rtstyle.io.synthetic import scene_frame
     from rtstyle.model.styles import StyleChoice
+    from rtstyle.pipeline.scale import enlarge, shrink
 
     stylizer = load_stylizer(model, StyleChoice({style: 1.0}), EngineConfig(device="cpu", threads=threads))
     frame = scene_frame(0, *size)
-    stylizer([frame])
+    stylizer(shrink([frame], scale))
     times = []
     for _ in range(15):
         started = time.perf_counter()
-        stylizer([frame])
+        enlarge(stylizer(shrink([frame], scale)), [frame])
         times.append(time.perf_counter() - started)
     return float(np.median(times) * 1000)
 
@@ -170,6 +174,11 @@ def measure(url: str, server_pid: int, args: argparse.Namespace) -> dict:
     }
 
 
+def setting(run: dict) -> str:
+    scale = run.get("scale", 1.0)
+    return f"{run['threads'] or 'all'}{'' if scale == 1 else f', --scale {scale:g}'}"
+
+
 def write_report(report: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serve_latency.json").write_text(json.dumps(report, indent=2))
@@ -178,7 +187,7 @@ def write_report(report: dict) -> None:
              "smoothing; the server in its own process (ONNX Runtime on the CPU). Measured by the page: round trip "
              "from handing a camera frame to WebRTC until its stylized version is shown (frames matched by the "
              "counter strip), fps of stylized frames shown. `python benchmarks/serve_latency.py`.", "",
-             "| engine threads | round trip p50 ms | p95 ms | max ms | frames timed | fps shown | fps sent "
+             "| engine threads, scale | round trip p50 ms | p95 ms | max ms | frames timed | fps shown | fps sent "
              "| stylizer ms in the stream | stylizer ms alone | dropped | cores: chromium / server / other "
              "| load avg (1 min) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
@@ -186,7 +195,7 @@ def write_report(report: dict) -> None:
         trip, server = run["round_trip_ms"], run["server"] or {}
         cores = run["cpu_cores_used"]
         quiet = "" if cores["other"] < report["quiet_cores"] else " (busy machine)"
-        lines.append(f"| {run['threads'] or 'all'}{quiet} | {trip['p50']:.0f} | {trip['p95']:.0f} | "
+        lines.append(f"| {setting(run)}{quiet} | {trip['p50']:.0f} | {trip['p95']:.0f} | "
                      f"{trip['max']:.0f} | "
                      f"{trip['n']} | {run['fps_shown']:.1f} | {run['fps_sent']:.1f} | "
                      f"{server.get('stylize_ms', float('nan')):.0f} | {run['stylizer_alone_ms']:.0f} | "
@@ -194,18 +203,25 @@ def write_report(report: dict) -> None:
                      f"{cores['other']:.2f} | "
                      f"{run['loadavg_before'][0]:.2f} -> {run['loadavg_after'][0]:.2f} |")
     lines += ["", "Where the browser's share goes (WebRTC's own statistics, means since the start):", "",
-              "| engine threads | encode ms (sent) | jitter buffer ms (returned) | decode ms | receive to decoded ms "
-              "| ICE RTT ms | encoder limited by | sent size |", "|---|---:|---:|---:|---:|---:|---|---|"]
+              "| engine threads, scale | encode ms (sent) | jitter buffer ms (returned) | decode ms "
+              "| receive to decoded ms | ICE RTT ms | encoder limited by | sent size |",
+              "|---|---:|---:|---:|---:|---:|---|---|"]
     for run in report["runs"]:
         webrtc = run["browser_webrtc_stats"] or {}
 
         def ms(key: str, webrtc=webrtc) -> str:
             return f"{webrtc[key]:.1f}" if isinstance(webrtc.get(key), (int, float)) else "–"
 
-        lines.append(f"| {run['threads'] or 'all'} | {ms('encode_ms')} | {ms('jitter_buffer_ms')} | {ms('decode_ms')} "
+        lines.append(f"| {setting(run)} | {ms('encode_ms')} | {ms('jitter_buffer_ms')} | {ms('decode_ms')} "
                      f"| {ms('processing_ms')} | {ms('ice_rtt_ms')} | {webrtc.get('encoder_limited_by', '–')} "
                      f"| {webrtc.get('sent_size', '–')} |")
-    lines += ["", "Target on this 2-core CPU: p95 <= 150 ms. The browser, its encoder and decoder, and the "
+    verdicts = []
+    for scale in sorted({run.get("scale", 1.0) for run in report["runs"]}, reverse=True):
+        trips = [run["round_trip_ms"]["p95"] for run in report["runs"] if run.get("scale", 1.0) == scale]
+        verdicts.append(f"{'at full size' if scale == 1 else f'with --scale {scale:g}'}: "
+                        f"{'met' if all(p95 <= 150 for p95 in trips) else 'not met'}")
+    lines += ["", "Target on this 2-core CPU: p95 <= 150 ms; " + "; ".join(verdicts) + ". "
+              "The browser, its encoder and decoder, and the "
               "stylizer share the same two cores here. The machine is shared with other work: each run starts "
               "when it has been 90 % idle for 5 s, and the CPU other work took during the run is the \"other\" "
               f"cores (from /proc/stat); runs where it took {report['quiet_cores']:g} cores or more are marked "
@@ -221,6 +237,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--threads", type=int, nargs="+", default=[0],
                         help="engine threads to compare (0: every core, the default of rtstyle serve)")
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 0.5],
+                        help="rtstyle serve --scale values to compare (1: full size, the default of rtstyle serve)")
     parser.add_argument("--quiet-runs", type=int, default=1,
                         help="runs of each setting wanted while other work on the machine takes under --quiet-cores")
     parser.add_argument("--quiet-cores", type=float, default=0.15)
@@ -232,17 +250,19 @@ def main() -> None:
     # The machine may be shared: wait for a quiet moment before each run, keep every run, and say how
     # much CPU other work took during each; stop when each setting has its quiet runs.
     while len(runs) < args.max_runs:
-        quiet = {t: sum(1 for r in runs if r["threads"] == (t or None)
-                        and r["cpu_cores_used"]["other"] < args.quiet_cores) for t in args.threads}
-        wanting = [t for t in args.threads if quiet[t] < args.quiet_runs]
+        settings = [(t, s) for t in args.threads for s in args.scales]
+        quiet = {(t, s): sum(1 for r in runs if r["threads"] == (t or None) and r.get("scale", 1.0) == s
+                             and r["cpu_cores_used"]["other"] < args.quiet_cores) for t, s in settings}
+        wanting = [key for key in settings if quiet[key] < args.quiet_runs]
         if not wanting:
             break
-        threads = wanting[0]
+        threads, scale = wanting[0]
         wait_for_quiet()
-        alone = stylizer_alone(args.model, args.style, threads or None, args.size)
-        server, url = start_server(args.model, args.style, threads or None)
+        alone = stylizer_alone(args.model, args.style, threads or None, args.size, scale)
+        server, url = start_server(args.model, args.style, threads or None, scale)
         try:
-            run = {"threads": threads or None, "started": time.strftime("%H:%M:%S"), "stylizer_alone_ms": alone,
+            run = {"threads": threads or None, "scale": scale, "started": time.strftime("%H:%M:%S"),
+                   "stylizer_alone_ms": alone,
                    **measure(url, server.pid, args)}
         finally:
             server.terminate()
