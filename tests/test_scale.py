@@ -95,8 +95,8 @@ def test_the_hint_suggests_a_scale_only_when_frames_are_lost():
     from rtstyle.cli.commands import scale_hint
 
     hint = scale_hint(13.5, 30, 1.0)
-    assert "--scale 0.65" in hint  # sqrt(13.5 / 30) = 0.67: the pixels the engine can do in a frame's time
-    assert "--scale 0.45" in scale_hint(10, 30, 0.8)
+    assert "--scale 0.6 " in hint  # sqrt(13.5 / 30) = 0.67: the pixels the engine can do in a frame's time
+    assert "--scale 0.4 " in scale_hint(10, 30, 0.8)
     assert scale_hint(27, 30, 1.0) is None
     assert scale_hint(5, 30, 0.25) is None  # nothing smaller to offer
 

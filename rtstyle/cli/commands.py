@@ -447,8 +447,9 @@ def scale_hint(fps: float, source_fps: float, scale: float) -> str | None:
     kept = fps / source_fps
     if kept >= 0.8 or scale <= LEAST_SCALE:
         return None
-    # The engine's time goes with its pixels, the square of the scale.
-    suggested = max(LEAST_SCALE, math.floor(scale * math.sqrt(kept) * 20) / 20)
+    # The engine's time goes with its pixels, the square of the scale; 0.9 leaves it room, as a frame that
+    # takes longer than the camera's interval waits for the next one and the latency jumps by a frame.
+    suggested = max(LEAST_SCALE, math.floor(scale * math.sqrt(kept) * 0.9 * 20) / 20)
     return (f"the engine kept {fps:.0f} of the camera's {source_fps:g} frames a second; to keep up, try "
             f"--scale {suggested:g} (fewer pixels through the network, larger strokes)")
 
