@@ -237,7 +237,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--threads", type=int, nargs="+", default=[0],
                         help="engine threads to compare (0: every core, the default of rtstyle serve)")
-    parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 0.5],
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 0.6, 0.5],
                         help="rtstyle serve --scale values to compare (1: full size, the default of rtstyle serve)")
     parser.add_argument("--quiet-runs", type=int, default=1,
                         help="runs of each setting wanted while other work on the machine takes under --quiet-cores")
