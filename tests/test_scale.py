@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,7 @@ from rtstyle.io.sinks import Sink
 from rtstyle.io.sources import SyntheticSource
 from rtstyle.model.styles import StyleChoice
 from rtstyle.pipeline.runner import StreamConfig, run_stream
-from rtstyle.pipeline.scale import check_scale, enlarge, shrink, working_size
+from rtstyle.pipeline.scale import check_scale, enlarge, scale_to_fit, shrink, working_size
 
 
 class Keep(Sink):
@@ -95,8 +97,8 @@ def test_the_hint_suggests_a_scale_only_when_frames_are_lost():
     from rtstyle.cli.commands import scale_hint
 
     hint = scale_hint(13.5, 30, 1.0)
-    assert "--scale 0.6 " in hint  # sqrt(13.5 / 30) = 0.67: the pixels the engine can do in a frame's time
-    assert "--scale 0.4 " in scale_hint(10, 30, 0.8)
+    assert "--scale 0.55 " in hint  # sqrt(0.7 * 13.5 / 30) = 0.56: 70% of a frame's time
+    assert "--scale 0.35 " in scale_hint(10, 30, 0.8)
     assert scale_hint(27, 30, 1.0) is None
     assert scale_hint(5, 30, 0.25) is None  # nothing smaller to offer
 
@@ -114,3 +116,35 @@ def test_serve_takes_a_scale_from_its_config_and_each_viewer():
             ViewerOptions.parse({"scale": bad}, ["mosaic"], defaults)
     with pytest.raises(InputError, match="between 0.25 and 1"):
         ServeConfig(scale=0.1)
+
+
+def test_a_fitted_scale_gives_the_stylizer_its_share_of_a_frame():
+    from rtstyle.pipeline.scale import FRAME_SHARE, fitted_scale
+
+    def taking(seconds_at_full_size):
+        def stylize(images):  # a stylizer whose time goes with its pixels
+            time.sleep(seconds_at_full_size * images[0].size / (480 * 640 * 3))
+            return images
+        return stylize
+
+    budget = FRAME_SHARE / 30
+    assert fitted_scale(taking(budget / 2), 640, 480, 30)[0] == 1.0
+    scale, full_ms = fitted_scale(taking(4 * budget), 640, 480, 30)
+    assert scale == 0.45 and full_ms >= 4 * budget * 1000  # sqrt(1/4) = 0.5, less the sleep's overshoot: 0.45
+    assert scale_to_fit(1.0, 0.36) == 0.6 and scale_to_fit(0.8, 2.0) == 0.8
+    assert fitted_scale(taking(1.0), 640, 480, 30)[0] == 0.25  # never below a quarter
+
+
+def test_webcam_scale_auto_fits_and_says_what_it_chose(capsys, tmp_path):
+    import json
+
+    from rtstyle.cli.main import main
+
+    stats = tmp_path / "stats.json"
+    code = main(["webcam", "--synthetic", "--size", "96x64", "--fps", "20", "--no-preview", "--duration", "1.5",
+                 "--model", "fast", "--scale", "auto", "--stats-json", str(stats), "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "the scale fitted to it at the start" in captured.err
+    assert "at --scale 1 (auto: stylized at 96x64)" in captured.out  # a tiny frame: full size keeps up
+    assert json.loads(stats.read_text())["frames"] > 5

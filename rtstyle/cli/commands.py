@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import sys
 import tempfile
 from pathlib import Path
@@ -418,19 +417,24 @@ def webcam(args: argparse.Namespace) -> int:
             raise
         print(f"virtual camera: {camera.device}", file=sys.stderr)
         record = TeeSink(record, camera) if record is not None else camera
-    scaled = " (stylized at {}x{})".format(*working_size(*source.size, args.scale)) if args.scale < 1 else ""
+    auto = args.scale == "auto"
+    fixed = 1.0 if auto else args.scale
+    scaled = " (stylized at {}x{})".format(*working_size(*source.size, fixed)) if fixed < 1 else ""
+    scaled = ", the scale fitted to it at the start" if auto else scaled
     print(f"live: {source.size[0]}x{source.size[1]} @ {source.fps:g} fps{scaled}, style {styles[0]}; q to quit",
           file=sys.stderr)
+    stream = StreamConfig(batch=1, live=True, scale=fixed, fit_scale=auto)
     result = stylize_live(source, args.model, styles, args.strength, _engine_config(args, live=True), args.smooth,
                           args.smooth_strength, record=record, window=window, preview=not args.no_preview,
-                          config=StreamConfig(batch=1, live=True, scale=args.scale), duration=args.duration,
-                          preserve_color=args.preserve_color)
+                          config=stream, duration=args.duration, preserve_color=args.preserve_color)
     stats = result.metrics
     latency = stats["latency_ms"]
-    print(f"{stats['frames']} frames in {stats['seconds']:.1f} s: {stats['fps']:.1f} fps, latency p50 "
+    fitted = " at --scale {:g} (auto: stylized at {}x{})".format(
+        stats["scale"], *working_size(*source.size, stats["scale"])) if auto else ""
+    print(f"{stats['frames']} frames in {stats['seconds']:.1f} s{fitted}: {stats['fps']:.1f} fps, latency p50 "
           f"{latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms, max {latency['max']:.0f} ms, "
           f"{stats['drops']} dropped")
-    hint = scale_hint(stats["fps"], source.fps, args.scale)
+    hint = None if auto else scale_hint(stats["fps"], source.fps, fixed)
     if hint:
         print(hint, file=sys.stderr)
     if args.stats_json:
@@ -442,16 +446,15 @@ def webcam(args: argparse.Namespace) -> int:
 
 def scale_hint(fps: float, source_fps: float, scale: float) -> str | None:
     """A line that suggests a smaller --scale when the engine kept under 80% of the camera's frames."""
-    from ..pipeline.scale import LEAST_SCALE
+    from ..pipeline.scale import FRAME_SHARE, LEAST_SCALE, scale_to_fit
 
     kept = fps / source_fps
     if kept >= 0.8 or scale <= LEAST_SCALE:
         return None
-    # The engine's time goes with its pixels, the square of the scale; 0.9 leaves it room, as a frame that
-    # takes longer than the camera's interval waits for the next one and the latency jumps by a frame.
-    suggested = max(LEAST_SCALE, math.floor(scale * math.sqrt(kept) * 0.9 * 20) / 20)
+    # Each frame took about 1 / fps; a scale that keeps up gives it FRAME_SHARE of the camera's interval.
+    suggested = scale_to_fit(scale, FRAME_SHARE * kept)
     return (f"the engine kept {fps:.0f} of the camera's {source_fps:g} frames a second; to keep up, try "
-            f"--scale {suggested:g} (fewer pixels through the network, larger strokes)")
+            f"--scale {suggested:g} or --scale auto (fewer pixels through the network, larger strokes)")
 
 
 def train(args: argparse.Namespace) -> int:

@@ -133,11 +133,17 @@ def scale(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("the scale ")) from None
 
 
-def add_scale_option(group) -> None:
-    group.add_argument("--scale", type=scale, default=1.0,
+def scale_or_auto(text: str) -> float | str:
+    return "auto" if text == "auto" else scale(text)
+
+
+def add_scale_option(group, auto: bool) -> None:
+    group.add_argument("--scale", type=scale_or_auto if auto else scale, default=1.0,
                        help="stylize at this fraction of the frame's size and enlarge the result: 0.5 is a "
                             "quarter of the pixels, about 4x the frames per second on a CPU, with larger strokes "
-                            "and softer detail (0.25..1, default: 1)")
+                            "and softer detail (0.25..1"
+                            + (", or auto: the largest that keeps up with the camera, timed at the start" if auto
+                               else "") + "; default: 1)")
 
 
 def add_smooth_options(group) -> None:
@@ -227,7 +233,7 @@ def build_parser() -> Parser:
     webcam.add_argument("--styles", help="comma-separated styles for n/p (default: all built-in styles)")
     webcam.add_argument("--style-dir", help="a folder of pictures for n/p to cycle through as styles (the arbitrary "
                                             "model)")
-    add_scale_option(add_engine_options(webcam))
+    add_scale_option(add_engine_options(webcam), auto=True)
     group = webcam.add_argument_group("output")
     add_smooth_options(group)
     group.add_argument("--record", help="also record the stylized stream to this video file")
@@ -319,7 +325,7 @@ def build_parser() -> Parser:
     serve.add_argument("--style-image", metavar="PICTURE", help="a picture as the style shown first (the arbitrary "
                                                                 "model)")
     serve.add_argument("--style-dir", help="a folder of pictures for the picker (the arbitrary model)")
-    add_scale_option(add_engine_options(serve))
+    add_scale_option(add_engine_options(serve), auto=False)
     add_smooth_options(serve.add_argument_group("smoothing"))
     return parser
 

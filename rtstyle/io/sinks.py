@@ -290,8 +290,9 @@ class PreviewSink(Sink):
 
         style, strength = self.controls.state()
         loading = "" if self.controls.active in (None, (style, strength)) else " (loading)"
+        size = f"  at {self.metrics.scale:g}x" if self.metrics.scale < 1 else ""
         lines = [f"{self.metrics.live_fps():.1f} fps  {self.metrics.last_latency_ms():.0f} ms  "
-                 f"drops {self.metrics.drops}", f"{style} x{strength:.1f}{loading}   h: help"]
+                 f"drops {self.metrics.drops}{size}", f"{style} x{strength:.1f}{loading}   h: help"]
         scale = text_scale(image.shape[0], lines, image.shape[1])
         step = line_height(scale)
         for row, line in enumerate(lines):

@@ -17,6 +17,7 @@ class Metrics:
         self.finished: float | None = None
         self.frames = 0
         self.drops = 0
+        self.scale = 1.0  # the fraction of the frames' size the stylizer works at (pipeline/scale.py)
         self.latencies: deque[float] = deque(maxlen=_WINDOW)
         self.stage_seconds: dict[str, deque[float]] = {}
         self._recent: deque[float] = deque(maxlen=60)  # output times, for a live fps readout
@@ -65,6 +66,7 @@ class Metrics:
             return {
                 "frames": self.frames,
                 "drops": self.drops,
+                "scale": self.scale,
                 "seconds": round(elapsed, 3),
                 "fps": round(self.frames / elapsed, 2) if elapsed > 0 else 0.0,
                 "latency_ms": {"p50": round(float(np.percentile(latency, 50)), 2),

@@ -36,7 +36,7 @@ from ..io.sinks import Sink
 from ..io.sources import Frame, Source
 from .metrics import Metrics
 from .pending import IN_FLIGHT, PendingBatch, Stylizer
-from .scale import check_scale, enlarge, shrink, working_size
+from .scale import check_scale, enlarge, fitted_scale, shrink, working_size
 from .stages import END, Stages, Stopped
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class StreamConfig:
     batch_wait_ms: float = 4.0  # live mode: how long the batcher waits to fill a batch
     live_queue_frames: int = 1  # live mode: frames the capture queue keeps (newest)
     scale: float = 1.0  # stylize at this fraction of the frame's size, then scale back (pipeline/scale.py)
+    fit_scale: bool = False  # live: time the stylizer at the start and pick the scale it keeps up at
 
     def __post_init__(self) -> None:
         check_scale(self.scale)
@@ -73,10 +74,16 @@ def run_stream(source: Source, stylize: Stylizer | FrameFunction, sink: Sink, co
                progress: Progress | None = None, quit_event: threading.Event | None = None,
                metrics: Metrics | None = None, smoother=None) -> RunResult:
     stages = Stages()
+    scale = config.scale
+    if config.fit_scale and source.size[0] > 0 and source.fps:
+        scale, full_ms = fitted_scale(stylize, *source.size, source.fps)
+        log.info("scale %.2f: a full-size frame took %.1f ms of the source's %.1f", scale, full_ms,
+                 1000 / source.fps)
     warm_up = getattr(stylize, "warm_up", None)
     if warm_up is not None and source.size[0] > 0:
-        warm_up(config.batch, *working_size(*source.size, config.scale))  # compile and capture before the clock
+        warm_up(config.batch, *working_size(*source.size, scale))  # compile and capture before the clock
     metrics = metrics or Metrics()
+    metrics.scale = scale
     metrics.start()
     captured = stages.queue(config.live_queue_frames if config.live else config.queue_frames)
     stylized = stages.queue(max(2, config.batch) if config.live else config.queue_frames)
@@ -103,10 +110,10 @@ def run_stream(source: Source, stylize: Stylizer | FrameFunction, sink: Sink, co
     # `smoother`: made by the stylizer (`make_smoother`), so its arrays are the stylizer's own.
     after = None if smoother is None or smoother.passthrough else smoother.apply_batch
     # A file sink takes yuv420p straight from the GPU; frames to be enlarged stay RGB (sinks take both).
-    layout = getattr(sink, "layout", "rgb24") if config.scale >= 1.0 else "rgb24"
+    layout = getattr(sink, "layout", "rgb24") if scale >= 1.0 else "rgb24"
 
     def start(images: list[np.ndarray]) -> PendingBatch:
-        images = shrink(images, config.scale)
+        images = shrink(images, scale)
         if submit is not None:
             return submit(images, after, layout)
         if after is not None:
@@ -122,7 +129,7 @@ def run_stream(source: Source, stylize: Stylizer | FrameFunction, sink: Sink, co
             batch, pending, started = in_flight.popleft()
             waited = time.perf_counter()
             images = pending.result()
-            if config.scale < 1.0:
+            if scale < 1.0:
                 images = enlarge(images, [frame.image for frame in batch])
             now = time.perf_counter()
             metrics.stage("stylize", now - started, len(batch))  # submitted -> pixels on the host
