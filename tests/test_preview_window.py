@@ -268,3 +268,19 @@ def test_close_button_quits_cleanly_and_a_big_frame_is_fitted(xserver, tmp_path)
             preview.process.kill()
     assert "frames in" in preview.out.read_text()  # the normal summary: a clean exit, not a crash
     assert not [line for line in preview.stderr().splitlines() if line.startswith(QT_NOISE)], preview.stderr()
+
+
+def test_a_scaled_stream_shows_at_the_frames_size(xserver, tmp_path):
+    size = (360, 270)
+    preview = Preview(xserver, size, tmp_path, "--scale", "0.5")
+    try:
+        assert preview.geometry()[2:] == size  # the frame's size, not the 180x136 the network works at
+        picture = preview.shot()
+        keep("preview_scaled", picture)  # the overlay's first line ends "at 0.5x"
+        assert distance_to_scene(picture, size) > 20
+        preview.key("q")
+        assert preview.exit_code() == 0, preview.stderr()
+    finally:
+        if preview.process.poll() is None:
+            preview.process.kill()
+    assert "(stylized at 180x136)" in preview.stderr()
