@@ -293,6 +293,9 @@ class PreviewSink(Sink):
         size = f"  at {self.metrics.scale:g}x" if self.metrics.scale < 1 else ""
         lines = [f"{self.metrics.live_fps():.1f} fps  {self.metrics.last_latency_ms():.0f} ms  "
                  f"drops {self.metrics.drops}{size}", f"{style} x{strength:.1f}{loading}   h: help"]
+        notice = self.controls.recent_notice()
+        if notice:  # a style left out, for a few seconds; short, so the text above keeps its size
+            lines.append(notice if len(notice) <= 48 else notice[:47] + "...")
         scale = text_scale(image.shape[0], lines, image.shape[1])
         step = line_height(scale)
         for row, line in enumerate(lines):

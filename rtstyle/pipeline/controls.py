@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -33,6 +35,7 @@ class LiveControls:
     strength: float = 1.0
     view: str = "stylized"
     active: tuple[str, float] | None = None  # what the frames show; differs from state() while building
+    notice: tuple[str, float] | None = None  # (a message for the viewer, time.monotonic() when it was said)
     quit: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -55,6 +58,32 @@ class LiveControls:
     def state(self) -> tuple[str, float]:
         with self._lock:
             return self.style, self.strength
+
+    def choose(self, style: str, strength: float) -> None:
+        """Show `style` at `strength`; a style no longer in the list (see `drop_style`) keeps the current one."""
+        with self._lock:
+            if style in self.styles:
+                self.style_index = self.styles.index(style)
+            self.strength = strength
+
+    def drop_style(self, style: str) -> None:
+        """Take `style` out of the list (its stylizer cannot be built); if it was chosen, go back to `active`."""
+        with self._lock:
+            if style not in self.styles or len(self.styles) == 1:
+                return
+            chosen = self.style
+            self.styles.remove(style)
+            if chosen == style and self.active is not None:
+                chosen, self.strength = self.active
+            self.style_index = self.styles.index(chosen) if chosen in self.styles else 0
+
+    def say(self, text: str) -> None:
+        self.notice = (text, time.monotonic())
+
+    def recent_notice(self, seconds: float = 8.0) -> str | None:
+        """The notice, if it was said in the last `seconds`."""
+        notice = self.notice
+        return notice[0] if notice is not None and time.monotonic() - notice[1] < seconds else None
 
     def neighbour(self, step: int) -> tuple[str, float]:
         """The state `next_style(step)` would give."""
@@ -83,7 +112,7 @@ class BackgroundBuild:
             if shape is not None and hasattr(stylizer, "warm_up"):
                 stylizer.warm_up(*shape)
             self.result = stylizer
-        except BaseException as exc:  # handed to the stylize stage, which stops the stream with it
+        except BaseException as exc:  # handed to the stylize stage, which decides what it means
             self.error = exc
 
     def done(self) -> bool:
@@ -100,7 +129,8 @@ class StyleSwitcher:
     A switch first tries `restyle` on the current stylizer (same engine, new norm inputs). Else,
     at most one build runs at a time, for the state asked for when it started; when it lands and
     the state has moved on (a held strength key), the next build starts from the newest state.
-    A failed build raises from the next call, which stops the stream with that error.
+    A style whose build fails (a broken adapter file, say) is taken out of the list and said so on
+    the controls, and the stream stays on the style it shows: one bad file must not end a call.
     """
 
     KEEP = 8  # built stylizers kept, so memory stays bounded when someone holds a key down
@@ -136,9 +166,18 @@ class StyleSwitcher:
             return
         self._pending = None
         if pending.error is not None:
-            raise pending.error
+            if not isinstance(pending.error, Exception):  # KeyboardInterrupt, SystemExit: not the style's fault
+                raise pending.error
+            self._give_up_on(pending.key[0], pending.error)
+            return
         self.builds += 1
         self._keep(pending.key, pending.result)
+
+    def _give_up_on(self, style: str, error: Exception) -> None:
+        showing = self.controls.active[0] if self.controls.active else "the current style"
+        log.warning("could not build a stylizer for %s, so it is left out; staying on %s: %s", style, showing, error)
+        self.controls.drop_style(style)
+        self.controls.say(f"{Path(style).name} left out: {error}")
 
     def _switch(self, key: tuple[str, float]) -> None:
         chosen = self._built[key]
@@ -157,9 +196,20 @@ class StyleSwitcher:
                ) -> PendingBatch:
         self._collect()
         wanted = self.controls.state()
-        if wanted == self.controls.active:
-            pass
-        elif self._restyled(wanted):
+        if wanted != self.controls.active:
+            self._follow(wanted)
+        if self._pending is None and self._needs_engines and self.controls.state() == self.controls.active:
+            self._prefetch()
+        return self.current.submit(images, after, layout)
+
+    def _follow(self, wanted: tuple[str, float]) -> None:
+        """Restyle in place, switch to a built stylizer, or start building one for `wanted`."""
+        try:
+            restyled = self._restyled(wanted)
+        except Exception as exc:  # the style itself cannot be read (a broken adapter file)
+            self._give_up_on(wanted[0], exc)
+            return
+        if restyled:
             # The same stylizer now paints `wanted`: it is kept under that key alone.
             self._built = {key: s for key, s in self._built.items() if s is not self.current}
             self._keep(wanted, self.current)
@@ -169,9 +219,6 @@ class StyleSwitcher:
         elif self._pending is None:
             log.info("building stylizer for %s at strength %.2f in the background", *wanted)
             self._pending = BackgroundBuild(wanted, self.build, self._shape)
-        if self._pending is None and self._needs_engines and wanted == self.controls.active:
-            self._prefetch()
-        return self.current.submit(images, after, layout)
 
     def _restyled(self, wanted: tuple[str, float]) -> bool:
         if self.restyle is None or wanted in self._needs_engines:

@@ -158,8 +158,7 @@ class Viewer:
     def update(self, message: dict) -> None:
         """New controls from the page; the switcher builds a new stylizer in the background if needed."""
         self.options = ViewerOptions.parse(message, self.styles, self.options)
-        self.controls.style_index = self.styles.index(self.options.style)
-        self.controls.strength = self.options.strength
+        self.controls.choose(self.options.style, self.options.strength)
 
     def process(self, frame: VideoFrame) -> VideoFrame:
         """Stylize one frame (on the engine thread), keeping its timestamp and its stamp."""
@@ -237,7 +236,7 @@ class Viewer:
         showing = self.controls.active or (style, strength)  # differs from the choice while a stylizer builds
         return {"type": "stats", "style": style, "strength": strength,
                 "showing": {"style": showing[0], "strength": showing[1]}, "smooth": self.options.smooth,
-                "scale": self.options.scale, "fps": round(self.stats.fps(), 2),
+                "scale": self.options.scale, "notice": self.controls.recent_notice(), "fps": round(self.stats.fps(), 2),
                 "stylize_ms": round(self.stats.stylize_ms(), 1),
                 "received": self.stats.received, "stylized": self.stats.stylized,
                 "dropped": self.inbox.dropped + self.outbox.dropped,

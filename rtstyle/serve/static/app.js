@@ -339,6 +339,10 @@ function onServerMessage(message) {
     const showing = message.showing;
     if (message.error) setStatus(message.error, true);
     else if (showing.style !== message.style || showing.strength !== message.strength) setStatus(`preparing ${message.style}…`);
+    else if (message.notice) {
+      setStatus(message.notice);
+      if (ui.style !== message.style) { ui.style = message.style; showStyle(); }  // back on the style shown
+    }
     else if (pc && pc.connectionState === 'connected') setStatus('connected');
   } else if (message.type === 'error') {
     setStatus(message.error, true);
