@@ -138,12 +138,13 @@ def scale_or_auto(text: str) -> float | str:
 
 
 def add_scale_option(group, auto: bool) -> None:
-    group.add_argument("--scale", type=scale_or_auto if auto else scale, default=1.0,
+    """--scale; `auto` (live from a camera): a number, or auto, the default, fitted to the camera at the start."""
+    group.add_argument("--scale", type=scale_or_auto if auto else scale, default="auto" if auto else 1.0,
                        help="stylize at this fraction of the frame's size and enlarge the result: 0.5 is a "
                             "quarter of the pixels, about 4x the frames per second on a CPU, with larger strokes "
                             "and softer detail (0.25..1"
-                            + (", or auto: the largest that keeps up with the camera, timed at the start" if auto
-                               else "") + "; default: 1)")
+                            + ("; default: auto, the largest that keeps up with the camera, timed at the start; "
+                               "1 for every pixel whatever the frame rate)" if auto else "; default: 1)"))
 
 
 def add_smooth_options(group) -> None:
