@@ -43,7 +43,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(model: str, style: str, threads: int | None, scale: float) -> tuple[subprocess.Popen, str]:
+def start_server(model: str, style: str, threads: int | None, scale) -> tuple[subprocess.Popen, str]:
     command = [sys.executable, "-m", "rtstyle.cli.main", "serve", "--model", model, "--style", style,
                "--port", str(free_port()), "--device", "cpu", "--scale", str(scale)]
     if threads:
@@ -109,17 +109,20 @@ def chromium_pids() -> list[int]:
     return [int(pid) for pid in found.split()]
 
 
-def stylizer_alone(model: str, style: str, threads: int | None, size: tuple[int, int], scale: float) -> float:
-    """Median ms of the stylizer on one frame (at `scale`, with the resizing), nothing else running from this
-    benchmark."""
+def stylizer_alone(model: str, style: str, threads: int | None, size: tuple[int, int], scale) -> float:
+    """Median ms of the stylizer on one frame (at `scale`, with the resizing; auto: fitted as the server
+    fits it), nothing else running from this benchmark."""
     from rtstyle.api import load_stylizer
     from rtstyle.config import EngineConfig
     from rtstyle.io.synthetic import scene_frame
     from rtstyle.model.styles import StyleChoice
-    from rtstyle.pipeline.scale import enlarge, shrink
+    from rtstyle.pipeline.scale import AUTO, enlarge, fitted_scale, shrink
+    from rtstyle.serve.viewer import CAMERA_FPS
 
     stylizer = load_stylizer(model, StyleChoice({style: 1.0}), EngineConfig(device="cpu", threads=threads))
     frame = scene_frame(0, *size)
+    if scale == AUTO:
+        scale = fitted_scale(stylizer, *size, CAMERA_FPS)[0]
     stylizer(shrink([frame], scale))
     times = []
     for _ in range(15):
@@ -176,7 +179,8 @@ def measure(url: str, server_pid: int, args: argparse.Namespace) -> dict:
 
 def setting(run: dict) -> str:
     scale = run.get("scale", 1.0)
-    return f"{run['threads'] or 'all'}{'' if scale == 1 else f', --scale {scale:g}'}"
+    chose = f" (chose {(run['server'] or {}).get('scale_used', '?')})" if scale == "auto" else ""
+    return f"{run['threads'] or 'all'}, --scale {scale}{chose}"
 
 
 def write_report(report: dict) -> None:
@@ -216,9 +220,9 @@ def write_report(report: dict) -> None:
                      f"| {ms('processing_ms')} | {ms('ice_rtt_ms')} | {webrtc.get('encoder_limited_by', '–')} "
                      f"| {webrtc.get('sent_size', '–')} |")
     verdicts = []
-    for scale in sorted({run.get("scale", 1.0) for run in report["runs"]}, reverse=True):
+    for scale in dict.fromkeys(run.get("scale", 1.0) for run in report["runs"]):
         trips = [run["round_trip_ms"]["p95"] for run in report["runs"] if run.get("scale", 1.0) == scale]
-        verdicts.append(f"{'at full size' if scale == 1 else f'with --scale {scale:g}'}: "
+        verdicts.append(f"{'at full size (--scale 1)' if scale == 1 else f'with --scale {scale}'}: "
                         f"{'met' if all(p95 <= 150 for p95 in trips) else 'not met'}")
     lines += ["", "Target on this 2-core CPU: p95 <= 150 ms; " + "; ".join(verdicts) + ". "
               "The browser, its encoder and decoder, and the "
@@ -237,8 +241,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--threads", type=int, nargs="+", default=[0],
                         help="engine threads to compare (0: every core, the default of rtstyle serve)")
-    parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 0.6, 0.5],
-                        help="rtstyle serve --scale values to compare (1: full size, the default of rtstyle serve)")
+    parser.add_argument("--scales", type=lambda t: t if t == "auto" else float(t), nargs="+",
+                        default=["auto", 1.0, 0.6, 0.5],
+                        help="rtstyle serve --scale values to compare (auto: the default of rtstyle serve)")
     parser.add_argument("--quiet-runs", type=int, default=1,
                         help="runs of each setting wanted while other work on the machine takes under --quiet-cores")
     parser.add_argument("--quiet-cores", type=float, default=0.15)

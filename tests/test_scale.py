@@ -111,6 +111,8 @@ def test_serve_takes_a_scale_from_its_config_and_each_viewer():
     defaults = ViewerOptions("mosaic", scale=0.75)
     assert ViewerOptions.parse({}, ["mosaic"], defaults).scale == 0.75
     assert ViewerOptions.parse({"scale": 0.5}, ["mosaic"], defaults).scale == 0.5
+    assert ViewerOptions.parse({"scale": "auto"}, ["mosaic"], defaults).scale == "auto"
+    assert ServeConfig().scale == ViewerOptions("mosaic").scale == "auto"
     for bad in ("x", 3, None):
         with pytest.raises(InputError):
             ViewerOptions.parse({"scale": bad}, ["mosaic"], defaults)

@@ -47,7 +47,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def server():
-    config = ServeConfig(model="fast", styles=STYLES, style=WARM, port=0, max_viewers=1, connect_timeout_s=15)
+    # Every pixel (scale 1, not the default auto), so returned frames compare with the reference's.
+    config = ServeConfig(model="fast", styles=STYLES, style=WARM, port=0, max_viewers=1, connect_timeout_s=15,
+                         scale=1.0)
     thread = ServerThread(config)
     with thread as url:
         yield url, thread
@@ -437,6 +439,17 @@ def test_browser_round_trip(server, reference, tmp_path):
         scores = {"half": psnr(returned, half), "full": psnr(returned, reference(sent, COOL))}
         print(f"\nhalf size: PSNR against the half-size reference / the full-size one: {scores}")
         assert scores["half"] > 17 and scores["half"] > scores["full"] + 3, scores
+
+        # auto: the viewer's engine is timed on the first frame of its size; the page says what it chose.
+        driver.find_element("css selector", '#scale option[value="auto"]').click()
+        viewer = next(iter(thread.server.sessions.values())).viewer
+        label = ("const s = window.rtstyle.stats.server; return s && s.scale === 'auto' && "
+                 "document.querySelector('#scale option[value=auto]').text")
+        deadline = time.monotonic() + 15
+        while driver.execute_script(label) != f"auto ({viewer.scale_used:g} size)" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert driver.execute_script(label) == f"auto ({viewer.scale_used:g} size)", viewer.scale_used
+        assert viewer.options.scale == "auto" and 0.25 <= viewer.scale_used <= 1
 
         # A second browser tab while the first is served: the page says why, the first keeps going.
         shown = driver.execute_script("return window.rtstyle.stats.shown")

@@ -373,7 +373,7 @@ def webcam(args: argparse.Namespace) -> int:
     from ..model.styles import DEFAULT_STYLE, builtin_styles, parse_blend
     from ..model.weights import read_base
     from ..pipeline.runner import StreamConfig
-    from ..pipeline.scale import working_size
+    from ..pipeline.scale import AUTO, working_size
 
     if (args.no_preview and not args.record and not args.stats_json and not args.duration
             and args.virtual_cam is None):
@@ -417,7 +417,7 @@ def webcam(args: argparse.Namespace) -> int:
             raise
         print(f"virtual camera: {camera.device}", file=sys.stderr)
         record = TeeSink(record, camera) if record is not None else camera
-    auto = args.scale == "auto"
+    auto = args.scale == AUTO
     fixed = 1.0 if auto else args.scale
     scaled = " (stylized at {}x{})".format(*working_size(*source.size, fixed)) if fixed < 1 else ""
     scaled = ", the scale fitted to it at the start" if auto else scaled

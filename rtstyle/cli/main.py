@@ -120,31 +120,21 @@ def smooth_strength(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("smoothing strength ")) from None
 
 
-def scale(text: str) -> float:
-    from ..pipeline.scale import check_scale
+def scale(text: str) -> float | str:
+    from ..pipeline.scale import check_scale_setting
 
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    try:
-        return check_scale(value)
+        return check_scale_setting(text)
     except RtstyleError as exc:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("the scale ")) from None
 
 
-def scale_or_auto(text: str) -> float | str:
-    return "auto" if text == "auto" else scale(text)
-
-
-def add_scale_option(group, auto: bool) -> None:
-    """--scale; `auto` (live from a camera): a number, or auto, the default, fitted to the camera at the start."""
-    group.add_argument("--scale", type=scale_or_auto if auto else scale, default="auto" if auto else 1.0,
+def add_scale_option(group) -> None:
+    group.add_argument("--scale", type=scale, default="auto",
                        help="stylize at this fraction of the frame's size and enlarge the result: 0.5 is a "
                             "quarter of the pixels, about 4x the frames per second on a CPU, with larger strokes "
-                            "and softer detail (0.25..1"
-                            + ("; default: auto, the largest that keeps up with the camera, timed at the start; "
-                               "1 for every pixel whatever the frame rate)" if auto else "; default: 1)"))
+                            "and softer detail (0.25..1; default: auto, the largest that keeps up with the "
+                            "camera, timed at the start; 1 for every pixel whatever the frame rate)")
 
 
 def add_smooth_options(group) -> None:
@@ -234,7 +224,7 @@ def build_parser() -> Parser:
     webcam.add_argument("--styles", help="comma-separated styles for n/p (default: all built-in styles)")
     webcam.add_argument("--style-dir", help="a folder of pictures for n/p to cycle through as styles (the arbitrary "
                                             "model)")
-    add_scale_option(add_engine_options(webcam), auto=True)
+    add_scale_option(add_engine_options(webcam))
     group = webcam.add_argument_group("output")
     add_smooth_options(group)
     group.add_argument("--record", help="also record the stylized stream to this video file")
@@ -326,7 +316,7 @@ def build_parser() -> Parser:
     serve.add_argument("--style-image", metavar="PICTURE", help="a picture as the style shown first (the arbitrary "
                                                                 "model)")
     serve.add_argument("--style-dir", help="a folder of pictures for the picker (the arbitrary model)")
-    add_scale_option(add_engine_options(serve), auto=False)
+    add_scale_option(add_engine_options(serve))
     add_smooth_options(serve.add_argument_group("smoothing"))
     return parser
 

@@ -29,11 +29,26 @@ SCALE_STEP = 0.05
 FRAME_SHARE = 0.7
 
 
+#: A scale setting that asks for `fitted_scale` at the start of a stream.
+AUTO = "auto"
+
+
 def check_scale(scale: float) -> float:
     """`scale` if it is one the pipeline takes, else an InputError saying which are."""
     if not LEAST_SCALE <= scale <= 1.0:
         raise InputError(f"the scale must be between {LEAST_SCALE} and 1, got {scale:g}")
     return scale
+
+
+def check_scale_setting(value) -> float | str:
+    """A scale (a number, or its text) or AUTO, checked; an InputError for anything else."""
+    if value == AUTO:
+        return AUTO
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"the scale must be a number or {AUTO}, got {value!r}") from None
+    return check_scale(scale)
 
 
 def working_size(width: int, height: int, scale: float) -> tuple[int, int]:

@@ -37,7 +37,7 @@ except ImportError as exc:  # the extra is optional; the CLI turns this into one
                        "pip install 'rtstyle[serve]'") from None
 
 from ..model.styles import DEFAULT_STYLE, MAX_STRENGTH
-from ..pipeline.scale import check_scale
+from ..pipeline.scale import AUTO, check_scale_setting
 from .engine import DEFAULT_VIEWERS_CPU, DEFAULT_VIEWERS_GPU, SharedEngine, Thumbnails
 from .viewer import StylizedTrack, Viewer, ViewerOptions
 
@@ -55,7 +55,7 @@ class ServeConfig:
     strength: float = 1.0
     smooth: str = "none"
     smooth_strength: float = SMOOTH_STRENGTH
-    scale: float = 1.0  # the size frames are stylized at, as a fraction of theirs, until a viewer picks another
+    scale: float | str = AUTO  # the size frames are stylized at until a viewer picks another (pipeline/scale.py)
     engine: EngineConfig = field(default_factory=EngineConfig)
     host: str = "127.0.0.1"
     port: int = 8080
@@ -72,7 +72,7 @@ class ServeConfig:
             raise InputError("HTTPS needs both --cert-file and --key-file")
         if self.smooth not in SMOOTHERS:
             raise InputError(f"unknown smoother {self.smooth!r}; use one of {', '.join(SMOOTHERS)}")
-        check_scale(self.scale)
+        check_scale_setting(self.scale)
 
 
 def is_loopback(host: str) -> bool:

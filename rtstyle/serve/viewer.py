@@ -30,11 +30,12 @@ from ..errors import InputError
 from ..io.color import ColorInfo, color_of
 from ..model.styles import MAX_STRENGTH
 from ..pipeline.controls import LiveControls, StyleSwitcher
-from ..pipeline.scale import check_scale, enlarge, shrink
+from ..pipeline.scale import AUTO, check_scale_setting, enlarge, fitted_scale, shrink
 from .engine import SharedEngine
 from .stamp import read_stamp, sent_color, strip_rows, write_stamp
 
 log = logging.getLogger(__name__)
+CAMERA_FPS = 30  # the rate the page asks the browser's camera for (static/app.js)
 T = TypeVar("T")
 STRENGTH_STEP = 0.05  # strengths are rounded to this, so a dragged slider builds a few stylizers, not hundreds
 
@@ -81,7 +82,7 @@ class ViewerOptions:
     smooth: str = "none"
     smooth_strength: float = SMOOTH_STRENGTH
     stamped: bool = False  # the page paints a frame counter under each frame (stamp.py)
-    scale: float = 1.0  # stylize at this fraction of the frame's size (pipeline/scale.py)
+    scale: float | str = AUTO  # stylize at this fraction of the frame's size, or fitted (pipeline/scale.py)
 
     @classmethod
     def parse(cls, message: dict, styles: list[str], defaults: ViewerOptions) -> ViewerOptions:
@@ -92,10 +93,9 @@ class ViewerOptions:
         try:
             strength = float(message.get("strength", defaults.strength))
             smooth_strength = check_smooth_strength(float(message.get("smooth_strength", defaults.smooth_strength)))
-            scale = float(message.get("scale", defaults.scale))
         except (TypeError, ValueError):
-            raise InputError("strength, smooth_strength and scale must be numbers") from None
-        check_scale(scale)
+            raise InputError("strength and smooth_strength must be numbers") from None
+        scale = check_scale_setting(message.get("scale", defaults.scale))
         if not 0.0 <= strength <= MAX_STRENGTH:
             raise InputError(f"strength must be between 0 and {MAX_STRENGTH:g}, got {strength:g}")
         smooth = message.get("smooth", defaults.smooth)
@@ -150,6 +150,8 @@ class Viewer:
         self.stats = ViewerStats()
         self.error: str | None = None
         self.color: ColorInfo | None = None  # how the browser made its YUV, once a stamp has said
+        self._fitted: dict[tuple[int, int], float] = {}  # --scale auto: the scale fitted per frame size
+        self.scale_used = 1.0
 
     def start(self) -> None:
         """Build the first stylizer (blocking: run it off the event loop)."""
@@ -168,7 +170,7 @@ class Viewer:
         picture = image[: image.shape[0] - rows]
         smoother = self._smoother_now()
         after = None if smoother.passthrough else smoother.apply_batch
-        scale = self.options.scale
+        scale = self._scale_for(picture)
         styled = self.switcher.submit(shrink([picture], scale), after).result()
         styled = (enlarge(styled, [picture]) if scale < 1.0 else styled)[0]
         if rows:
@@ -185,6 +187,20 @@ class Viewer:
         result.pts, result.time_base = frame.pts, frame.time_base
         self.stats.add(time.perf_counter() - started)
         return result
+
+    def _scale_for(self, picture: np.ndarray) -> float:
+        """The viewer's scale, or with `auto` the one fitted to this frame size on its first frame (the
+        engine timed alone, on the engine thread; other viewers are not counted)."""
+        if self.options.scale != AUTO:
+            self.scale_used = self.options.scale
+        else:
+            size = (picture.shape[1], picture.shape[0])
+            if size not in self._fitted:
+                self._fitted[size], full_ms = fitted_scale(self.switcher, *size, CAMERA_FPS)
+                log.info("viewer at %dx%d: scale %.2f (a full-size frame took %.1f ms)", *size, self._fitted[size],
+                         full_ms)
+            self.scale_used = self._fitted[size]
+        return self.scale_used
 
     def _rgb(self, frame: VideoFrame) -> np.ndarray:
         """The frame in RGB, read with the YUV matrix and range the sender used."""
@@ -236,7 +252,8 @@ class Viewer:
         showing = self.controls.active or (style, strength)  # differs from the choice while a stylizer builds
         return {"type": "stats", "style": style, "strength": strength,
                 "showing": {"style": showing[0], "strength": showing[1]}, "smooth": self.options.smooth,
-                "scale": self.options.scale, "notice": self.controls.recent_notice(), "fps": round(self.stats.fps(), 2),
+                "scale": self.options.scale, "scale_used": self.scale_used,
+                "notice": self.controls.recent_notice(), "fps": round(self.stats.fps(), 2),
                 "stylize_ms": round(self.stats.stylize_ms(), 1),
                 "received": self.stats.received, "stylized": self.stats.stylized,
                 "dropped": self.inbox.dropped + self.outbox.dropped,

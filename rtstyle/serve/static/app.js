@@ -21,8 +21,9 @@ const rt = window.rtstyle = {
   breakdown: () => breakdown(),
 };
 
-const ui = { style: null, strength: 1, smooth: 'none', smoothStrength: 0.7, scale: 1 };
-const SCALES = [[1, 'full size'], [0.75, '3/4 size'], [0.5, 'half size']];
+const ui = { style: null, strength: 1, smooth: 'none', smoothStrength: 0.7, scale: 'auto' };
+// What the engine stylizes, as a fraction of the camera's size; auto: what keeps up, timed on the first frame.
+const SCALES = [['auto', 'auto'], [1, 'full size'], [0.75, '3/4 size'], [0.5, 'half size']];
 let config = null, pc = null, channel = null, cameraStream = null, sendTrack = null, counter = 0;
 let pictureWidth = 0, pictureHeight = 0, stripRows = 0, pingTimer = null, readoutTimer = null;
 const sentAt = new Map(), pings = new Map(), shownAt = [];
@@ -61,7 +62,10 @@ async function init() {
   const scale = $('scale');
   const scales = SCALES.some(([value]) => value === ui.scale) ? SCALES : [...SCALES, [ui.scale, `${ui.scale} size`]];
   for (const [value, label] of scales) scale.add(new Option(label, value, false, value === ui.scale));
-  scale.addEventListener('change', () => { ui.scale = Number(scale.value); sendControls(); });
+  scale.addEventListener('change', () => {
+    ui.scale = scale.value === 'auto' ? 'auto' : Number(scale.value);
+    sendControls();
+  });
   config.styles.forEach((style, index) => $('styles').append(styleButton(style, index)));
   showStyle();
   const chosen = document.querySelector('.style[aria-selected=true]');
@@ -344,6 +348,8 @@ function onServerMessage(message) {
       if (ui.style !== message.style) { ui.style = message.style; showStyle(); }  // back on the style shown
     }
     else if (pc && pc.connectionState === 'connected') setStatus('connected');
+    const auto = $('scale').querySelector('option[value=auto]');
+    if (auto) auto.text = message.scale === 'auto' ? `auto (${message.scale_used} size)` : 'auto';
   } else if (message.type === 'error') {
     setStatus(message.error, true);
   }
