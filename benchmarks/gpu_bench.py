@@ -343,7 +343,7 @@ def end_to_end(s: Session) -> None:
                         streams = [st.type for st in check.streams]
                         decoded = sum(1 for _ in check.decode(video=0))
                     row = {"model": model, "width": width, "height": height, "codec": codec, "smooth": smooth,
-                           "engine": stylizer.engine.describe(), "frames": result.frames, "decoded_back": decoded,
+                           "engine": stylizer.describe(), "frames": result.frames, "decoded_back": decoded,
                            "streams": streams, "fps": round(result.fps, 1),
                            "stage_ms_per_frame": (result.metrics or {}).get("stage_ms_per_frame")}
                     s.summary["end_to_end"].append(row)
