@@ -53,7 +53,7 @@ def fast_stylizer():
     from rtstyle.config import EngineConfig
     from rtstyle.model.styles import StyleChoice
 
-    return load_stylizer("quality", StyleChoice({"woodcut": 1.0}), EngineConfig(device="cpu"))
+    return load_stylizer("fast", StyleChoice({"woodcut": 1.0}), EngineConfig(device="cpu"))
 
 
 @pytest.fixture(scope="session", autouse=True)
