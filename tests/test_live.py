@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from rtstyle.errors import InputError, PipelineError
@@ -67,10 +68,18 @@ def test_live_mode_drops_stale_frames_and_bounds_latency():
 
 
 def test_live_batches_fill_within_the_wait():
-    sink = Collect()
+    sink, sizes = Collect(), []
+
+    def stylize(images):
+        sizes.append(len(images))
+        time.sleep(0.01)
+        return invert(images)
+
     config = StreamConfig(batch=4, live=True, live_queue_frames=8, batch_wait_ms=50)
-    result = run_stream(SyntheticSource(64, 48, fps=200, frames=80), slow(0.01), sink, config)
+    result = run_stream(SyntheticSource(64, 48, fps=200, frames=80), stylize, sink, config)
     assert result.metrics["frames"] > 40
+    # A 200 fps source fills a batch of 4 well within 50 ms: most batches are full, none is over.
+    assert max(sizes) == 4 and sizes.count(4) > len(sizes) / 2, sizes
 
 
 @pytest.mark.parametrize("where", ["stylize", "sink", "source"])
@@ -200,14 +209,29 @@ def test_qt_gets_a_font_folder_that_exists(monkeypatch, tmp_path):
     assert os.environ["QT_QPA_FONTDIR"] == str(tmp_path)
 
 
-def test_live_style_switching_rebuilds_the_engine():
+class Palette(Sink):
+    """Records each frame's mean colour."""
+
+    def __init__(self):
+        self.means = []
+
+    def write(self, frame, image):
+        self.means.append(image.reshape(-1, 3).mean(axis=0))
+
+    def close(self):
+        pass
+
+
+def test_live_style_switching_through_the_torch_engine():
     from rtstyle.api import stylize_live
     from rtstyle.config import EngineConfig
 
-    window = FakeWindow([-1, ord("n"), -1, -1, ord("q")])
+    window, palette = FakeWindow([-1, -1, ord("n")] + [-1] * 6 + [ord("q")]), Palette()
     result = stylize_live(SyntheticSource(96, 64, fps=30, frames=None), "fast", ["mosaic", "woodcut"],
-                          engine=EngineConfig(device="cpu", backend="torch"), window=window)
-    assert result.interrupted and result.metrics["frames"] >= 4
+                          engine=EngineConfig(device="cpu", backend="torch"), window=window, record=palette)
+    assert result.interrupted and result.metrics["frames"] >= 8
+    # woodcut is near black and white, mosaic navy and gold: the frames after n have another palette.
+    assert np.abs(palette.means[-1] - palette.means[0]).max() > 12, (palette.means[0], palette.means[-1])
 
 
 class Tagged:
