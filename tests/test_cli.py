@@ -106,7 +106,12 @@ def test_ctrl_c_leaves_a_playable_file(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "rtstyle.cli.main", "stylize", str(src), "-o", str(out),
                              "--device", "cpu", "--batch", "2"], stderr=subprocess.PIPE, text=True, env=env)
-    time.sleep(6)  # model load plus a few seconds of frames
+    # Interrupt once frames are being written: the partial file (renamed to `out` at the end) grows.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if sum(p.stat().st_size for p in tmp_path.glob("*partial*")) > 20_000:
+            break
+        time.sleep(0.1)
     assert proc.poll() is None, proc.stderr.read()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -165,7 +166,10 @@ def test_style_report_flags_an_outlier(folders, tmp_path, capsys):
 def test_two_process_ddp_on_cpu(folders, tmp_path):
     styles, content = folders
     out = tmp_path / "ddp.safetensors"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+    with socket.socket() as probe:  # a port nobody uses now, so parallel runs do not collide
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
            "-m", "rtstyle.cli.main", "train", "--style-dir", str(styles), "--content-dir", str(content),
            "--out", str(out), "--steps", "3", "--batch", "1", "--size", "64", "--pool", "4", "--device", "cpu",
            "--sample-every", "0"]
