@@ -149,17 +149,22 @@ def test_unreadable_inputs_are_input_errors(tmp_path, fast_stylizer, name, conte
     assert not out.exists() and not leftovers(tmp_path)
 
 
-def test_truncated_video_is_converted_up_to_the_damage_or_refused(clip, tmp_path, fast_stylizer):
-    data = clip.read_bytes()
-    src = tmp_path / "truncated.mp4"
-    src.write_bytes(data[: len(data) // 2])
-    out = tmp_path / "t_out.mp4"
-    try:
-        convert_file(src, out, fast_stylizer, ConvertConfig())
-    except InputError:
-        assert not out.exists()
-    else:
-        assert 0 < len(probe(out)["frames"]) <= 48
+def test_a_truncated_mp4_is_refused_and_a_truncated_stream_is_converted_up_to_the_damage(tmp_path, fast_stylizer):
+    from rtstyle.io.synthetic import write_clip
+
+    # An MP4 keeps its index (moov) at the end: half of one cannot be read at all.
+    data = write_clip(tmp_path / "c.mp4", seconds=2.0, width=160, height=96, fps=24).read_bytes()
+    (tmp_path / "t.mp4").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="not a video or image file that can be read"):
+        convert_file(tmp_path / "t.mp4", tmp_path / "t_out.mp4", fast_stylizer, ConvertConfig())
+    assert not (tmp_path / "t_out.mp4").exists()
+    # Matroska and MPEG-TS are read as streams: the frames before the cut are converted.
+    for suffix in (".mkv", ".ts"):
+        data = write_clip(tmp_path / f"c{suffix}", seconds=2.0, width=160, height=96, fps=24).read_bytes()
+        (tmp_path / f"t{suffix}").write_bytes(data[: len(data) // 2])
+        result = convert_file(tmp_path / f"t{suffix}", tmp_path / f"t{suffix}.mp4", fast_stylizer, ConvertConfig())
+        frames = len(probe(tmp_path / f"t{suffix}.mp4")["frames"])
+        assert 10 < frames < 48 and frames == result.frames, (suffix, frames, result.frames)
 
 
 @pytest.mark.parametrize("output", ["missing_dir/out.mp4", "out.png", "out.xyz", "clip_dir"])
