@@ -165,3 +165,28 @@ def test_an_existing_output_is_refused_asked_replaced_or_kept(capsys, clip, tmp_
     assert run(capsys, "stylize", clip, "-o", out, "-q")[0] == 0 and out.stat().st_size > 1000
     monkeypatch.setattr("builtins.input", lambda prompt: pytest.fail("-y must not ask"))
     assert run(capsys, "stylize", clip, "-o", out, "-y", "-q")[0] == 0
+
+
+def test_a_failure_while_running_exits_1_and_memory_gets_a_hint(capsys, monkeypatch):
+    from rtstyle.cli import commands
+    from rtstyle.cli.main import main
+    from rtstyle.errors import PipelineError
+
+    def out_of_memory(args):
+        try:
+            raise MemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        except MemoryError as exc:
+            raise PipelineError("stylize stage failed: MemoryError: CUDA out of memory") from exc
+
+    monkeypatch.setattr(commands, "styles", out_of_memory)
+    assert main(["styles"]) == 1
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and "stylize stage failed" in line and "a smaller --batch" in line
+
+    def broken(args):
+        raise PipelineError("sink stage failed: RuntimeError: boom")
+
+    monkeypatch.setattr(commands, "styles", broken)
+    assert main(["styles"]) == 1
+    line = capsys.readouterr().err.strip()
+    assert line == "rtstyle: error: sink stage failed: RuntimeError: boom"

@@ -1,7 +1,8 @@
 """Command line: argument parsing and error reporting. The commands live in `commands.py`.
 
-Every error a user can cause ends as one line on stderr and exit code 2; Ctrl-C during a
-conversion keeps what was written and exits 130.
+Every error a user can cause ends as one line on stderr and exit code 2; a failure while running
+(a stage's error, memory running out) is one line and exit code 1; Ctrl-C during a conversion keeps
+what was written and exits 130.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from ..config import (
     ConvertConfig,
     check_smooth_strength,
 )
-from ..errors import RtstyleError, StyleError
+from ..errors import PipelineError, RtstyleError, StyleError
 from ..model.styles import DEFAULT_STYLE, MAX_STRENGTH
 
+EXIT_FAILURE = 1  # the command ran and failed (a stage, a file of a batch, memory): not the user's arguments
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -378,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         resolve_style_arguments(args)
         return getattr(commands, args.command.replace("-", "_"))(args)
+    except PipelineError as exc:  # a stage failed while running: not a usage error, so not its exit code
+        if args.debug:
+            raise
+        print(f"rtstyle: error: {exc}{_memory_hint(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
     except RtstyleError as exc:
         if args.debug:
             raise
@@ -389,9 +396,23 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        print(f"rtstyle: internal error: {exc.__class__.__name__}: {exc} (rerun with --debug for details)",
+        what = "error" if _out_of_memory(exc) else "internal error"
+        print(f"rtstyle: {what}: {exc.__class__.__name__}: {exc}{_memory_hint(exc)} (rerun with --debug for details)",
               file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
+
+
+def _out_of_memory(exc: BaseException | None) -> bool:
+    """Whether `exc` or what caused it is the host or the GPU running out of memory (torch's CUDA OOM included)."""
+    while exc is not None:
+        if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def _memory_hint(exc: BaseException) -> str:
+    return "; out of memory: a smaller --batch or --max-side needs less" if _out_of_memory(exc) else ""
 
 
 if __name__ == "__main__":
