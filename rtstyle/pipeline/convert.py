@@ -102,8 +102,12 @@ def claim_output(dst: Path) -> Iterator[None]:
         lock.unlink(missing_ok=True)
 
 
-def check_paths(src: Path, dst: Path) -> None:
-    """Refuse bad inputs and outputs before any model is built: cheap, and nothing gets written."""
+def check_paths(src: Path, dst: Path, probe: bool = True) -> None:
+    """Refuse bad inputs and outputs before any model is built: cheap, and nothing gets written.
+
+    `probe`: also open the input and decode its first frame, so a corrupt file fails now; a caller that
+    opens it next anyway (`convert_file`) leaves that to the opening.
+    """
     if not src.exists():
         raise InputError(f"input not found: {src}")
     if src.resolve() == dst.resolve():
@@ -114,6 +118,8 @@ def check_paths(src: Path, dst: Path) -> None:
     if not is_image_path(dst) and dst.suffix.lower() not in VIDEO_SUFFIXES:
         raise OutputError(f"unsupported output type {dst.suffix!r}; use one of {sorted(VIDEO_SUFFIXES)}")
     check_writable(dst)
+    if not probe:
+        return
     if is_image_path(src):
         probe_image(src)
     else:
@@ -124,7 +130,7 @@ def convert_file(src: str | Path, dst: str | Path, stylizer: Stylizer | FrameFun
                  progress: Progress | None = None) -> ConvertResult:
     """Stylize an image or a video file into `dst`."""
     src, dst = Path(src), Path(dst)
-    check_paths(src, dst)
+    check_paths(src, dst, probe=False)  # the input is opened next, which refuses a corrupt one
     with claim_output(dst):
         if is_image_path(src):
             return convert_image(src, dst, stylizer, config)
