@@ -419,8 +419,10 @@ def webcam(args: argparse.Namespace) -> int:
         record = TeeSink(record, camera) if record is not None else camera
     auto = args.scale == AUTO
     fixed = 1.0 if auto else args.scale
-    scaled = " (stylized at {}x{})".format(*working_size(*source.size, fixed)) if fixed < 1 else ""
-    scaled = ", the scale fitted to it at the start" if auto else scaled
+    if auto:
+        scaled = ", the scale fitted to it at the start"
+    else:
+        scaled = " (stylized at {}x{})".format(*working_size(*source.size, fixed)) if fixed < 1 else ""
     print(f"live: {source.size[0]}x{source.size[1]} @ {source.fps:g} fps{scaled}, style {styles[0]}; q to quit",
           file=sys.stderr)
     stream = StreamConfig(batch=1, live=True, scale=fixed, fit_scale=auto)
@@ -515,12 +517,10 @@ def serve(args: argparse.Namespace) -> int:
         styles = tuple(pictures_in(args.style_dir))
     else:
         styles = tuple(args.styles.split(",")) if args.styles else ()
-    config = ServeConfig(model=args.model, styles=styles,
-                         style=args.style, strength=args.strength, smooth=args.smooth,
-                         smooth_strength=args.smooth_strength, scale=args.scale, engine=_engine_config(args, live=True),
-                         host=args.host,
-                         port=args.port, token=token, max_viewers=args.max_viewers, cert_file=args.cert_file,
-                         key_file=args.key_file)
+    config = ServeConfig(model=args.model, styles=styles, style=args.style, strength=args.strength,
+                         smooth=args.smooth, smooth_strength=args.smooth_strength, scale=args.scale,
+                         engine=_engine_config(args, live=True), host=args.host, port=args.port, token=token,
+                         max_viewers=args.max_viewers, cert_file=args.cert_file, key_file=args.key_file)
 
     def ready(url: str) -> None:
         print(f"rtstyle serve: open {url}  (Ctrl-C to stop)", file=sys.stderr, flush=True)

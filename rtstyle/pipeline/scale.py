@@ -23,14 +23,12 @@ from ..model.spec import SIZE_MULTIPLE
 SMALLEST = 16  # the least side the network takes without padding
 LEAST_SCALE = 0.25
 SCALE_STEP = 0.05
+#: A scale setting that asks for `fitted_scale` at the start of a stream.
+AUTO = "auto"
 #: The share of the source's frame interval a fitted scale aims one frame's stylization at. Measured: at
 #: 0.7 (22 ms of a 30 fps camera's 33) a stream keeps every frame at p95 23-26 ms; near 0.85 it starts to
 #: lose frames, and each frame shown then also waits for its turn (benchmarks/results/virtual_cam_cpu.md).
 FRAME_SHARE = 0.7
-
-
-#: A scale setting that asks for `fitted_scale` at the start of a stream.
-AUTO = "auto"
 
 
 def check_scale(scale: float) -> float:
