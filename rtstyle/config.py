@@ -65,9 +65,13 @@ class ConvertConfig:
     pix_fmt: str | None = None  # None: the input's depth (yuv420p, or yuv420p10le for 10-bit input)
     smooth: str = "none"  # temporal smoother: none, ema, adaptive, flow
     smooth_strength: float = SMOOTH_STRENGTH
+    scale: float = 1.0  # stylize at this fraction of the (resized) frame and enlarge back: larger strokes
 
     def __post_init__(self) -> None:
         from .errors import InputError
+        from .pipeline.scale import check_scale
+
+        check_scale(self.scale)
 
         if self.batch is not None and not 1 <= self.batch <= 256:
             raise InputError(f"batch must be between 1 and 256, got {self.batch}")

@@ -150,3 +150,37 @@ def test_webcam_scale_auto_fits_and_says_what_it_chose(capsys, tmp_path):
     assert "the scale fitted to it at the start" in captured.err
     assert "at --scale 1 (auto: stylized at 96x64)" in captured.out  # a tiny frame: full size keeps up
     assert json.loads(stats.read_text())["frames"] > 5
+
+
+def test_files_take_a_scale_video_photo_and_cli(tmp_path, capsys):
+    import av
+    from PIL import Image
+
+    from rtstyle.cli.main import main
+    from rtstyle.config import ConvertConfig
+    from rtstyle.io.synthetic import scene_frame, write_clip
+    from rtstyle.pipeline.convert import convert_file
+
+    stylizer = load_stylizer("fast", StyleChoice({"mosaic": 1.0}), EngineConfig(device="cpu", threads=1))
+    clip = write_clip(tmp_path / "c.mp4", seconds=0.5, width=160, height=96, fps=24)
+    result = convert_file(clip, tmp_path / "half.mp4", stylizer, ConvertConfig(scale=0.5))
+    with av.open(str(tmp_path / "half.mp4")) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+        assert container.streams.audio  # the rest of the conversion is as ever
+    assert result.frames == len(frames) == 12 and frames[0].shape == (96, 160, 3)
+
+    photo = tmp_path / "p.png"
+    Image.fromarray(scene_frame(10, 200, 120)).save(photo)
+    convert_file(photo, tmp_path / "p_half.png", stylizer, ConvertConfig(scale=0.5))
+    half = np.array(Image.open(tmp_path / "p_half.png"))
+    picture = np.array(Image.open(photo))
+    expected = enlarge(stylizer(shrink([picture], 0.5)), [picture])[0]
+    assert half.shape == (120, 200, 3) and np.abs(half.astype(int) - expected).max() <= 1
+
+    assert main(["stylize", str(photo), "-o", str(tmp_path / "cli.png"), "--model", "fast", "--style", "mosaic",
+                 "--scale", "0.5", "--device", "cpu", "-q"]) == 0
+    assert np.abs(np.array(Image.open(tmp_path / "cli.png")).astype(int) - half).max() <= 1
+    assert main(["stylize", str(photo), "-o", str(tmp_path / "x.png"), "--scale", "auto"]) == 2
+    assert "a file takes a number" in capsys.readouterr().err
+    with pytest.raises(InputError, match="between 0.25 and 1"):
+        ConvertConfig(scale=2.0)

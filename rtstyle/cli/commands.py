@@ -76,7 +76,7 @@ def _convert(src: Path, dst: Path, args: argparse.Namespace, config: ConvertConf
 def _config(args: argparse.Namespace) -> ConvertConfig:
     return ConvertConfig(batch=args.batch, max_side=args.max_side, crf=args.crf, preset=args.preset,
                          copy_audio=not args.no_audio, codec=args.codec, pix_fmt=args.pix_fmt, smooth=args.smooth,
-                         smooth_strength=args.smooth_strength)
+                         smooth_strength=args.smooth_strength, scale=args.scale)
 
 
 def _is_batch(args: argparse.Namespace) -> bool:

@@ -131,6 +131,13 @@ def scale(text: str) -> float | str:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("the scale ")) from None
 
 
+def file_scale(text: str) -> float:
+    value = scale(text)
+    if isinstance(value, str):
+        raise argparse.ArgumentTypeError("auto fits a live camera's frame rate; a file takes a number from 0.25 to 1")
+    return value
+
+
 def add_scale_option(group) -> None:
     group.add_argument("--scale", type=scale, default="auto",
                        help="stylize at this fraction of the frame's size and enlarge the result: 0.5 is a "
@@ -179,6 +186,9 @@ def build_parser() -> Parser:
     group.add_argument("--batch", type=positive_int, default=defaults.batch,
                        help="frames per batch (default: 1 on a CPU, 8 on a GPU: what measured fastest)")
     group.add_argument("--max-side", type=positive_int, help="scale the long side down to this many pixels")
+    group.add_argument("--scale", type=file_scale, default=1.0,
+                       help="stylize at this fraction of the frame's size and enlarge the result to it: larger "
+                            "strokes on big frames, fewer pixels through the network (0.25..1, default: 1)")
     group.add_argument("--crf", type=int, default=defaults.crf, help=f"x264 quality, 0-51 (default: {defaults.crf})")
     group.add_argument("--preset", default=defaults.preset,
                        choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"),

@@ -31,6 +31,7 @@ from ..io.sources import FileSource
 from ..io.video import VIDEO_SUFFIXES, VideoReader, VideoWriter, check_writable
 from .pending import Stylizer
 from .runner import FrameFunction, Progress, StreamConfig, run_stream
+from .scale import enlarge, shrink
 
 log = logging.getLogger(__name__)
 PARTIAL, LOCK = ".rtstyle-partial", ".rtstyle-lock"
@@ -141,7 +142,10 @@ def convert_image(src: Path, dst: Path, stylizer: Stylizer | FrameFunction, conf
     start = time.perf_counter()
     rgb, alpha = read_image(src, config.max_side)
     stylize_image = getattr(stylizer, "stylize_image", None)  # tiles huge images in bounded memory
-    out = stylize_image(rgb) if stylize_image is not None else stylizer([rgb])[0]
+    small = shrink([rgb], config.scale)[0]
+    out = stylize_image(small) if stylize_image is not None else stylizer([small])[0]
+    if config.scale < 1.0:
+        out = enlarge([out], [rgb])[0]
     tmp = temporary_path(dst)
     try:
         write_image(tmp, out, alpha)
@@ -169,7 +173,7 @@ def convert_video(src: Path, dst: Path, stylizer: Stylizer | FrameFunction, conf
         tmp.unlink(missing_ok=True)
         raise
     batch = config.batch or getattr(stylizer, "preferred_batch", 4)
-    stream = StreamConfig(batch=batch, queue_frames=config.queue_frames, live=False)
+    stream = StreamConfig(batch=batch, queue_frames=config.queue_frames, live=False, scale=config.scale)
     try:
         make = getattr(stylizer, "make_smoother", None)
         smoother = make(config.smooth, config.smooth_strength) if make is not None else None

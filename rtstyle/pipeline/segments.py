@@ -248,8 +248,8 @@ def stylize_segment(src: str | Path, segment: Segment, part: str | Path, stylize
         smoother = make(config.smooth, config.smooth_strength) if make is not None else None
         batch = config.batch or getattr(stylizer, "preferred_batch", 4)
         report = (lambda done, _total: progress(max(0, done - segment.preroll))) if progress else None
-        result = run_stream(source, stylizer, sink, StreamConfig(batch=batch, queue_frames=config.queue_frames),
-                            report, smoother=smoother)
+        stream = StreamConfig(batch=batch, queue_frames=config.queue_frames, scale=config.scale)
+        result = run_stream(source, stylizer, sink, stream, report, smoother=smoother)
     if result.interrupted:
         raise KeyboardInterrupt
     if writer.frames_written != segment.frames or sink.dropped != segment.preroll:
