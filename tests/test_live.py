@@ -350,8 +350,13 @@ def test_webcam_cli_errors(capsys, tmp_path, monkeypatch):
     assert main(["webcam", "--camera", "/dev/no-such-camera", "--no-preview", "--duration", "1"]) == 2
     assert main(["webcam", "--synthetic"]) == 2
     assert main(["webcam", "--size", "big"]) == 2
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not an adapter")
+    assert main(["webcam", "--synthetic", "--no-preview", "--duration", "1", "--model", "fast",
+                 "--styles", f"mosaic,{broken}"]) == 2  # at the start, not when n reaches it
     err = capsys.readouterr().err.strip().splitlines()
     assert any("no camera" in line for line in err) and any("no display" in line for line in err)
+    assert any("not a readable safetensors adapter" in line for line in err)
 
 
 def test_webcam_cli_records_the_synthetic_scene(capsys, tmp_path):

@@ -392,6 +392,7 @@ def webcam(args: argparse.Namespace) -> int:
             picture_adapter(picture)
     else:
         styles = args.styles.split(",") if args.styles else builtin_styles(base_id)
+        _check_styles(args.model, styles, base_id)
     default = styles[0] if args.style_dir else DEFAULT_STYLE
     first = args.style or (next(iter(parse_blend(args.blend))) if args.blend else default)
     if first in styles:
@@ -444,6 +445,18 @@ def webcam(args: argparse.Namespace) -> int:
     if record_path is not None:
         print(f"recorded {record_path}")
     return 128 + result.signal if result.signal else 0  # stopped by SIGTERM/SIGHUP/Ctrl-C: say so
+
+
+def _check_styles(model: str, styles: list[str], base_id: str) -> None:
+    """Read and fuse every style that is not built in (adapter files, pictures), so a typo or a broken file
+    is one error line now rather than a style the live list leaves out when n reaches it."""
+    from ..api import fused_style
+    from ..model.styles import builtin_styles
+
+    builtin = set(builtin_styles(base_id))
+    for name in styles:
+        if name not in builtin:
+            fused_style(model, StyleChoice({name: 1.0}))
 
 
 def scale_hint(fps: float, source_fps: float, scale: float) -> str | None:
