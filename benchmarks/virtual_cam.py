@@ -18,7 +18,7 @@ A null-sink run (no camera, no window) is interleaved with the camera runs as th
 shared CPU.
 
 Run: python benchmarks/virtual_cam.py [--seconds 12] [--size 640x480] [--fps 30] [--repeats 2] [--threads N]
-Writes benchmarks/results/virtual_cam_cpu.{json,md} and live_scale.png (one frame at each scale).
+Writes benchmarks/results/virtual_cam_cpu.{json,md} and live_scale.jpg (one frame at each scale).
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ def main() -> None:
         if server is not None:
             server.terminate()
     write_report(args, rows, real, pyvirtualcam.__version__)
-    write_picture(args.results / "live_scale.png", args.size)
+    write_picture(args.results / "live_scale.jpg", args.size)
 
 
 def write_picture(path: Path, size: tuple[int, int]) -> None:
@@ -209,7 +209,7 @@ def write_picture(path: Path, size: tuple[int, int]) -> None:
         cv2.putText(panel, f"--scale {scale:g}", (12, 36), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2,
                     cv2.LINE_AA)
         panels.append(panel)
-    cv2.imwrite(str(path), np.concatenate(panels, axis=1))
+    cv2.imwrite(str(path), np.concatenate(panels, axis=1), [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
 def write_report(args, rows: list[dict], real: bool, version: str) -> None:
@@ -256,7 +256,7 @@ def write_report(args, rows: list[dict], real: bool, version: str) -> None:
                   + "; ".join(verdicts) + ".", "",
               "`--scale S` stylizes each frame at S times its width and height and enlarges the result "
               "(`rtstyle/pipeline/scale.py`): S^2 of the pixels through the network, larger strokes and softer "
-              "detail; [live_scale.png](live_scale.png) shows one frame at each scale."]
+              "detail; [live_scale.jpg](live_scale.jpg) shows one frame at each scale."]
     (args.results / "virtual_cam_cpu.md").write_text("\n".join(lines) + "\n")
 
 

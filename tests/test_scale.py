@@ -184,3 +184,19 @@ def test_files_take_a_scale_video_photo_and_cli(tmp_path, capsys):
     assert "a file takes a number" in capsys.readouterr().err
     with pytest.raises(InputError, match="between 0.25 and 1"):
         ConvertConfig(scale=2.0)
+
+
+def test_live_on_a_cpu_defaults_to_the_fast_model():
+    from rtstyle.cli.main import build_parser, resolve_style_arguments
+
+    def model(*argv):
+        args = build_parser().parse_args(list(argv))
+        resolve_style_arguments(args)
+        return args.model
+
+    assert model("webcam", "--device", "cpu") == model("serve", "--device", "cpu", "--styles", "mosaic") == "fast"
+    assert model("webcam", "--device", "cpu", "--blend", "mosaic:0.5,woodcut:0.5") == "fast"
+    assert model("webcam", "--device", "cpu", "--model", "quality") == "quality"  # asked for
+    assert model("stylize", "a.mp4", "--device", "cpu") == "quality"  # files: every pixel, no hurry
+    assert model("webcam", "--device", "cpu", "--styles", "mine.safetensors") == "quality"  # a file names its base
+    assert model("webcam", "--device", "cuda") == "quality"

@@ -424,8 +424,8 @@ def webcam(args: argparse.Namespace) -> int:
         scaled = ", the scale fitted to it at the start"
     else:
         scaled = " (stylized at {}x{})".format(*working_size(*source.size, fixed)) if fixed < 1 else ""
-    print(f"live: {source.size[0]}x{source.size[1]} @ {source.fps:g} fps{scaled}, style {styles[0]}; q to quit",
-          file=sys.stderr)
+    print(f"live: {source.size[0]}x{source.size[1]} @ {source.fps:g} fps{scaled}, {Path(args.model).stem} model, "
+          f"style {styles[0]}; q to quit", file=sys.stderr)
     stream = StreamConfig(batch=1, live=True, scale=fixed, fit_scale=auto)
     result = stylize_live(source, args.model, styles, args.strength, _engine_config(args, live=True), args.smooth,
                           args.smooth_strength, record=record, window=window, preview=not args.no_preview,

@@ -63,7 +63,8 @@ def add_engine_options(parser: argparse.ArgumentParser):
     group = parser.add_argument_group("engine")
     group.add_argument("--model",
                        help="base network: quality, fast, arbitrary (any picture as the style), or a base "
-                            ".safetensors file (default: quality; arbitrary with --style-image or --style-dir)")
+                            ".safetensors file (default: quality; fast for webcam and serve on a CPU; arbitrary "
+                            "with --style-image or --style-dir)")
     group.add_argument("--device", choices=DEVICES, default="auto", help="default: cuda if available, else cpu")
     group.add_argument("--backend", choices=BACKENDS, default="auto", help="default: auto")
     group.add_argument("--precision", choices=PRECISIONS, default="auto",
@@ -359,7 +360,27 @@ def resolve_style_arguments(args: argparse.Namespace) -> None:
             raise StyleError("give either --style-schedule or --style/--blend/--style-image")
         pictures = pictures or any(is_picture(name) for _, name in StyleSchedule.parse(schedule).keys)
     if args.model is None:
-        args.model = "arbitrary" if pictures else (_adapter_model(args) or "quality")
+        args.model = "arbitrary" if pictures else (_adapter_model(args) or _live_cpu_model(args) or "quality")
+
+
+def _live_cpu_model(args: argparse.Namespace) -> str | None:
+    """"fast" for a live stream (webcam, serve) of built-in styles on a CPU, else None.
+
+    On a CPU the quality model keeps up with a 30 fps camera only at 0.4-0.45 of its size (--scale auto),
+    which blurs the picture's shapes away; the fast model keeps up at about 0.6 and keeps them
+    (benchmarks/live_models.py). Adapter files name their own base, so they keep the quality default.
+    """
+    from ..api import lean_path_reason
+    from ..config import EngineConfig
+
+    if args.command not in ("webcam", "serve"):
+        return None
+    names = [getattr(args, "style", None), *(getattr(args, "styles", None) or "").split(","),
+             *(getattr(args, "blend", None) or "").split(",")]
+    if any(name and Path(name.rsplit(":", 1)[0]).suffix for name in names):  # a file: its base decides
+        return None
+    engine = EngineConfig(backend=args.backend, device=args.device, precision=args.precision)
+    return "fast" if lean_path_reason(engine) is not None else None
 
 
 def _adapter_model(args: argparse.Namespace) -> str | None:
