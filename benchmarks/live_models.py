@@ -58,9 +58,8 @@ def main() -> None:
     top, bottom = np.concatenate(panels[:2], axis=1), np.concatenate(panels[2:], axis=1)
     cv2.imwrite(str(RESULTS / "live_models.jpg"), np.concatenate([top, bottom], axis=0), [cv2.IMWRITE_JPEG_QUALITY, 90])
     machine = f"{platform.machine()} CPU, {os.cpu_count()} cores"
-    (RESULTS / "live_models.json").write_text(json.dumps({"machine": machine, "camera": f"{WIDTH}x{HEIGHT} at "
-                                                          f"{FPS:g} fps", "style": "starry-swirl", "rows": rows},
-                                                         indent=2))
+    report = {"machine": machine, "camera": f"{WIDTH}x{HEIGHT} at {FPS:g} fps", "style": "starry-swirl", "rows": rows}
+    (RESULTS / "live_models.json").write_text(json.dumps(report, indent=2))
     lines = [f"`--scale auto` for a {WIDTH}x{HEIGHT} camera at {FPS:g} fps on {machine}, default style, "
              f"{args.repeats} fits per model (`python benchmarks/live_models.py`); "
              "[live_models.jpg](live_models.jpg) shows kodim01 through each model at full size and at its scale.",
