@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +30,10 @@ def local_ray():
 
     Started as the CLI starts it for --json (nothing from the workers on stdout, which is the JSON's).
     """
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    # The workers can import this module (HeldWorker below is made in them).
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": path}})
     yield
     ray.shutdown()
 
@@ -111,7 +116,34 @@ def pools(monkeypatch) -> list:
     return made
 
 
-def test_a_worker_killed_mid_file_is_restarted_and_the_file_retried(tmp_path, pools):
+HOLD_AT = 12  # frames into a file
+
+
+class HeldWorker(cluster.StylizeWorker):
+    """Holds its call HOLD_AT frames into the file until some call has been retried (a worker was killed),
+    so that a kill lands mid-file every time, whatever the progress board's lag."""
+
+    def _reporter(self, key):
+        import ray as ray_in_worker
+
+        report = super()._reporter(key)
+
+        def held(done: int) -> None:
+            report(done)
+            if done != HOLD_AT:
+                return
+            ray_in_worker.get(self.board.update.remote(key, done))  # the board shows exactly where it waits
+            deadline = time.monotonic() + 60
+            while max(ray_in_worker.get(self.board.snapshot.remote())[1].values()) == 1:
+                if time.monotonic() > deadline:
+                    return  # the test was not going to kill: go on (and its assertions fail)
+                time.sleep(0.05)
+
+        return held
+
+
+def test_a_worker_killed_mid_file_is_restarted_and_the_file_retried(tmp_path, pools, monkeypatch):
+    monkeypatch.setattr(cluster.WorkerPool, "worker_class", HeldWorker)
     src = tmp_path / "in"
     src.mkdir()
     for name in "abcd":
@@ -119,8 +151,9 @@ def test_a_worker_killed_mid_file_is_restarted_and_the_file_retried(tmp_path, po
     killed = []
 
     def kill_every_worker_once(done: int, total: int) -> None:
-        frames, _ = ray.get(pools[0].board.snapshot.remote())
-        if sum(0 < n < 48 for n in frames.values()) == 2 and not killed:  # each worker is inside a file
+        frames, attempts = ray.get(pools[0].board.snapshot.remote())
+        held = [key for key, n in frames.items() if n == HOLD_AT and attempts[key] == 1]
+        if len(held) == 2 and not killed:  # each worker is held inside a file
             killed.extend(pools[0].actors)
             for actor in pools[0].actors:
                 ray.kill(actor, no_restart=False)  # as the OOM killer would: Ray restarts it

@@ -180,12 +180,14 @@ def test_the_window_opens_at_the_frame_size_fitted_to_the_screen(screen, size, e
 
 
 def test_overlay_text_grows_with_the_window_and_always_fits():
-    from rtstyle.io.display import text_scale, text_width
+    from rtstyle.io.display import drawn_width, text_scale
 
     line = ["29.9 fps  31 ms  drops 0"]
     assert text_scale(1080, line, 1920) > 1.5 * text_scale(240, line, 320)
-    for width in (120, 320, 1920):
-        assert text_width(line[0], text_scale(480, line, width)) <= width
+    lines = [*line, "mosaic (3/26)  strength 0.80  smooth flow 0.60  at 0.6x"]
+    for width in range(60, 2000, 37):  # whatever this OpenCV's text metrics, outline included
+        for height in (240, 480, 1080):
+            assert max(drawn_width(text, text_scale(height, lines, width)) for text in lines) <= width
 
 
 def test_opencv_without_windows_says_how_to_get_them():

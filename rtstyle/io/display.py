@@ -146,8 +146,24 @@ def text_scale(height: int, lines: list[str], width: int) -> float:
     """An OpenCV font scale whose letters are TEXT_PX tall on a picture `height` pixels tall shown
     1:1 (bigger on bigger windows), made smaller where the longest line would not fit across `width`."""
     scale = min(TEXT_PX[1], max(TEXT_PX[0], height / 28)) / _cap_height()
-    widest = max(text_width(line, scale) for line in lines)
-    return scale * min(1.0, 0.96 * width / max(widest, 1))
+    room = 0.96 * width
+    # Text width is not proportional to the scale (the stroke is a whole number of pixels, and OpenCV 5
+    # draws these fonts from outlines), so one proportional step can overshoot: shrink until it fits.
+    for _ in range(32):
+        widest = max(drawn_width(line, scale) for line in lines)
+        if widest <= room:
+            break
+        scale *= max(0.5, min(0.97, room / widest))
+    return scale
+
+
+def drawn_width(text: str, scale: float) -> int:
+    """What `put_outlined` covers across: the text and its outline on both sides."""
+    return text_width(text, scale) + 2 * _outline_reach(scale)
+
+
+def _outline_reach(scale: float) -> int:
+    return max(1, round(2.2 * scale))
 
 
 def put_outlined(image: np.ndarray, text: str, origin: tuple[int, int], scale: float) -> None:
@@ -160,7 +176,7 @@ def put_outlined(image: np.ndarray, text: str, origin: tuple[int, int], scale: f
     import cv2
 
     stroke = max(1, round(1.6 * scale))
-    reach = max(1, round(2.2 * scale))
+    reach = _outline_reach(scale)
     x, y = origin
     for dx, dy in ((-reach, 0), (reach, 0), (0, -reach), (0, reach), (-reach, -reach), (reach, reach),
                    (-reach, reach), (reach, -reach)):

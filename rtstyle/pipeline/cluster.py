@@ -182,13 +182,15 @@ class WorkerPool:
     A worker whose call failed for good after Ray's retries is replaced by a fresh one.
     """
 
+    worker_class: type = StylizeWorker
+
     def __init__(self, ray, count: int, options: dict, model: str, style, engine: EngineConfig,
                  max_task_retries: int):
         self.ray = ray
         name = f"rtstyle-progress-{secrets.token_hex(4)}"
         self.board = ray.remote(num_cpus=0)(ProgressBoard).options(name=name).remote()
         # max_restarts=-1: a worker is always brought back; each call gets max_task_retries more tries.
-        self._actor = ray.remote(max_restarts=-1, max_task_retries=max_task_retries, **options)(StylizeWorker)
+        self._actor = ray.remote(max_restarts=-1, max_task_retries=max_task_retries, **options)(self.worker_class)
         self._args = (model, style, engine, name)
         self.actors = [self._actor.remote(*self._args) for _ in range(count)]
         self.running: dict = {}
