@@ -178,9 +178,9 @@ def joins(folder: Path) -> dict:
 
     from rtstyle.api import load_stylizer
     from rtstyle.config import ConvertConfig, EngineConfig
+    from rtstyle.jobs.convert import convert_file
+    from rtstyle.jobs.segments import convert_segmented, plan_segments, preroll_frames
     from rtstyle.model.styles import StyleChoice
-    from rtstyle.pipeline.convert import convert_file
-    from rtstyle.pipeline.segments import convert_segmented, plan_segments, preroll_frames
 
     src = keyframed(DATA / "video" / "big_buck_bunny_cut.mp4", folder / "bunny_gop24.mp4", 24)
     stylizer = load_stylizer("fast", StyleChoice(), EngineConfig(device="cpu"))

@@ -27,8 +27,8 @@ from rtstyle.api import load_stylizer
 from rtstyle.config import ConvertConfig, EngineConfig
 from rtstyle.io.synthetic import write_clip
 from rtstyle.io.video import VideoReader
+from rtstyle.jobs.convert import convert_file
 from rtstyle.model.styles import StyleChoice
-from rtstyle.pipeline.convert import convert_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP_360P = ROOT / ".." / "shared" / "data" / "video" / "big_buck_bunny_cut.mp4"

@@ -283,7 +283,7 @@ def end_to_end(s: Session) -> None:
 
     from rtstyle.api import load_stylizer
     from rtstyle.io.video import VideoReader, VideoWriter
-    from rtstyle.pipeline.convert import convert_file
+    from rtstyle.jobs.convert import convert_file
 
     s.summary["av"] = {"version": av.__version__,
                        "hardware_codecs": sorted(c for c in av.codecs_available
@@ -304,7 +304,7 @@ def end_to_end(s: Session) -> None:
             writer.write(first, index)
         writer.close()
         encode_fps = count / (time.perf_counter() - start)
-        from rtstyle.pipeline.frames import TorchStylizer
+        from rtstyle.stylizers.torch import TorchStylizer
 
         planes = TorchStylizer.to_yuv420p(torch.from_numpy(first).permute(2, 0, 1)[None].float().div(255))[0].numpy()
         writer = VideoWriter(Path(tmp) / "enc_yuv.mp4", info, copy_audio=False)

@@ -49,8 +49,8 @@ def run(command: list[str]) -> tuple[float, float]:
 def tiled_against_untiled(model: str) -> dict:
     from rtstyle.api import load_stylizer
     from rtstyle.backends.onnx_cpu import OrtSession
-    from rtstyle.backends.onnx_tiles import TILE, TiledStylizer
     from rtstyle.config import EngineConfig
+    from rtstyle.stylizers.tiles import TILE, TiledStylizer
 
     image = make_image(2048)
     stylizer = load_stylizer(model, None, EngineConfig(device="cpu"))

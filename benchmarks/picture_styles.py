@@ -178,9 +178,9 @@ def switch_latency(model: str, names: list[str], change: str, in_place: bool, pr
     """
     from rtstyle.api import load_stylizer, restyle
     from rtstyle.config import EngineConfig
+    from rtstyle.live.controls import LiveControls, StyleSwitcher
     from rtstyle.model import arbitrary
     from rtstyle.model.styles import StyleChoice
-    from rtstyle.pipeline.controls import LiveControls, StyleSwitcher
 
     cpu = EngineConfig(device="cpu")
     controls = LiveControls(list(names))

@@ -19,12 +19,12 @@ from .config import SMOOTH_STRENGTH, ConvertConfig, EngineConfig
 from .errors import InputError, StyleError
 from .io.sinks import NullSink, PreviewSink, Sink, TeeSink, Window
 from .io.sources import Source
+from .jobs.convert import ConvertResult, Progress, convert_file
+from .live.controls import LiveControls, StyleSwitcher
 from .model.styles import StyleChoice, builtin_styles
-from .pipeline.controls import LiveControls, StyleSwitcher
-from .pipeline.convert import ConvertResult, Progress, convert_file
 from .pipeline.metrics import Metrics
 from .pipeline.runner import RunResult, StreamConfig, run_stream
-from .pipeline.schedule import ScheduledStylizer, StyleSchedule
+from .stylizers.schedule import ScheduledStylizer, StyleSchedule
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def restyle(stylizer, model: str | Path, style: StyleChoice) -> bool:
 
 def load_scheduled_stylizer(model: str | Path, schedule: StyleSchedule, strength: float = 1.0,
                             engine: EngineConfig | None = None, preserve_color: bool = False) -> ScheduledStylizer:
-    """One engine whose style follows `schedule` along a video (see pipeline/schedule.py)."""
+    """One engine whose style follows `schedule` along a video (see stylizers/schedule.py)."""
     first = StyleChoice(schedule.blend_at(0.0), strength, preserve_color)
     stylizer = load_stylizer(model, first, engine)
     norms = {}
@@ -156,7 +156,7 @@ def _load_torch(model: str | Path, style: StyleChoice, engine: EngineConfig):
     try:
         from .backends.base import create_engine
         from .model.loader import fuse, load_base
-        from .pipeline.frames import TorchStylizer
+        from .stylizers.torch import TorchStylizer
     except ImportError as exc:
         if exc.name != "torch":
             raise

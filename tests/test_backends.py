@@ -169,7 +169,7 @@ def test_torch_compile_matches_eager():
 @pytest.mark.gpu
 def test_cuda_frame_path_matches_cpu_over_many_batches(fused):
     """Pinned ring buffers and the copy stream must never hand the engine a half-copied batch."""
-    from rtstyle.pipeline.frames import TorchStylizer
+    from rtstyle.stylizers.torch import TorchStylizer
 
     cpu = TorchStylizer(create_engine(fused, EngineConfig(backend="torch", device="cpu")))
     gpu = TorchStylizer(create_engine(fused, EngineConfig(backend="torch", device="cuda", precision="fp32")))

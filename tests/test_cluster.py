@@ -16,10 +16,10 @@ from rtstyle.cli.main import main
 from rtstyle.config import ConvertConfig, EngineConfig
 from rtstyle.errors import BackendError
 from rtstyle.io.synthetic import write_clip
+from rtstyle.jobs import cluster
+from rtstyle.jobs.batch import expand, is_complete
+from rtstyle.jobs.convert import LOCK, PARTIAL
 from rtstyle.model.styles import StyleChoice
-from rtstyle.pipeline import cluster
-from rtstyle.pipeline.batch import expand, is_complete
-from rtstyle.pipeline.convert import LOCK, PARTIAL
 
 ray = pytest.importorskip("ray", reason="Ray is in the 'cluster' extra")
 

@@ -15,9 +15,9 @@ from av.video.reformatter import ColorRange, Colorspace
 
 from rtstyle.config import ConvertConfig
 from rtstyle.io.color import BT709, BT2020_NCL, HLG, PQ, SMPTE170M, ColorInfo, yuv_layout
-from rtstyle.pipeline.convert import convert_file
-from rtstyle.pipeline.frames import TorchStylizer
-from rtstyle.pipeline.pending import PendingBatch
+from rtstyle.jobs.convert import convert_file
+from rtstyle.stylizers.base import PendingBatch
+from rtstyle.stylizers.torch import TorchStylizer
 
 # SMPTE-style bars plus the red, which BT.601 decoding of BT.709 samples turns (183, 56, 19).
 BARS = [(191, 191, 191), (191, 191, 0), (0, 191, 191), (0, 191, 0), (191, 0, 191), (191, 0, 0), (0, 0, 191),

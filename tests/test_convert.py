@@ -12,7 +12,7 @@ from rtstyle.config import ConvertConfig
 from rtstyle.errors import InputError, OutputError, PipelineError
 from rtstyle.io.synthetic import scene_frame
 from rtstyle.io.video import VideoReader
-from rtstyle.pipeline.convert import convert_file
+from rtstyle.jobs.convert import convert_file
 
 
 def leftovers(folder):

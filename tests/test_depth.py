@@ -11,8 +11,8 @@ import pytest
 
 from rtstyle.cli.main import main
 from rtstyle.config import ConvertConfig, EngineConfig
-from rtstyle.pipeline.convert import convert_file
-from rtstyle.pipeline.pending import PendingBatch
+from rtstyle.jobs.convert import convert_file
+from rtstyle.stylizers.base import PendingBatch
 
 
 class Identity:

@@ -14,7 +14,7 @@ from rtstyle.backends.compiled import with_float32_norms
 from rtstyle.config import EngineConfig
 from rtstyle.model.loader import fuse, load_base
 from rtstyle.model.styles import StyleChoice
-from rtstyle.pipeline.frames import IN_FLIGHT, TorchStylizer
+from rtstyle.stylizers.torch import IN_FLIGHT, TorchStylizer
 
 
 @pytest.fixture(scope="module", params=["quality", "fast"])
@@ -111,7 +111,7 @@ def test_file_conversion_on_cuda_keeps_every_frame_with_smoothing(clip, tmp_path
 
     from rtstyle.api import load_stylizer
     from rtstyle.config import ConvertConfig
-    from rtstyle.pipeline.convert import convert_file
+    from rtstyle.jobs.convert import convert_file
 
     stylizer = load_stylizer("fast", StyleChoice({"mosaic": 1.0}), EngineConfig(backend="torch", device="cuda"))
     out = tmp_path / "o.mp4"

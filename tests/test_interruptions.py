@@ -15,7 +15,7 @@ import pytest
 from rtstyle.config import ConvertConfig
 from rtstyle.errors import OutputError
 from rtstyle.io.synthetic import write_clip
-from rtstyle.pipeline.convert import LOCK, PARTIAL, convert_file
+from rtstyle.jobs.convert import LOCK, PARTIAL, convert_file
 
 ROOT = Path(__file__).resolve().parents[1]
 

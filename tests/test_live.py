@@ -119,7 +119,7 @@ class FakeWindow:
 
 
 def test_preview_keys_drive_style_strength_view_snapshot_and_quit(tmp_path):
-    from rtstyle.pipeline.controls import LiveControls
+    from rtstyle.live.controls import LiveControls
     from rtstyle.pipeline.metrics import Metrics
 
     controls = LiveControls(["a", "b", "c"])
@@ -146,7 +146,7 @@ def test_mirror_and_help_keys_change_what_the_preview_shows():
 
     from rtstyle.io.sinks import PREVIEW_KEYS
     from rtstyle.io.sources import Frame
-    from rtstyle.pipeline.controls import LiveControls
+    from rtstyle.live.controls import LiveControls
     from rtstyle.pipeline.metrics import Metrics
 
     preview = PreviewSink(LiveControls(["a", "b"]), Metrics(), FakeWindow([]))
@@ -243,13 +243,13 @@ class Tagged:
         self.tag = self.description = tag
 
     def submit(self, images, after=None, layout="rgb24"):
-        from rtstyle.pipeline.frames import PendingBatch
+        from rtstyle.stylizers.torch import PendingBatch
 
         return PendingBatch([self.tag for _ in images], len(images))
 
 
 def test_style_switch_builds_in_the_background_while_frames_keep_flowing():
-    from rtstyle.pipeline.controls import LiveControls, StyleSwitcher
+    from rtstyle.live.controls import LiveControls, StyleSwitcher
 
     controls = LiveControls(["a", "b"])
     release = threading.Event()
@@ -279,7 +279,7 @@ def test_style_switch_builds_in_the_background_while_frames_keep_flowing():
 
 def test_a_style_that_fails_to_build_is_left_out_and_the_stream_goes_on():
     from rtstyle.errors import BackendError
-    from rtstyle.pipeline.controls import LiveControls, StyleSwitcher
+    from rtstyle.live.controls import LiveControls, StyleSwitcher
 
     def build(name, strength):
         if name == "b":
@@ -316,7 +316,7 @@ def test_a_broken_adapter_in_a_live_session_is_left_out(tmp_path):
 
 
 def test_an_interrupt_during_a_build_still_stops_the_stream():
-    from rtstyle.pipeline.controls import LiveControls, StyleSwitcher
+    from rtstyle.live.controls import LiveControls, StyleSwitcher
 
     def build(name, strength):
         if name == "b":

@@ -10,10 +10,10 @@ from rtstyle.api import load_stylizer, restyle
 from rtstyle.cli.main import main
 from rtstyle.config import EngineConfig
 from rtstyle.io.color import BT601_LUMA
+from rtstyle.live.controls import LiveControls, StyleSwitcher
 from rtstyle.model.adapters import Adapter
 from rtstyle.model.arbitrary import picture_adapter, style_predictor
 from rtstyle.model.styles import StyleChoice
-from rtstyle.pipeline.controls import LiveControls, StyleSwitcher
 
 CPU = EngineConfig(device="cpu")
 

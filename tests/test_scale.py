@@ -159,7 +159,7 @@ def test_files_take_a_scale_video_photo_and_cli(tmp_path, capsys):
     from rtstyle.cli.main import main
     from rtstyle.config import ConvertConfig
     from rtstyle.io.synthetic import scene_frame, write_clip
-    from rtstyle.pipeline.convert import convert_file
+    from rtstyle.jobs.convert import convert_file
 
     stylizer = load_stylizer("fast", StyleChoice({"mosaic": 1.0}), EngineConfig(device="cpu", threads=1))
     clip = write_clip(tmp_path / "c.mp4", seconds=0.5, width=160, height=96, fps=24)

@@ -13,8 +13,8 @@ import pytest
 from rtstyle.cli.main import main
 from rtstyle.config import ConvertConfig, EngineConfig
 from rtstyle.io.synthetic import write_clip
-from rtstyle.pipeline.convert import convert_file
-from rtstyle.pipeline.segments import convert_segmented, plan_segments, preroll_frames
+from rtstyle.jobs.convert import convert_file
+from rtstyle.jobs.segments import convert_segmented, plan_segments, preroll_frames
 
 GOP = 12  # a keyframe every half second at 24 fps
 

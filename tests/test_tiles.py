@@ -8,9 +8,9 @@ from PIL import Image
 
 from rtstyle.api import load_stylizer
 from rtstyle.backends.onnx_cpu import OrtSession
-from rtstyle.backends.onnx_tiles import TILE_ABOVE_PIXELS, TiledStylizer
 from rtstyle.config import ConvertConfig, EngineConfig
-from rtstyle.pipeline.convert import convert_file
+from rtstyle.jobs.convert import convert_file
+from rtstyle.stylizers.tiles import TILE_ABOVE_PIXELS, TiledStylizer
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_thumbnail_statistics_stay_close_to_the_whole_image(photo):
 
 
 def test_images_above_the_limit_are_tiled_on_the_way_through(tmp_path, photo, monkeypatch):
-    from rtstyle.backends import onnx_tiles
+    from rtstyle.stylizers import tiles as onnx_tiles
 
     calls = []
     original = onnx_tiles.TiledStylizer.__call__
@@ -57,8 +57,8 @@ def test_video_frames_above_the_limit_go_through_in_tiles(tmp_path, monkeypatch)
     """4K and up: each frame in tiles (here a small clip, with the limit and the tiles made small)."""
     import av
 
-    from rtstyle.backends import onnx_tiles
     from rtstyle.io.synthetic import write_clip
+    from rtstyle.stylizers import tiles as onnx_tiles
 
     clip = write_clip(tmp_path / "in.mp4", seconds=0.5, width=320, height=192, fps=24)
     stylizer = load_stylizer("fast", None, EngineConfig(device="cpu"))

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import BackendError
 from ..io.color import eight_bit, keep_colors
-from ..pipeline.pending import PendingBatch
+from ..stylizers.base import PendingBatch
 
 log = logging.getLogger(__name__)
 INPUT, OUTPUT = "image", "stylized"
@@ -164,12 +164,12 @@ class OnnxCpuStylizer:
         return self._tiler()(image)
 
     def _needs_tiles(self, image: np.ndarray) -> bool:
-        from . import onnx_tiles
+        from ..stylizers import tiles as onnx_tiles
 
         return bool(self.base_id) and image.shape[0] * image.shape[1] > onnx_tiles.TILE_ABOVE_PIXELS
 
     def _tiler(self):
-        from .onnx_tiles import TiledStylizer
+        from ..stylizers.tiles import TiledStylizer
 
         with self._lock:  # parallel frames may both want it
             if self._tiled is None:

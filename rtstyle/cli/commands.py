@@ -11,8 +11,8 @@ from pathlib import Path
 
 from ..config import ConvertConfig, EngineConfig, file_parallel_frames
 from ..errors import InputError, OutputError
+from ..jobs.convert import ConvertResult
 from ..model.styles import StyleChoice
-from ..pipeline.convert import ConvertResult
 from .main import EXIT_INTERRUPTED
 
 
@@ -39,7 +39,7 @@ def _load(args: argparse.Namespace, choice: StyleChoice):
 
     schedule = getattr(args, "style_schedule", None)
     if schedule:
-        from ..pipeline.schedule import StyleSchedule
+        from ..stylizers.schedule import StyleSchedule
 
         return load_scheduled_stylizer(args.model, StyleSchedule.parse(schedule), args.strength,
                                        _engine_config(args), choice.preserve_color)
@@ -48,7 +48,7 @@ def _load(args: argparse.Namespace, choice: StyleChoice):
 
 def _convert(src: Path, dst: Path, args: argparse.Namespace, config: ConvertConfig, quiet: bool,
              choice: StyleChoice | None = None) -> ConvertResult:
-    from ..pipeline.convert import check_paths, convert_file
+    from ..jobs.convert import check_paths, convert_file
 
     check_paths(src, dst)  # fail on bad paths before the model is built
     stylizer = _load(args, choice or _style_choice(args))
@@ -90,7 +90,7 @@ def _ray_config(args: argparse.Namespace):
     """--ray's RayConfig, or None. `--ray in.mp4` reads the input as the address: it goes back to the inputs."""
     if args.ray is None:
         return None
-    from ..pipeline.cluster import RayConfig
+    from ..jobs.cluster import RayConfig
 
     address = args.ray
     if address and Path(address).exists():
@@ -116,7 +116,7 @@ def _convert_segmented(src: Path, dst: Path, args: argparse.Namespace, config: C
                        choice: StyleChoice, ray) -> ConvertResult:
     """--segment-seconds: the segments on Ray workers, or one after another here without --ray."""
     from ..io.images import is_image_path
-    from ..pipeline.convert import check_paths
+    from ..jobs.convert import check_paths
 
     if is_image_path(src):
         raise InputError("--segment-seconds splits a video; this input is an image")
@@ -124,13 +124,13 @@ def _convert_segmented(src: Path, dst: Path, args: argparse.Namespace, config: C
     bar, progress = _frame_bar(quiet)
     try:
         if ray is not None:
-            from ..pipeline.cluster import convert_segmented_on_ray
+            from ..jobs.cluster import convert_segmented_on_ray
 
             with contextlib.redirect_stdout(sys.stderr):  # Ray prints its workers' errors on stdout: keep it ours
                 return convert_segmented_on_ray(src, dst, args.model, choice, _engine_config(args), config,
                                                 args.segment_seconds, ray, progress)
         from ..api import load_stylizer
-        from ..pipeline.segments import convert_segmented
+        from ..jobs.segments import convert_segmented
 
         stylizer = load_stylizer(args.model, choice, _engine_config(args))
         return convert_segmented(src, dst, stylizer, config, args.segment_seconds, progress)
@@ -173,7 +173,7 @@ def stylize(args: argparse.Namespace) -> int:
 def stylize_batch(args: argparse.Namespace, ray=None) -> int:
     """Many files, one stylizer (per Ray worker with --ray), one progress bar; a failed file is one line and the
     batch goes on."""
-    from ..pipeline.batch import expand, run_batch
+    from ..jobs.batch import expand, run_batch
 
     if not args.output:
         raise OutputError("a batch needs -o OUTDIR/ for its outputs")
@@ -195,7 +195,7 @@ def stylize_batch(args: argparse.Namespace, ray=None) -> int:
         if ray is None:
             batch = run_batch(jobs, stylizer, _config(args), args.skip_existing, args.overwrite, progress)
         else:
-            from ..pipeline.cluster import run_ray_batch
+            from ..jobs.cluster import run_ray_batch
 
             with contextlib.redirect_stdout(sys.stderr):  # Ray prints its workers' errors on stdout: keep it ours
                 batch = run_ray_batch(jobs, args.model, choice, _engine_config(args), _config(args), ray,

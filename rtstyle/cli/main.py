@@ -354,7 +354,7 @@ def resolve_style_arguments(args: argparse.Namespace) -> None:
     schedule = getattr(args, "style_schedule", None)
     if schedule:
         from ..model.arbitrary import is_picture
-        from ..pipeline.schedule import StyleSchedule
+        from ..stylizers.schedule import StyleSchedule
 
         if args.style or getattr(args, "blend", None):
             raise StyleError("give either --style-schedule or --style/--blend/--style-image")

@@ -34,8 +34,8 @@ import numpy as np
 from ..errors import PipelineError, RtstyleError
 from ..io.sinks import Sink
 from ..io.sources import Frame, Source
+from ..stylizers.base import IN_FLIGHT, PendingBatch, Stylizer
 from .metrics import Metrics
-from .pending import IN_FLIGHT, PendingBatch, Stylizer
 from .scale import check_scale, enlarge, fitted_scale, shrink, working_size
 from .stages import END, Stages, Stopped
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..config import EngineConfig
 from ..model.styles import StyleChoice
-from ..pipeline.pending import Stylizer
+from ..stylizers.base import Stylizer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

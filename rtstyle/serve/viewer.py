@@ -28,8 +28,8 @@ from av import VideoFrame
 from ..config import SMOOTH_STRENGTH, SMOOTHERS, check_smooth_strength
 from ..errors import InputError
 from ..io.color import ColorInfo, color_of
+from ..live.controls import LiveControls, StyleSwitcher
 from ..model.styles import MAX_STRENGTH
-from ..pipeline.controls import LiveControls, StyleSwitcher
 from ..pipeline.scale import AUTO, check_scale_setting, enlarge, fitted_scale, shrink
 from .engine import SharedEngine
 from .stamp import read_stamp, sent_color, strip_rows, write_stamp

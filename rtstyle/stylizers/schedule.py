@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import StyleError
-from .pending import Stylizer
+from .base import Stylizer
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from ..io.images import is_image_path, probe_image, read_image, write_image
 from ..io.sinks import FileSink
 from ..io.sources import FileSource
 from ..io.video import VIDEO_SUFFIXES, VideoReader, VideoWriter, check_writable
-from .pending import Stylizer
-from .runner import FrameFunction, Progress, StreamConfig, run_stream
-from .scale import enlarge, shrink
+from ..pipeline.runner import FrameFunction, Progress, StreamConfig, run_stream
+from ..pipeline.scale import enlarge, shrink
+from ..stylizers.base import Stylizer
 
 log = logging.getLogger(__name__)
 PARTIAL, LOCK = ".rtstyle-partial", ".rtstyle-lock"

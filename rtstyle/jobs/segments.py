@@ -39,8 +39,8 @@ from ..errors import InputError, OutputError
 from ..io.sinks import FileSink, Sink
 from ..io.sources import FileSource, Frame, Source
 from ..io.video import SUBTITLE_CODECS, WEBM_AUDIO, VideoWriter, default_codec
+from ..pipeline.runner import StreamConfig, run_stream
 from .convert import ConvertResult, check_paths, claim_output, temporary_path
-from .runner import StreamConfig, run_stream
 
 log = logging.getLogger(__name__)
 

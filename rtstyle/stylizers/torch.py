@@ -25,7 +25,7 @@ import torch
 from ..backends.base import Engine
 from ..io.color import eight_bit, keep_colors, parse_yuv_layout
 from ..temporal.smoothers import Smoother, make_smoother
-from .pending import IN_FLIGHT, PendingBatch
+from .base import IN_FLIGHT, PendingBatch
 
 _RING = IN_FLIGHT + 1  # pinned buffers per batch shape and direction: those in flight plus one being filled
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..model.styles import MAX_STRENGTH
-from .pending import AfterStep, PendingBatch, Stylizer
+from ..stylizers.base import AfterStep, PendingBatch, Stylizer
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Stylizers return one from `submit`; the stream runner keeps up to IN_FLIGHT of them and asks
 for the pixels of the oldest only when it must, so a GPU can work on one batch while the host
-fills the next (see frames.py). CPU stylizers return batches that are already done.
+fills the next (see torch.py). CPU stylizers return batches that are already done.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ AfterStep = Callable[..., Any]
 class Stylizer(Protocol):
     """Frames in, frames out: H x W x 3 RGB (uint8, or uint16 for high bit depths) in, the same back.
 
-    `TorchStylizer` (pipeline/frames.py), `OnnxCpuStylizer` (backends/onnx_cpu.py) and the live
+    `TorchStylizer` (stylizers/torch.py), `OnnxCpuStylizer` (backends/onnx_cpu.py) and the live
     `StyleSwitcher` are stylizers; the network they run is a `model.network.StyleNet`. The stream
     runner also takes a plain function of a list of frames.
     """
