@@ -1,6 +1,6 @@
 """Where a frame's time goes in the lean runtime on this CPU: ONNX Runtime's own profile, by operator.
 
-The graph, weights, norms-as-inputs and session options are the lean path's (api._load_lean,
+The graph, weights, norms-as-inputs and session options are the lean path's (stylizers.factory._load_lean,
 backends/onnx_cpu.py); ONNX Runtime's profiler times every node of `--runs` frames. Reported per
 model: ms per frame by operator type, whether that operator used more than one thread, and the
 convolutions' arithmetic (2 x output elements x weight elements) and rate. The convolutions are the

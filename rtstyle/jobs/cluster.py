@@ -126,7 +126,7 @@ class StylizeWorker:
     def __init__(self, model: str, style, engine: EngineConfig, board: str):
         import ray
 
-        from ..api import load_stylizer
+        from ..stylizers.factory import load_stylizer
 
         self.stylizer = load_stylizer(model, style, engine)
         # The board by name: an actor handle among the arguments would keep them in the object store,

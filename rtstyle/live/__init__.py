@@ -1,0 +1,1 @@
+"""Live use: the keys and the style list a person drives (`controls`)."""

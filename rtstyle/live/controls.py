@@ -119,7 +119,7 @@ class BackgroundBuild:
         return not self._thread.is_alive()
 
 
-#: Switches `stylizer` to (style, strength) in place and says so, or says it cannot (`api.restyle`).
+#: Switches `stylizer` to (style, strength) in place and says so, or says it cannot (`stylizers.factory.restyle`).
 Restyle = Callable[[Stylizer, str, float], bool]
 
 

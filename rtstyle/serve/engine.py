@@ -57,7 +57,7 @@ class SharedEngine:
 
     def build(self, style: str, strength: float) -> Stylizer:
         """The stylizer for one style at one strength (what StyleSwitcher calls, from any thread)."""
-        from ..api import fused_style, load_stylizer
+        from ..stylizers.factory import fused_style, load_stylizer
 
         choice = StyleChoice({style: 1.0}, round(strength, 2))
         fused = fused_style(self.model, choice)
@@ -131,8 +131,8 @@ class Thumbnails:
     def _make(self, style: str) -> bytes:
         import cv2
 
-        from ..api import load_stylizer
         from ..io.synthetic import scene_frame
+        from ..stylizers.factory import load_stylizer
 
         scene = scene_frame(45, *THUMB_SIZE)
         stylizer = load_stylizer(self.model, StyleChoice({style: 1.0}), self._engine)

@@ -23,7 +23,7 @@ AfterStep = Callable[..., Any]
 class Stylizer(Protocol):
     """Frames in, frames out: H x W x 3 RGB (uint8, or uint16 for high bit depths) in, the same back.
 
-    `TorchStylizer` (stylizers/torch.py), `OnnxCpuStylizer` (backends/onnx_cpu.py) and the live
+    `TorchStylizer` (stylizers/torch.py), `OnnxCpuStylizer` (stylizers/lean.py) and the live
     `StyleSwitcher` are stylizers; the network they run is a `model.network.StyleNet`. The stream
     runner also takes a plain function of a list of frames.
     """

@@ -5,7 +5,7 @@ the look changes smoothly. That is cheap because the style is an input of the en
 norm parameters are fused once, before the first frame, and each batch gets their weighted sum
 (`set_norms`), with no engine rebuilt and no file read. So every style in a schedule must differ
 from the others in its norms only (the built-in styles of the quality model, or pictures with the
-arbitrary model), which `api.load_scheduled_stylizer` checks.
+arbitrary model), which `factory.load_scheduled_stylizer` checks.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends.onnx_cpu import pad_to_multiple, to_batch
+from .lean import pad_to_multiple, to_batch
 
 TILE = 512  # output pixels per tile side
 MARGIN = 64  # context on each side; a multiple of 4, above the receptive field
