@@ -1,4 +1,4 @@
-"""The CPU graph rewrites (rtstyle/backends/onnx_rewrites.py) against the plain export, in one run.
+"""The CPU graph rewrites (tools/onnx_rewrites.py) against the plain export, in one run.
 
 For each built-in base with its default style's weights: the plain ONNX export of the network and
 the committed, rewritten template, both under ONNX Runtime on the CPU (full graph optimisation, every

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import statistics
+import sys
 import tempfile
 import time
 import traceback
@@ -49,7 +50,7 @@ STYLE = "starry-swirl"
 # "compile-autotune": the compiled engine with Inductor's Triton convolution templates timed against
 # cuDNN's (max_autotune), for the A/B in one run.
 # compile-s2d4 / -s2d2: the compiled engine on the network with its outer convs in space-to-depth form
-# (rtstyle/backends/torch_rewrites.py), against plain `compile` in the same run.
+# (tools/torch_rewrites.py), against plain `compile` in the same run.
 ENGINES = [("torch", "fp32"), ("torch", "fp16"), ("compile", "fp16"), ("compile-s2d4", "fp16"),
            ("compile-s2d2", "fp16"), ("compile-autotune", "fp16")]
 log = logging.getLogger("gpu_bench")
@@ -115,7 +116,8 @@ def photos(s: Session, width: int, height: int, count: int = 8) -> torch.Tensor:
 
 def build(s: Session, net, backend: str, precision: str):
     if backend.startswith("compile-s2d"):
-        from rtstyle.backends.torch_rewrites import outer_convs_space_to_depth
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+        from torch_rewrites import outer_convs_space_to_depth
 
         net, backend = outer_convs_space_to_depth(net, int(backend.removeprefix("compile-s2d"))), "compile"
     if backend == "compile-autotune":

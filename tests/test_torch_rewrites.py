@@ -1,14 +1,19 @@
-"""The space-to-depth form of StyleNet's outer convs (backends/torch_rewrites.py): the same output."""
+"""The space-to-depth form of StyleNet's outer convs (tools/torch_rewrites.py, an experiment): the same output."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from rtstyle.backends.torch_rewrites import SpaceToDepthConv, outer_convs_space_to_depth
 from rtstyle.model.loader import fuse, load_base
 from rtstyle.model.styles import StyleChoice
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from torch_rewrites import SpaceToDepthConv, outer_convs_space_to_depth  # noqa: E402  (a build-time experiment)
 
 
 @pytest.mark.parametrize("block", [2, 4])

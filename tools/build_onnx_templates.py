@@ -10,7 +10,7 @@ The exporter names the weights after the module it was given (`PaddedStyleNet`, 
 ``net.`` prefix); the prefix is taken off here. Constant folding does not touch the weights
 (they are graph inputs of Conv and InstanceNormalization), which `template_model` checks.
 
-The graph is then rewritten for ONNX Runtime's CPU kernels (`rtstyle.backends.onnx_rewrites`:
+The graph is then rewritten for ONNX Runtime's CPU kernels (`tools/onnx_rewrites.py`:
 the upsampling convs sub-pixel, the last conv in space-to-depth form; the same output, 1.2x the
 speed). The new kernels are computed in the graph from the original initializers.
 
@@ -29,9 +29,9 @@ import logging
 from pathlib import Path
 
 import onnx
+from onnx_rewrites import rewrite_for_cpu  # beside this script
 
 from rtstyle.backends.onnx_export import export_onnx
-from rtstyle.backends.onnx_rewrites import rewrite_for_cpu
 from rtstyle.model.loader import load_base
 from rtstyle.model.network import BUILTIN_SPECS, StyleNet
 from rtstyle.model.templates import SPEC_KEY, index_path, make_styled_graph, styled_template_path, template_path

@@ -17,10 +17,10 @@ import copy
 
 import torch
 import torch.nn.functional as F
+from kernel_tables import space_to_depth_select, space_to_depth_taps
 from torch import nn
 
-from ..model.network import StyleNet
-from .kernel_tables import space_to_depth_select, space_to_depth_taps
+from rtstyle.model.network import StyleNet
 
 
 class SpaceToDepthConv(nn.Module):
