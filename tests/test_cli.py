@@ -168,7 +168,7 @@ def test_an_existing_output_is_refused_asked_replaced_or_kept(capsys, clip, tmp_
 
 
 def test_a_failure_while_running_exits_1_and_memory_gets_a_hint(capsys, monkeypatch):
-    from rtstyle.cli import commands
+    from rtstyle.cli import styles
     from rtstyle.cli.main import main
     from rtstyle.errors import PipelineError
 
@@ -178,7 +178,7 @@ def test_a_failure_while_running_exits_1_and_memory_gets_a_hint(capsys, monkeypa
         except MemoryError as exc:
             raise PipelineError("stylize stage failed: MemoryError: CUDA out of memory") from exc
 
-    monkeypatch.setattr(commands, "styles", out_of_memory)
+    monkeypatch.setattr(styles, "run", out_of_memory)
     assert main(["styles"]) == 1
     line = capsys.readouterr().err.strip()
     assert "\n" not in line and "stylize stage failed" in line and "a smaller --batch" in line
@@ -186,7 +186,7 @@ def test_a_failure_while_running_exits_1_and_memory_gets_a_hint(capsys, monkeypa
     def broken(args):
         raise PipelineError("sink stage failed: RuntimeError: boom")
 
-    monkeypatch.setattr(commands, "styles", broken)
+    monkeypatch.setattr(styles, "run", broken)
     assert main(["styles"]) == 1
     line = capsys.readouterr().err.strip()
     assert line == "rtstyle: error: sink stage failed: RuntimeError: boom"

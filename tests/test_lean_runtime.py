@@ -128,7 +128,7 @@ def test_a_style_set_after_a_parallel_submit_does_not_reach_that_batch():
 
 
 def test_files_take_parallel_frames_and_live_streams_one():
-    from rtstyle.cli.commands import _engine_config
+    from rtstyle.cli.common import _engine_config
     from rtstyle.cli.main import build_parser
 
     files = build_parser().parse_args(["stylize", "a.mp4"])

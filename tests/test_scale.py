@@ -94,7 +94,7 @@ def test_webcam_cli_scale(capsys, tmp_path):
 
 
 def test_the_hint_suggests_a_scale_only_when_frames_are_lost():
-    from rtstyle.cli.commands import scale_hint
+    from rtstyle.cli.webcam import scale_hint
 
     hint = scale_hint(13.5, 30, 1.0)
     assert "--scale 0.55 " in hint  # sqrt(0.7 * 13.5 / 30) = 0.56: 70% of a frame's time
@@ -187,7 +187,8 @@ def test_files_take_a_scale_video_photo_and_cli(tmp_path, capsys):
 
 
 def test_live_on_a_cpu_defaults_to_the_fast_model():
-    from rtstyle.cli.main import build_parser, resolve_style_arguments
+    from rtstyle.cli.common import resolve_style_arguments
+    from rtstyle.cli.main import build_parser
 
     def model(*argv):
         args = build_parser().parse_args(list(argv))

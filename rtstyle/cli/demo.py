@@ -1,0 +1,35 @@
+"""A sample clip with audio, made and stylized: a first run with no files."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from ..config import ConvertConfig
+from .common import (
+    add_engine_options,
+    add_style_options,
+    positive_int,
+)
+from .stylize import _convert, _report
+
+
+def add_parser(sub) -> None:
+    demo = sub.add_parser("demo", help="make a sample clip with audio and stylize it (no files needed)")
+    demo.add_argument("-o", "--output", default="rtstyle-demo.mp4", help="default: rtstyle-demo.mp4")
+    demo.add_argument("--seconds", type=positive_int, default=4)
+    add_style_options(demo)
+    add_engine_options(demo)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..io.synthetic import write_clip
+
+    with tempfile.TemporaryDirectory(prefix="rtstyle-demo-") as folder:
+        clip = write_clip(Path(folder) / "sample.mp4", seconds=args.seconds)
+        config = ConvertConfig(smooth=getattr(args, "smooth", "none"),
+                               smooth_strength=getattr(args, "smooth_strength", ConvertConfig.smooth_strength))
+        result = _convert(clip, Path(args.output), args, config, quiet=False)
+    return _report(result, as_json=False)
+

@@ -1,0 +1,273 @@
+"""Stylize files: one video or picture, a batch of them, or one long video in segments."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..config import ConvertConfig
+from ..errors import InputError, OutputError
+from ..model.styles import StyleChoice
+from .common import (
+    EXIT_INTERRUPTED,
+    _confirm_overwrite,
+    _engine_config,
+    _frame_bar,
+    _style_choice,
+    add_engine_options,
+    add_smooth_options,
+    add_style_options,
+    file_scale,
+    positive_float,
+    positive_int,
+)
+
+if TYPE_CHECKING:
+    from ..jobs.convert import ConvertResult
+
+
+def add_parser(sub) -> None:
+    defaults = ConvertConfig()
+    stylize = sub.add_parser("stylize", help="stylize video and image files, or folders of them",
+                             description="Stylize a video (audio, frame rate and timestamps kept) or an image; "
+                                         "several inputs, folders or globs with -o OUTDIR/ make a batch.")
+    # nargs="*", checked in the command: `--ray INPUT` takes the input as the address, and gives it back there.
+    stylize.add_argument("input", nargs="*", help="video (mp4, mov, mkv, ...) or image (png, jpg, ...); "
+                                                  "or several, folders (searched recursively) and globs")
+    stylize.add_argument("-o", "--output", help="output file (default: INPUT_STYLE.EXT beside the input); for a "
+                                                "batch, a folder (OUTDIR/) that mirrors the inputs' names")
+    stylize.add_argument("--skip-existing", action="store_true",
+                         help="batch: skip outputs that are complete (every frame decodes), redo the others")
+    existing = stylize.add_mutually_exclusive_group()
+    existing.add_argument("-y", "--overwrite", action="store_true", help="replace an existing output")
+    existing.add_argument("-n", "--no-overwrite", action="store_true",
+                          help="leave an existing output alone and do nothing (exit 0); without -y or -n, a "
+                               "terminal asks and anything else is refused")
+    add_style_options(stylize)
+    stylize.add_argument("--style-schedule", metavar="T:STYLE,...",
+                         help="styles that change along a video: seconds:style pairs, e.g. 0:mosaic,8:starry-swirl "
+                              "(or pictures: 0:a.jpg,12:b.jpg); the style moves smoothly from each to the next")
+    add_engine_options(stylize)
+    group = stylize.add_argument_group("conversion")
+    group.add_argument("--batch", type=positive_int, default=defaults.batch,
+                       help="frames per batch (default: 1 on a CPU, 8 on a GPU: what measured fastest)")
+    group.add_argument("--max-side", type=positive_int, help="scale the long side down to this many pixels")
+    group.add_argument("--scale", type=file_scale, default=1.0,
+                       help="stylize at this fraction of the frame's size and enlarge the result to it: larger "
+                            "strokes on big frames, fewer pixels through the network (0.25..1, default: 1)")
+    group.add_argument("--crf", type=int, default=defaults.crf, help=f"x264 quality, 0-51 (default: {defaults.crf})")
+    group.add_argument("--preset", default=defaults.preset,
+                       choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"),
+                       help=f"x264 speed against file size; at 1080p on a GPU the encoder bounds the speed "
+                            f"(default: {defaults.preset})")
+    group.add_argument("--no-audio", action="store_true", help="drop the audio instead of copying it")
+    group.add_argument("--codec", default=defaults.codec,
+                       help="video encoder: libx264, libx265, libvpx-vp9, libsvtav1, or a hardware one such as "
+                            "h264_nvenc where FFmpeg has it (default: libx264; libvpx-vp9 for .webm)")
+    group.add_argument("--pix-fmt", help="pixel format to encode, e.g. yuv420p or yuv420p10le (default: the "
+                                         "input's depth: 10-bit input gives 10-bit output)")
+    add_smooth_options(group)
+    group.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
+    group.add_argument("--stats-json", help="write per-stage timings and throughput here")
+    group.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    group = stylize.add_argument_group("cluster (pip install 'rtstyle[cluster]')")
+    group.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                       help="run on Ray workers that each load the engine once: 'auto' joins the cluster `ray start` "
+                            "made, host:port or ray://host:port another; no ADDRESS starts a local Ray. Inputs and "
+                            "outputs must be on storage every node sees")
+    group.add_argument("--segment-seconds", type=positive_float, metavar="N",
+                       help="split one long video at keyframes into segments of about N seconds, stylized in "
+                            "parallel with --ray (one after another without) and joined without re-encoding")
+
+
+def _default_output(src: Path, choice: StyleChoice, scheduled: bool = False) -> Path:
+    label = "scheduled" if scheduled else "+".join(Path(name).stem for name in choice.blend)
+    return src.with_name(f"{src.stem}_{label}{src.suffix}")
+
+
+def _load(args: argparse.Namespace, choice: StyleChoice):
+    """The stylizer the arguments ask for: one style (or blend), or a style schedule."""
+    from ..api import load_scheduled_stylizer, load_stylizer
+
+    schedule = getattr(args, "style_schedule", None)
+    if schedule:
+        from ..stylizers.schedule import StyleSchedule
+
+        return load_scheduled_stylizer(args.model, StyleSchedule.parse(schedule), args.strength,
+                                       _engine_config(args), choice.preserve_color)
+    return load_stylizer(args.model, choice, _engine_config(args))
+
+
+def _convert(src: Path, dst: Path, args: argparse.Namespace, config: ConvertConfig, quiet: bool,
+             choice: StyleChoice | None = None) -> ConvertResult:
+    from ..jobs.convert import check_paths, convert_file
+
+    check_paths(src, dst)  # fail on bad paths before the model is built
+    stylizer = _load(args, choice or _style_choice(args))
+    if not quiet:
+        smoothing = f", {config.smooth} smoothing {config.smooth_strength:g}" if config.smooth != "none" else ""
+        print(f"{src.name} -> {dst}  [{stylizer.description}{smoothing}]", file=sys.stderr)
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm  # imported here: a photo shows no bar, and tqdm costs 20 ms to import
+
+            bar = tqdm(total=total or None, unit="frame", dynamic_ncols=True, disable=quiet or None,
+                       file=sys.stderr)
+        bar.update(done - bar.n)
+
+    try:
+        return convert_file(src, dst, stylizer, config, progress)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _config(args: argparse.Namespace) -> ConvertConfig:
+    return ConvertConfig(batch=args.batch, max_side=args.max_side, crf=args.crf, preset=args.preset,
+                         copy_audio=not args.no_audio, codec=args.codec, pix_fmt=args.pix_fmt, smooth=args.smooth,
+                         smooth_strength=args.smooth_strength, scale=args.scale)
+
+
+def _is_batch(args: argparse.Namespace) -> bool:
+    single = Path(args.input[0])
+    out = args.output or ""
+    return (len(args.input) > 1 or single.is_dir() or not single.exists() and any(c in args.input[0] for c in "*?[")
+            or out.endswith(("/", "\\")) or bool(out) and Path(out).is_dir())
+
+
+def _ray_config(args: argparse.Namespace):
+    """--ray's RayConfig, or None. `--ray in.mp4` reads the input as the address: it goes back to the inputs."""
+    if args.ray is None:
+        return None
+    from ..jobs.cluster import RayConfig
+
+    address = args.ray
+    if address and Path(address).exists():
+        args.input.insert(0, address)
+        address = ""
+    return RayConfig(address=address or None, log_to_driver=not (args.json or args.quiet))
+
+
+def _convert_segmented(src: Path, dst: Path, args: argparse.Namespace, config: ConvertConfig, quiet: bool,
+                       choice: StyleChoice, ray) -> ConvertResult:
+    """--segment-seconds: the segments on Ray workers, or one after another here without --ray."""
+    from ..io.images import is_image_path
+    from ..jobs.convert import check_paths
+
+    if is_image_path(src):
+        raise InputError("--segment-seconds splits a video; this input is an image")
+    check_paths(src, dst)  # before a model is built or a cluster reached
+    bar, progress = _frame_bar(quiet)
+    try:
+        if ray is not None:
+            from ..jobs.cluster import convert_segmented_on_ray
+
+            with contextlib.redirect_stdout(sys.stderr):  # Ray prints its workers' errors on stdout: keep it ours
+                return convert_segmented_on_ray(src, dst, args.model, choice, _engine_config(args), config,
+                                                args.segment_seconds, ray, progress)
+        from ..api import load_stylizer
+        from ..jobs.segments import convert_segmented
+
+        stylizer = load_stylizer(args.model, choice, _engine_config(args))
+        return convert_segmented(src, dst, stylizer, config, args.segment_seconds, progress)
+    finally:
+        bar.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    ray = _ray_config(args)
+    if not args.input:
+        raise InputError("nothing to stylize: give a video or image, or several, folders or globs with -o OUTDIR/")
+    if getattr(args, "style_schedule", None) and (ray is not None or args.segment_seconds):
+        raise InputError("--style-schedule runs in one process: leave out --ray and --segment-seconds")
+    if _is_batch(args):
+        if args.segment_seconds:
+            raise InputError("--segment-seconds splits one video; give one input file")
+        return stylize_batch(args, ray)
+    if ray is not None and not args.segment_seconds:
+        raise InputError("--ray runs a batch (several inputs, or -o OUTDIR/) or the segments of one video "
+                         "(--segment-seconds N)")
+    src = Path(args.input[0])
+    choice = _style_choice(args)
+    dst = Path(args.output) if args.output else _default_output(src, choice, bool(args.style_schedule))
+    if dst.exists() and not args.overwrite:
+        if args.no_overwrite:
+            print(f"rtstyle: {dst} exists; left as it is (-n)", file=sys.stderr)
+            return 0
+        if not _confirm_overwrite(dst):
+            raise OutputError(f"{dst} exists; -y replaces it, -n leaves it")
+    if args.segment_seconds:
+        result = _convert_segmented(src, dst, args, _config(args), args.quiet or args.json, choice, ray)
+    else:
+        result = _convert(src, dst, args, _config(args), quiet=args.quiet or args.json, choice=choice)
+    if args.stats_json:
+        Path(args.stats_json).write_text(json.dumps(result.metrics or {"frames": result.frames,
+                                                                        "seconds": result.seconds}, indent=2))
+    return _report(result, args.json)
+
+
+def stylize_batch(args: argparse.Namespace, ray=None) -> int:
+    """Many files, one stylizer (per Ray worker with --ray), one progress bar; a failed file is one line and the
+    batch goes on."""
+    from ..jobs.batch import expand, run_batch
+
+    if not args.output:
+        raise OutputError("a batch needs -o OUTDIR/ for its outputs")
+    out_dir = Path(args.output)
+    jobs = expand(args.input, out_dir)
+    if not jobs:
+        raise InputError("no video or image files in the inputs")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    choice = _style_choice(args)
+    quiet = args.quiet or args.json
+    if ray is None:
+        stylizer = _load(args, choice)
+        if not quiet:
+            print(f"{len(jobs)} files -> {out_dir}  [{stylizer.description}]", file=sys.stderr)
+    elif not quiet:
+        print(f"{len(jobs)} files -> {out_dir}  [Ray: {ray.address or 'local'}]", file=sys.stderr)
+    bar, progress = _frame_bar(quiet)
+    try:
+        if ray is None:
+            batch = run_batch(jobs, stylizer, _config(args), args.skip_existing, args.overwrite, progress)
+        else:
+            from ..jobs.cluster import run_ray_batch
+
+            with contextlib.redirect_stdout(sys.stderr):  # Ray prints its workers' errors on stdout: keep it ours
+                batch = run_ray_batch(jobs, args.model, choice, _engine_config(args), _config(args), ray,
+                                      args.skip_existing, args.overwrite, progress)
+    finally:
+        bar.close()
+    for result in batch.results:
+        if result.status == "failed" and not args.json:
+            print(f"rtstyle: failed: {result.error}", file=sys.stderr)
+    counts = batch.counts()
+    if args.json:
+        print(json.dumps(batch.summary(), indent=2))
+    else:
+        print(f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed")
+    if batch.interrupted:
+        return EXIT_INTERRUPTED
+    return 1 if counts["failed"] else 0
+
+
+def _report(result: ConvertResult, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"output": str(result.output), "frames": result.frames, "seconds": round(result.seconds, 3),
+                          "fps": round(result.fps, 2), "width": result.width, "height": result.height,
+                          "interrupted": result.interrupted}))
+    else:
+        print(f"wrote {result.output} ({result.width}x{result.height}, {result.frames} "
+              f"frame{'s' * (result.frames != 1)}, {result.seconds:.1f} s, {result.fps:.1f} fps)")
+    if result.interrupted:
+        print(f"rtstyle: interrupted: {result.output} holds the first {result.frames} frames", file=sys.stderr)
+        return 128 + result.signal if result.signal else EXIT_INTERRUPTED
+    return 0
+

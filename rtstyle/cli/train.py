@@ -1,0 +1,97 @@
+"""Train a style adapter from a folder of style images."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..config import DEVICES
+from .common import (
+    positive_float,
+    positive_int,
+)
+
+
+def add_parser(sub) -> None:
+    train = sub.add_parser("train", help="train a style adapter from a folder of style images",
+                           description="Train a LoRA style adapter on a frozen base model. The result works at once "
+                                       "in stylize, webcam and export (--style FILE).")
+    train.add_argument("--style-dir", required=True, help="folder of images of one style (50-100 is plenty)")
+    train.add_argument("--content-dir", required=True, help="folder of photos and/or videos to learn on")
+    train.add_argument("--out", required=True, help="adapter file to write (NAME.safetensors)")
+    train.add_argument("--mode", choices=("perceptual", "distill"), default="distill",
+                       help="distill: from the arbitrary-style teacher, works offline (default); "
+                            "perceptual: VGG losses, needs ImageNet VGG weights")
+    train.add_argument("--model", default="fast", help="base model the adapter is for (default: fast)")
+    train.add_argument("--rank", type=positive_int, default=16, help="LoRA rank of each conv (default: %(default)s)")
+    train.add_argument("--alpha", type=positive_float, default=16.0,
+                       help="LoRA scale: the update is alpha / rank times B A (default: %(default)s)")
+    train.add_argument("--steps", type=positive_int, default=2000, help="optimizer steps (default: %(default)s)")
+    train.add_argument("--batch", type=positive_int, default=4, help="crops per step (default: %(default)s)")
+    train.add_argument("--size", type=positive_int, default=256,
+                       help="training crop size in pixels (default: %(default)s)")
+    train.add_argument("--lr", type=positive_float, help="learning rate (default 2e-3 perceptual, 1.5e-2 distill)")
+    train.add_argument("--content-weight", type=float, default=1.0,
+                       help="perceptual: content loss weight (default: %(default)s)")
+    train.add_argument("--style-weight", type=float, default=5.0,
+                       help="perceptual: Gram style loss weight (default: %(default)s)")
+    train.add_argument("--tv-weight", type=float, default=1e-4, help="total variation weight (default: %(default)s)")
+    train.add_argument("--contrastive-weight", type=float, default=0.0,
+                       help="perceptual: contrastive style loss weight (default: %(default)s)")
+    train.add_argument("--pixel-loss", choices=("mse", "l1"), default="mse", help="distill: pixel loss to the teacher")
+    train.add_argument("--feature-weight", type=float, default=0.0,
+                       help="distill: VGG feature loss weight (default: %(default)s)")
+    train.add_argument("--vgg", choices=("vgg16", "vgg19"), default="vgg16", help="loss network (default: %(default)s)")
+    train.add_argument("--vgg-weights", help="ImageNet VGG state dict file (else torchvision's cache)")
+    train.add_argument("--pool", type=positive_int, default=1024,
+                       help="distill: teacher targets made up front (default: %(default)s)")
+    train.add_argument("--checkpoint-every", type=positive_int, default=200,
+                       help="write OUT.ckpt.pt every N steps (default: %(default)s)")
+    train.add_argument("--sample-every", type=int, default=200,
+                       help="write a sample PNG every N steps (0: never; default: %(default)s)")
+    train.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.pt")
+    train.add_argument("--stop-after", type=positive_int, help="stop this run after N steps (resume later)")
+    train.add_argument("--report", action="store_true", help="only check the style folder for outlier images")
+    train.add_argument("--device", choices=DEVICES, default="auto", help="default: cuda if available, else cpu")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..train.losses import PerceptualWeights
+    from ..train.trainer import TrainConfig, style_report
+    from ..train.trainer import train as run_training
+
+    config = TrainConfig(
+        style_dir=Path(args.style_dir), content_dir=Path(args.content_dir), out=Path(args.out), mode=args.mode,
+        model=args.model, rank=args.rank, alpha=args.alpha, steps=args.steps, batch=args.batch, size=args.size,
+        lr=args.lr, perceptual=PerceptualWeights(args.content_weight, args.style_weight, args.tv_weight,
+                                                 args.contrastive_weight),
+        pixel_loss=args.pixel_loss, feature_weight=args.feature_weight, vgg=args.vgg,
+        vgg_weights=Path(args.vgg_weights) if args.vgg_weights else None, pool=args.pool,
+        checkpoint_every=args.checkpoint_every, sample_every=args.sample_every, resume=args.resume,
+        stop_after=args.stop_after,
+        device=args.device, seed=args.seed)
+    if args.report:
+        rows = style_report(config.style_dir, config)
+        for row in rows:
+            flag = "  <- outlier" if row["outlier"] else ""
+            print(f"{row['z']:6.2f}  {row['image']}{flag}")
+        return 0
+    bar = tqdm(total=config.steps, unit="step", dynamic_ncols=True, file=sys.stderr, disable=None)
+
+    def progress(step: int, total: int, terms: dict[str, float], rate: float) -> None:
+        bar.n = step
+        bar.set_postfix({**{k: f"{v:.4f}" for k, v in terms.items()}, "img/s": f"{rate:.1f}"}, refresh=False)
+        bar.refresh()
+
+    try:
+        result = run_training(config, progress)
+    finally:
+        bar.close()
+    print(f"wrote {result.adapter} ({result.steps} steps, {result.seconds:.0f} s, {result.images_per_second:.1f} "
+          f"images/s); summary in {result.summary}")
+    return 0
+

@@ -1,0 +1,157 @@
+"""A live camera (or a synthetic scene) in a preview window, a recording or a virtual camera."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import OutputError
+from ..model.styles import DEFAULT_STYLE, StyleChoice
+from .common import (
+    _engine_config,
+    add_engine_options,
+    add_scale_option,
+    add_smooth_options,
+    add_style_options,
+    frame_size,
+    positive_float,
+)
+
+
+def add_parser(sub) -> None:
+    webcam = sub.add_parser("webcam", help="stylize a webcam live in a preview window",
+                            description="Live preview. Keys: q/Esc quit (or close the window), n/p next/previous "
+                                        "style, [ ] strength, o original / side by side, m mirror, f fullscreen, "
+                                        "s snapshot, h help.")
+    webcam.add_argument("--camera", default="0",
+                        help="camera index, name (see `rtstyle cameras`) or device path/URL (default: 0)")
+    webcam.add_argument("--synthetic", action="store_true", help="use a generated moving scene instead of a camera")
+    webcam.add_argument("--size", type=frame_size, default=(640, 480),
+                        help="WIDTHxHEIGHT to ask for (default: 640x480)")
+    webcam.add_argument("--fps", type=positive_float, default=30.0, help="frame rate to ask for (default: 30)")
+    add_style_options(webcam)
+    webcam.add_argument("--styles", help="comma-separated styles for n/p (default: all built-in styles)")
+    webcam.add_argument("--style-dir", help="a folder of pictures for n/p to cycle through as styles (the arbitrary "
+                                            "model)")
+    add_scale_option(add_engine_options(webcam))
+    group = webcam.add_argument_group("output")
+    add_smooth_options(group)
+    group.add_argument("--record", help="also record the stylized stream to this video file")
+    group.add_argument("--no-preview", action="store_true", help="no window (record or measure only)")
+    group.add_argument("--virtual-cam", nargs="?", const="", metavar="DEVICE",
+                       help="also send the stylized stream to a virtual camera for call apps and OBS (pyvirtualcam; "
+                            "optional device, e.g. /dev/video10)")
+    group.add_argument("--virtual-cam-mirror", action="store_true",
+                       help="mirror the virtual camera's frames (call apps mirror only their own self-view)")
+    group.add_argument("--duration", type=positive_float, help="stop after this many seconds")
+    group.add_argument("--stats-json", help="write fps, latency and drop statistics here on exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..api import stylize_live
+    from ..io.sinks import RecordSink, Window
+    from ..io.sources import SyntheticSource, WebcamSource
+    from ..io.video import check_writable
+    from ..model.styles import builtin_styles, parse_blend
+    from ..model.weights import read_base
+    from ..pipeline.runner import StreamConfig
+    from ..pipeline.scale import AUTO, working_size
+
+    if (args.no_preview and not args.record and not args.stats_json and not args.duration
+            and args.virtual_cam is None):
+        raise OutputError("--no-preview needs --record, --virtual-cam, --stats-json or --duration, "
+                          "or nothing would happen")
+    record_path = Path(args.record) if args.record else None
+    if record_path is not None:
+        check_writable(record_path)
+    window = None if args.no_preview else Window("rtstyle", args.size)  # no display: fail before the camera
+    base_id = read_base(args.model).base_id
+    if args.style_dir:
+        from ..model.arbitrary import picture_adapter, pictures_in
+
+        styles = pictures_in(args.style_dir)
+        for picture in styles:  # every picture read now: a bad one fails here, and n/p never waits for one
+            picture_adapter(picture)
+    else:
+        styles = args.styles.split(",") if args.styles else builtin_styles(base_id)
+        _check_styles(args.model, styles, base_id)
+    default = styles[0] if args.style_dir else DEFAULT_STYLE
+    first = args.style or (next(iter(parse_blend(args.blend))) if args.blend else default)
+    if first in styles:
+        styles = styles[styles.index(first):] + styles[: styles.index(first)]
+    else:
+        styles = [first, *styles]
+    if args.synthetic:
+        source = SyntheticSource(*args.size, fps=args.fps)
+    else:
+        from ..io.cameras import resolve_camera
+
+        source = WebcamSource(resolve_camera(args.camera), args.size, args.fps)
+    record = RecordSink(record_path, source.size, source.fps) if record_path is not None else None
+    if args.virtual_cam is not None:
+        from ..io.sinks import TeeSink, VirtualCameraSink
+
+        try:
+            camera = VirtualCameraSink(source.size, source.fps, args.virtual_cam, args.virtual_cam_mirror)
+        except BaseException:
+            source.close()
+            if record is not None:
+                record.abort()
+            raise
+        print(f"virtual camera: {camera.device}", file=sys.stderr)
+        record = TeeSink(record, camera) if record is not None else camera
+    auto = args.scale == AUTO
+    fixed = 1.0 if auto else args.scale
+    if auto:
+        scaled = ", the scale fitted to it at the start"
+    else:
+        scaled = " (stylized at {}x{})".format(*working_size(*source.size, fixed)) if fixed < 1 else ""
+    print(f"live: {source.size[0]}x{source.size[1]} @ {source.fps:g} fps{scaled}, {Path(args.model).stem} model, "
+          f"style {styles[0]}; q to quit", file=sys.stderr)
+    stream = StreamConfig(batch=1, live=True, scale=fixed, fit_scale=auto)
+    result = stylize_live(source, args.model, styles, args.strength, _engine_config(args, live=True), args.smooth,
+                          args.smooth_strength, record=record, window=window, preview=not args.no_preview,
+                          config=stream, duration=args.duration, preserve_color=args.preserve_color)
+    stats = result.metrics
+    latency = stats["latency_ms"]
+    fitted = " at --scale {:g} (auto: stylized at {}x{})".format(
+        stats["scale"], *working_size(*source.size, stats["scale"])) if auto else ""
+    print(f"{stats['frames']} frames in {stats['seconds']:.1f} s{fitted}: {stats['fps']:.1f} fps, latency p50 "
+          f"{latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms, max {latency['max']:.0f} ms, "
+          f"{stats['drops']} dropped")
+    hint = None if auto else scale_hint(stats["fps"], source.fps, fixed)
+    if hint:
+        print(hint, file=sys.stderr)
+    if args.stats_json:
+        Path(args.stats_json).write_text(json.dumps(stats, indent=2))
+    if record_path is not None:
+        print(f"recorded {record_path}")
+    return 128 + result.signal if result.signal else 0  # stopped by SIGTERM/SIGHUP/Ctrl-C: say so
+
+
+def _check_styles(model: str, styles: list[str], base_id: str) -> None:
+    """Read and fuse every style that is not built in (adapter files, pictures), so a typo or a broken file
+    is one error line now rather than a style the live list leaves out when n reaches it."""
+    from ..api import fused_style
+    from ..model.styles import builtin_styles
+
+    builtin = set(builtin_styles(base_id))
+    for name in styles:
+        if name not in builtin:
+            fused_style(model, StyleChoice({name: 1.0}))
+
+
+def scale_hint(fps: float, source_fps: float, scale: float) -> str | None:
+    """A line that suggests a smaller --scale when the engine kept under 80% of the camera's frames."""
+    from ..pipeline.scale import FRAME_SHARE, LEAST_SCALE, scale_to_fit
+
+    kept = fps / source_fps
+    if kept >= 0.8 or scale <= LEAST_SCALE:
+        return None
+    # Each frame took about 1 / fps; a scale that keeps up gives it FRAME_SHARE of the camera's interval.
+    suggested = scale_to_fit(scale, FRAME_SHARE * kept)
+    return (f"the engine kept {fps:.0f} of the camera's {source_fps:g} frames a second; to keep up, try "
+            f"--scale {suggested:g} or --scale auto (fewer pixels through the network, larger strokes)")
+
