@@ -188,7 +188,7 @@ def switch_latency(model: str, names: list[str], change: str, in_place: bool, pr
         controls, lambda name, s: load_stylizer(model, StyleChoice({name: 1.0}, s), cpu),
         (lambda st, name, s: restyle(st, model, StyleChoice({name: 1.0}, s))) if in_place else None)
     frame = (np.random.default_rng(1).random((480, 640, 3)) * 255).astype(np.uint8)
-    switcher.warm_up(1, 640, 480)
+    switcher.warm_up(1, 480, 640)
     switcher([frame])
     latencies = []
     for press in range(presses):

@@ -229,7 +229,7 @@ def test_bad_pictures_are_one_clear_line(tmp_path, photo, capsys):
 def test_cuda_engines_restyle_in_place_like_a_fresh_build(backend, photo, paintings):
     cuda = EngineConfig(device="cuda", backend=backend)
     stylizer = load_stylizer("arbitrary", StyleChoice({paintings[0]: 1.0}), cuda)
-    stylizer.warm_up(1, photo.shape[1], photo.shape[0])  # capture the CUDA graph with the first style
+    stylizer.warm_up(1, *photo.shape[:2])  # capture the CUDA graph with the first style
     stylizer([photo])
     assert restyle(stylizer, "arbitrary", StyleChoice({paintings[1]: 0.7}))
     fresh = load_stylizer("arbitrary", StyleChoice({paintings[1]: 0.7}), cuda)

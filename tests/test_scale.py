@@ -34,9 +34,9 @@ class Watched:
     def __init__(self, stylizer):
         self.stylizer, self.warmed, self.given = stylizer, [], []
 
-    def warm_up(self, batch, width, height):
+    def warm_up(self, batch, height, width):
         self.warmed.append((width, height))
-        self.stylizer.warm_up(batch, width, height)
+        self.stylizer.warm_up(batch, height, width)
 
     def submit(self, images, after=None, layout="rgb24"):
         self.given += [image.shape for image in images]

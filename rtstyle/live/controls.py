@@ -144,7 +144,7 @@ class StyleSwitcher:
         self._needs_engines: set[tuple[str, float]] = set()  # states `restyle` cannot reach
         self._built: dict[tuple[str, float], Stylizer] = {}
         self._pending: BackgroundBuild | None = None
-        self._shape: tuple[int, int, int] | None = None  # (batch, width, height) the stream runs at
+        self._shape: tuple[int, int, int] | None = None  # (batch, height, width) the stream runs at
         first = controls.state()
         self._keep(first, build(*first))  # the first frame needs one: built here, in the foreground
         self.builds = 1
@@ -185,9 +185,9 @@ class StyleSwitcher:
             self.current = chosen
             self.controls.active = key
 
-    def warm_up(self, batch: int, width: int, height: int) -> None:
-        self._shape = (batch, width, height)
-        self.current.warm_up(batch, width, height)
+    def warm_up(self, batch: int, height: int, width: int) -> None:
+        self._shape = (batch, height, width)
+        self.current.warm_up(batch, height, width)
 
     def make_smoother(self, kind: str, strength: float):
         return self.current.make_smoother(kind, strength)

@@ -81,7 +81,8 @@ def run_stream(source: Source, stylize: Stylizer | FrameFunction, sink: Sink, co
                  1000 / source.fps)
     warm_up = getattr(stylize, "warm_up", None)
     if warm_up is not None and source.size[0] > 0:
-        warm_up(config.batch, *working_size(*source.size, scale))  # compile and capture before the clock
+        width, height = working_size(*source.size, scale)
+        warm_up(config.batch, height, width)  # compile and capture before the clock
     metrics = metrics or Metrics()
     metrics.scale = scale
     metrics.start()

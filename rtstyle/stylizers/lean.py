@@ -100,7 +100,7 @@ class OnnxCpuStylizer:
     def describe(self) -> str:
         return "onnx/CPU on cpu (float32)"
 
-    def warm_up(self, batch: int, width: int, height: int) -> None:
+    def warm_up(self, batch: int, height: int, width: int) -> None:
         """ONNX Runtime plans memory per shape on its first run; do that before the clock starts, on
         the session a stream will use."""
         session = self.session if self._workers is None else self._stream_session()

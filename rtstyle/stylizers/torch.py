@@ -70,7 +70,7 @@ class TorchStylizer:
         """A temporal smoother for one stream, working where this stylizer's frames are (torch)."""
         return make_smoother(kind, strength)
 
-    def warm_up(self, batch: int, width: int, height: int) -> None:
+    def warm_up(self, batch: int, height: int, width: int) -> None:
         """Build whatever the engine builds per shape (compiled kernels, CUDA graphs) before timing starts."""
         self.engine.warm_up(batch, height, width)
 
