@@ -190,3 +190,23 @@ def test_a_failure_while_running_exits_1_and_memory_gets_a_hint(capsys, monkeypa
     assert main(["styles"]) == 1
     line = capsys.readouterr().err.strip()
     assert line == "rtstyle: error: sink stage failed: RuntimeError: boom"
+
+
+def test_options_are_read_once_and_the_namespace_is_left_as_typed(tmp_path):
+    """Nothing downstream rewrites what the user typed: the request is built from the namespace, which stays."""
+    import copy
+    import dataclasses
+
+    from rtstyle.cli.main import build_parser
+    from rtstyle.cli.stylize import StylizeRequest
+
+    clip = tmp_path / "in.mp4"
+    clip.write_bytes(b"")
+    args = build_parser().parse_args(["stylize", "--ray", str(clip), "--style-image", "a.jpg:0.5,b.jpg:0.5"])
+    typed = copy.deepcopy(vars(args))
+    request = StylizeRequest.from_args(args)
+    assert vars(args) == typed
+    assert request.inputs == (str(clip),) and request.ray is not None and request.ray.address is None
+    assert request.styles.model == "arbitrary" and request.styles.blend == "a.jpg:0.5,b.jpg:0.5"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.output = "elsewhere.mp4"

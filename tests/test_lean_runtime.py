@@ -128,11 +128,11 @@ def test_a_style_set_after_a_parallel_submit_does_not_reach_that_batch():
 
 
 def test_files_take_parallel_frames_and_live_streams_one():
-    from rtstyle.cli.common import _engine_config
+    from rtstyle.cli.common import engine_config
     from rtstyle.cli.main import build_parser
 
     files = build_parser().parse_args(["stylize", "a.mp4"])
-    assert _engine_config(files).parallel_frames == min(2, os.cpu_count())
-    assert _engine_config(files, live=True).parallel_frames == 1
+    assert engine_config(files).parallel_frames == min(2, os.cpu_count())
+    assert engine_config(files, live=True).parallel_frames == 1
     chosen = build_parser().parse_args(["webcam", "--parallel-frames", "3"])
-    assert _engine_config(chosen, live=True).parallel_frames == 3
+    assert engine_config(chosen, live=True).parallel_frames == 3

@@ -187,13 +187,11 @@ def test_files_take_a_scale_video_photo_and_cli(tmp_path, capsys):
 
 
 def test_live_on_a_cpu_defaults_to_the_fast_model():
-    from rtstyle.cli.common import resolve_style_arguments
+    from rtstyle.cli.common import style_options
     from rtstyle.cli.main import build_parser
 
     def model(*argv):
-        args = build_parser().parse_args(list(argv))
-        resolve_style_arguments(args)
-        return args.model
+        return style_options(build_parser().parse_args(list(argv))).model
 
     assert model("webcam", "--device", "cpu") == model("serve", "--device", "cpu", "--styles", "mosaic") == "fast"
     assert model("webcam", "--device", "cpu", "--blend", "mosaic:0.5,woodcut:0.5") == "fast"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import (
@@ -151,36 +152,55 @@ def add_smooth_options(group) -> None:
                             f"(default: {SMOOTH_STRENGTH})")
 
 
-def resolve_style_arguments(args: argparse.Namespace) -> None:
-    """Fold --style-image into --style/--blend and pick the model the styles need.
+@dataclass(frozen=True)
+class StyleOptions:
+    """What the style options ask for, resolved once: the model, the style or blend, a schedule."""
+
+    model: str
+    style: str | None = None
+    blend: str | None = None
+    strength: float = 1.0
+    preserve_color: bool = False
+    schedule: str | None = None
+
+    @property
+    def choice(self) -> StyleChoice:
+        return StyleChoice.parse(self.style, self.blend, self.strength, self.preserve_color)
+
+
+def style_options(args: argparse.Namespace) -> StyleOptions:
+    """--style-image folded into a style or blend, and the model the styles need.
 
     A picture is a style of the arbitrary model, so pictures (--style-image, --style-dir, or in a
     schedule) make it the default model; `--model` still decides when given.
     """
-    if not hasattr(args, "model"):
-        return
+    style, blend = getattr(args, "style", None), getattr(args, "blend", None)
     style_image = getattr(args, "style_image", None)
     pictures = bool(style_image or getattr(args, "style_dir", None))
     if style_image:
-        if args.style or getattr(args, "blend", None):
+        if style or blend:
             raise StyleError("give one of --style, --blend and --style-image")
         if "," in style_image or ":" in Path(style_image).name:
-            args.blend = style_image
+            blend = style_image
         else:
-            args.style = style_image
+            style = style_image
     schedule = getattr(args, "style_schedule", None)
     if schedule:
         from ..model.arbitrary import is_picture
         from ..stylizers.schedule import StyleSchedule
 
-        if args.style or getattr(args, "blend", None):
+        if style or blend:
             raise StyleError("give either --style-schedule or --style/--blend/--style-image")
         pictures = pictures or any(is_picture(name) for _, name in StyleSchedule.parse(schedule).keys)
-    if args.model is None:
-        args.model = "arbitrary" if pictures else (_adapter_model(args) or _live_cpu_model(args) or "quality")
+    model = args.model
+    if model is None:
+        model = "arbitrary" if pictures else (_adapter_model(style) or _live_cpu_model(args, style, blend)
+                                              or "quality")
+    return StyleOptions(model, style, blend, getattr(args, "strength", 1.0), getattr(args, "preserve_color", False),
+                        schedule)
 
 
-def _live_cpu_model(args: argparse.Namespace) -> str | None:
+def _live_cpu_model(args: argparse.Namespace, style: str | None, blend: str | None) -> str | None:
     """"fast" for a live stream (webcam, serve) of built-in styles on a CPU, else None.
 
     On a CPU the quality model keeps up with a 30 fps camera only at 0.4-0.45 of its size (--scale auto),
@@ -192,20 +212,18 @@ def _live_cpu_model(args: argparse.Namespace) -> str | None:
 
     if args.command not in ("webcam", "serve"):
         return None
-    names = [getattr(args, "style", None), *(getattr(args, "styles", None) or "").split(","),
-             *(getattr(args, "blend", None) or "").split(",")]
+    names = [style, *(getattr(args, "styles", None) or "").split(","), *(blend or "").split(",")]
     if any(name and Path(name.rsplit(":", 1)[0]).suffix for name in names):  # a file: its base decides
         return None
     engine = EngineConfig(backend=args.backend, device=args.device, precision=args.precision)
     return "fast" if lean_path_reason(engine) is not None else None
 
 
-def _adapter_model(args: argparse.Namespace) -> str | None:
+def _adapter_model(style: str | None) -> str | None:
     """A built-in base that the --style adapter file names, so `--style mine.safetensors` needs no --model."""
     from ..model.adapters import adapter_base_id
     from ..model.weights import builtin_models
 
-    style = getattr(args, "style", None)
     if not style or not style.endswith(".safetensors") or not Path(style).is_file():
         return None
     base_id = adapter_base_id(style)
@@ -213,7 +231,7 @@ def _adapter_model(args: argparse.Namespace) -> str | None:
 
 
 
-def _engine_config(args: argparse.Namespace, live: bool = False) -> EngineConfig:
+def engine_config(args: argparse.Namespace, live: bool = False) -> EngineConfig:
     """Live streams compute one frame at a time (each frame waits least); files several (more fps)."""
     parallel = getattr(args, "parallel_frames", None) or (1 if live else file_parallel_frames())
     return EngineConfig(backend=args.backend, device=args.device, precision=args.precision,
@@ -221,11 +239,7 @@ def _engine_config(args: argparse.Namespace, live: bool = False) -> EngineConfig
                         parallel_frames=parallel)
 
 
-def _style_choice(args: argparse.Namespace) -> StyleChoice:
-    return StyleChoice.parse(args.style, args.blend, args.strength, getattr(args, "preserve_color", False))
-
-
-def _frame_bar(quiet: bool):
+def frame_bar(quiet: bool):
     """One progress bar in frames: (bar, progress(done, total))."""
     from tqdm import tqdm
 
@@ -238,7 +252,7 @@ def _frame_bar(quiet: bool):
     return bar, progress
 
 
-def _confirm_overwrite(dst: Path) -> bool:
+def confirm_overwrite(dst: Path) -> bool:
     """ffmpeg's habit: ask on a terminal, refuse anywhere else (scripts, pipes, CI)."""
     if not (sys.stdin.isatty() and sys.stderr.isatty()):
         return False

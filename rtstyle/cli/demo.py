@@ -9,10 +9,13 @@ from pathlib import Path
 from ..config import ConvertConfig
 from .common import (
     add_engine_options,
+    add_smooth_options,
     add_style_options,
+    engine_config,
     positive_int,
+    style_options,
 )
-from .stylize import _convert, _report
+from .stylize import convert, report
 
 
 def add_parser(sub) -> None:
@@ -21,6 +24,7 @@ def add_parser(sub) -> None:
     demo.add_argument("--seconds", type=positive_int, default=4)
     add_style_options(demo)
     add_engine_options(demo)
+    add_smooth_options(demo.add_argument_group("smoothing"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,8 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="rtstyle-demo-") as folder:
         clip = write_clip(Path(folder) / "sample.mp4", seconds=args.seconds)
-        config = ConvertConfig(smooth=getattr(args, "smooth", "none"),
-                               smooth_strength=getattr(args, "smooth_strength", ConvertConfig.smooth_strength))
-        result = _convert(clip, Path(args.output), args, config, quiet=False)
-    return _report(result, as_json=False)
+        config = ConvertConfig(smooth=args.smooth, smooth_strength=args.smooth_strength)
+        result = convert(clip, Path(args.output), style_options(args), engine_config(args), config, quiet=False)
+    return report(result, as_json=False)
 

@@ -8,9 +8,10 @@ from pathlib import Path
 from ..errors import OutputError
 from ..model.styles import StyleChoice
 from .common import (
-    _engine_config,
     add_engine_options,
+    engine_config,
     strength,
+    style_options,
 )
 
 
@@ -31,15 +32,16 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.output_dir) if args.output_dir else None
     if out_dir is not None and not out_dir.is_dir():
         raise OutputError(f"output folder does not exist: {out_dir}")
+    model, engine = style_options(args).model, engine_config(args)
     for spec in args.styles:
         blend = parse_blend(spec) if ":" in spec else {spec: 1.0}
-        stylizer = load_stylizer(args.model, StyleChoice(blend, args.strength), _engine_config(args), lean=False)
+        stylizer = load_stylizer(model, StyleChoice(blend, args.strength), engine, lean=False)
         artefact = getattr(stylizer.engine, "path", None)
         where = f" -> {artefact}" if artefact else " (nothing to cache for this backend)"
         print(f"{spec}: {stylizer.engine.describe()}{where}")
         if out_dir is not None and artefact is not None:
             label = "+".join(Path(name).stem for name in blend)
-            target = out_dir / f"{label}-{args.model}{Path(artefact).suffix}"
+            target = out_dir / f"{label}-{model}{Path(artefact).suffix}"
             standalone = getattr(stylizer.engine, "standalone", None)  # an ONNX graph takes its style in
             target.write_bytes(standalone() if standalone else read_cached(artefact))  # a plain .onnx / .plan
     return 0

@@ -13,7 +13,7 @@ import sys
 from .. import __version__
 from ..errors import PipelineError, RtstyleError
 from . import cameras, demo, export, info, serve, style_from_image, styles, stylize, train, webcam
-from .common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, Parser, resolve_style_arguments
+from .common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, Parser
 
 #: The commands in the order `rtstyle --help` lists them, each a module with add_parser(sub) and run(args).
 COMMANDS = {"stylize": stylize, "styles": styles, "demo": demo, "webcam": webcam, "train": train,
@@ -44,7 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose or args.debug else logging.WARNING,
                         format="rtstyle: %(levelname)s: %(message)s")
     try:
-        resolve_style_arguments(args)
         return COMMANDS[args.command].run(args)
     except PipelineError as exc:  # a stage failed while running: not a usage error, so not its exit code
         if args.debug:

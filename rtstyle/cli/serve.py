@@ -7,12 +7,13 @@ import sys
 
 from ..model.styles import DEFAULT_STYLE
 from .common import (
-    _engine_config,
     add_engine_options,
     add_scale_option,
     add_smooth_options,
+    engine_config,
     positive_int,
     strength,
+    style_options,
 )
 
 
@@ -58,9 +59,10 @@ def run(args: argparse.Namespace) -> int:
         styles = tuple(pictures_in(args.style_dir))
     else:
         styles = tuple(args.styles.split(",")) if args.styles else ()
-    config = ServeConfig(model=args.model, styles=styles, style=args.style, strength=args.strength,
+    options = style_options(args)
+    config = ServeConfig(model=options.model, styles=styles, style=options.style, strength=options.strength,
                          smooth=args.smooth, smooth_strength=args.smooth_strength, scale=args.scale,
-                         engine=_engine_config(args, live=True), host=args.host, port=args.port, token=token,
+                         engine=engine_config(args, live=True), host=args.host, port=args.port, token=token,
                          max_viewers=args.max_viewers, cert_file=args.cert_file, key_file=args.key_file)
 
     def ready(url: str) -> None:

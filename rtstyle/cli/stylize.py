@@ -6,27 +6,30 @@ import argparse
 import contextlib
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import ConvertConfig
+from ..config import ConvertConfig, EngineConfig
 from ..errors import InputError, OutputError
 from ..model.styles import StyleChoice
 from .common import (
     EXIT_INTERRUPTED,
-    _confirm_overwrite,
-    _engine_config,
-    _frame_bar,
-    _style_choice,
+    StyleOptions,
     add_engine_options,
     add_smooth_options,
     add_style_options,
+    confirm_overwrite,
+    engine_config,
     file_scale,
+    frame_bar,
     positive_float,
     positive_int,
+    style_options,
 )
 
 if TYPE_CHECKING:
+    from ..jobs.cluster import RayConfig
     from ..jobs.convert import ConvertResult
 
 
@@ -84,30 +87,73 @@ def add_parser(sub) -> None:
                             "parallel with --ray (one after another without) and joined without re-encoding")
 
 
+@dataclass(frozen=True)
+class StylizeRequest:
+    """`rtstyle stylize`'s options, read once: nothing later changes what the user typed."""
+
+    inputs: tuple[str, ...]
+    output: str | None
+    styles: StyleOptions
+    engine: EngineConfig
+    convert: ConvertConfig
+    ray: RayConfig | None = None
+    segment_seconds: float | None = None
+    skip_existing: bool = False
+    overwrite: bool = False
+    keep_existing: bool = False
+    json: bool = False
+    stats_json: str | None = None
+    quiet: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> StylizeRequest:
+        inputs, ray = tuple(args.input), None
+        if args.ray is not None:
+            from ..jobs.cluster import RayConfig
+
+            address = args.ray
+            if address and Path(address).exists():  # `--ray in.mp4`: argparse took the input for the address
+                inputs, address = (address, *inputs), ""
+            ray = RayConfig(address=address or None, log_to_driver=not (args.json or args.quiet))
+        convert = ConvertConfig(batch=args.batch, max_side=args.max_side, crf=args.crf, preset=args.preset,
+                                copy_audio=not args.no_audio, codec=args.codec, pix_fmt=args.pix_fmt,
+                                smooth=args.smooth, smooth_strength=args.smooth_strength, scale=args.scale)
+        return cls(inputs, args.output, style_options(args), engine_config(args), convert, ray, args.segment_seconds,
+                   args.skip_existing, args.overwrite, args.no_overwrite, args.json, args.stats_json,
+                   args.quiet or args.json)
+
+    @property
+    def is_batch(self) -> bool:
+        single = Path(self.inputs[0])
+        out = self.output or ""
+        return (len(self.inputs) > 1 or single.is_dir()
+                or not single.exists() and any(c in self.inputs[0] for c in "*?[")
+                or out.endswith(("/", "\\")) or bool(out) and Path(out).is_dir())
+
+
 def _default_output(src: Path, choice: StyleChoice, scheduled: bool = False) -> Path:
     label = "scheduled" if scheduled else "+".join(Path(name).stem for name in choice.blend)
     return src.with_name(f"{src.stem}_{label}{src.suffix}")
 
 
-def _load(args: argparse.Namespace, choice: StyleChoice):
-    """The stylizer the arguments ask for: one style (or blend), or a style schedule."""
+def load(styles: StyleOptions, engine: EngineConfig):
+    """The stylizer the options ask for: one style (or blend), or a style schedule."""
     from ..api import load_scheduled_stylizer, load_stylizer
 
-    schedule = getattr(args, "style_schedule", None)
-    if schedule:
+    if styles.schedule:
         from ..stylizers.schedule import StyleSchedule
 
-        return load_scheduled_stylizer(args.model, StyleSchedule.parse(schedule), args.strength,
-                                       _engine_config(args), choice.preserve_color)
-    return load_stylizer(args.model, choice, _engine_config(args))
+        return load_scheduled_stylizer(styles.model, StyleSchedule.parse(styles.schedule), styles.strength, engine,
+                                       styles.preserve_color)
+    return load_stylizer(styles.model, styles.choice, engine)
 
 
-def _convert(src: Path, dst: Path, args: argparse.Namespace, config: ConvertConfig, quiet: bool,
-             choice: StyleChoice | None = None) -> ConvertResult:
+def convert(src: Path, dst: Path, styles: StyleOptions, engine: EngineConfig, config: ConvertConfig,
+            quiet: bool) -> ConvertResult:
     from ..jobs.convert import check_paths, convert_file
 
     check_paths(src, dst)  # fail on bad paths before the model is built
-    stylizer = _load(args, choice or _style_choice(args))
+    stylizer = load(styles, engine)
     if not quiet:
         smoothing = f", {config.smooth} smoothing {config.smooth_strength:g}" if config.smooth != "none" else ""
         print(f"{src.name} -> {dst}  [{stylizer.description}{smoothing}]", file=sys.stderr)
@@ -129,34 +175,7 @@ def _convert(src: Path, dst: Path, args: argparse.Namespace, config: ConvertConf
             bar.close()
 
 
-def _config(args: argparse.Namespace) -> ConvertConfig:
-    return ConvertConfig(batch=args.batch, max_side=args.max_side, crf=args.crf, preset=args.preset,
-                         copy_audio=not args.no_audio, codec=args.codec, pix_fmt=args.pix_fmt, smooth=args.smooth,
-                         smooth_strength=args.smooth_strength, scale=args.scale)
-
-
-def _is_batch(args: argparse.Namespace) -> bool:
-    single = Path(args.input[0])
-    out = args.output or ""
-    return (len(args.input) > 1 or single.is_dir() or not single.exists() and any(c in args.input[0] for c in "*?[")
-            or out.endswith(("/", "\\")) or bool(out) and Path(out).is_dir())
-
-
-def _ray_config(args: argparse.Namespace):
-    """--ray's RayConfig, or None. `--ray in.mp4` reads the input as the address: it goes back to the inputs."""
-    if args.ray is None:
-        return None
-    from ..jobs.cluster import RayConfig
-
-    address = args.ray
-    if address and Path(address).exists():
-        args.input.insert(0, address)
-        address = ""
-    return RayConfig(address=address or None, log_to_driver=not (args.json or args.quiet))
-
-
-def _convert_segmented(src: Path, dst: Path, args: argparse.Namespace, config: ConvertConfig, quiet: bool,
-                       choice: StyleChoice, ray) -> ConvertResult:
+def _convert_segmented(src: Path, dst: Path, request: StylizeRequest) -> ConvertResult:
     """--segment-seconds: the segments on Ray workers, or one after another here without --ray."""
     from ..io.images import is_image_path
     from ..jobs.convert import check_paths
@@ -164,92 +183,92 @@ def _convert_segmented(src: Path, dst: Path, args: argparse.Namespace, config: C
     if is_image_path(src):
         raise InputError("--segment-seconds splits a video; this input is an image")
     check_paths(src, dst)  # before a model is built or a cluster reached
-    bar, progress = _frame_bar(quiet)
+    styles = request.styles
+    bar, progress = frame_bar(request.quiet)
     try:
-        if ray is not None:
+        if request.ray is not None:
             from ..jobs.cluster import convert_segmented_on_ray
 
             with contextlib.redirect_stdout(sys.stderr):  # Ray prints its workers' errors on stdout: keep it ours
-                return convert_segmented_on_ray(src, dst, args.model, choice, _engine_config(args), config,
-                                                args.segment_seconds, ray, progress)
+                return convert_segmented_on_ray(src, dst, styles.model, styles.choice, request.engine,
+                                                request.convert, request.segment_seconds, request.ray, progress)
         from ..api import load_stylizer
         from ..jobs.segments import convert_segmented
 
-        stylizer = load_stylizer(args.model, choice, _engine_config(args))
-        return convert_segmented(src, dst, stylizer, config, args.segment_seconds, progress)
+        stylizer = load_stylizer(styles.model, styles.choice, request.engine)
+        return convert_segmented(src, dst, stylizer, request.convert, request.segment_seconds, progress)
     finally:
         bar.close()
 
 
 def run(args: argparse.Namespace) -> int:
-    ray = _ray_config(args)
-    if not args.input:
+    request = StylizeRequest.from_args(args)
+    if not request.inputs:
         raise InputError("nothing to stylize: give a video or image, or several, folders or globs with -o OUTDIR/")
-    if getattr(args, "style_schedule", None) and (ray is not None or args.segment_seconds):
+    if request.styles.schedule and (request.ray is not None or request.segment_seconds):
         raise InputError("--style-schedule runs in one process: leave out --ray and --segment-seconds")
-    if _is_batch(args):
-        if args.segment_seconds:
+    if request.is_batch:
+        if request.segment_seconds:
             raise InputError("--segment-seconds splits one video; give one input file")
-        return stylize_batch(args, ray)
-    if ray is not None and not args.segment_seconds:
+        return stylize_batch(request)
+    if request.ray is not None and not request.segment_seconds:
         raise InputError("--ray runs a batch (several inputs, or -o OUTDIR/) or the segments of one video "
                          "(--segment-seconds N)")
-    src = Path(args.input[0])
-    choice = _style_choice(args)
-    dst = Path(args.output) if args.output else _default_output(src, choice, bool(args.style_schedule))
-    if dst.exists() and not args.overwrite:
-        if args.no_overwrite:
+    src = Path(request.inputs[0])
+    choice = request.styles.choice
+    dst = Path(request.output) if request.output else _default_output(src, choice, bool(request.styles.schedule))
+    if dst.exists() and not request.overwrite:
+        if request.keep_existing:
             print(f"rtstyle: {dst} exists; left as it is (-n)", file=sys.stderr)
             return 0
-        if not _confirm_overwrite(dst):
+        if not confirm_overwrite(dst):
             raise OutputError(f"{dst} exists; -y replaces it, -n leaves it")
-    if args.segment_seconds:
-        result = _convert_segmented(src, dst, args, _config(args), args.quiet or args.json, choice, ray)
+    if request.segment_seconds:
+        result = _convert_segmented(src, dst, request)
     else:
-        result = _convert(src, dst, args, _config(args), quiet=args.quiet or args.json, choice=choice)
-    if args.stats_json:
-        Path(args.stats_json).write_text(json.dumps(result.metrics or {"frames": result.frames,
-                                                                        "seconds": result.seconds}, indent=2))
-    return _report(result, args.json)
+        result = convert(src, dst, request.styles, request.engine, request.convert, request.quiet)
+    if request.stats_json:
+        Path(request.stats_json).write_text(json.dumps(result.metrics or {"frames": result.frames,
+                                                                           "seconds": result.seconds}, indent=2))
+    return report(result, request.json)
 
 
-def stylize_batch(args: argparse.Namespace, ray=None) -> int:
+def stylize_batch(request: StylizeRequest) -> int:
     """Many files, one stylizer (per Ray worker with --ray), one progress bar; a failed file is one line and the
     batch goes on."""
     from ..jobs.batch import expand, run_batch
 
-    if not args.output:
+    if not request.output:
         raise OutputError("a batch needs -o OUTDIR/ for its outputs")
-    out_dir = Path(args.output)
-    jobs = expand(args.input, out_dir)
+    out_dir = Path(request.output)
+    jobs = expand(list(request.inputs), out_dir)
     if not jobs:
         raise InputError("no video or image files in the inputs")
     out_dir.mkdir(parents=True, exist_ok=True)
-    choice = _style_choice(args)
-    quiet = args.quiet or args.json
+    ray, quiet = request.ray, request.quiet
     if ray is None:
-        stylizer = _load(args, choice)
+        stylizer = load(request.styles, request.engine)
         if not quiet:
             print(f"{len(jobs)} files -> {out_dir}  [{stylizer.description}]", file=sys.stderr)
     elif not quiet:
         print(f"{len(jobs)} files -> {out_dir}  [Ray: {ray.address or 'local'}]", file=sys.stderr)
-    bar, progress = _frame_bar(quiet)
+    bar, progress = frame_bar(quiet)
     try:
         if ray is None:
-            batch = run_batch(jobs, stylizer, _config(args), args.skip_existing, args.overwrite, progress)
+            batch = run_batch(jobs, stylizer, request.convert, request.skip_existing, request.overwrite, progress)
         else:
             from ..jobs.cluster import run_ray_batch
 
             with contextlib.redirect_stdout(sys.stderr):  # Ray prints its workers' errors on stdout: keep it ours
-                batch = run_ray_batch(jobs, args.model, choice, _engine_config(args), _config(args), ray,
-                                      args.skip_existing, args.overwrite, progress)
+                batch = run_ray_batch(jobs, request.styles.model, request.styles.choice, request.engine,
+                                      request.convert, ray, request.skip_existing, request.overwrite, progress)
     finally:
         bar.close()
     for result in batch.results:
-        if result.status == "failed" and not args.json:
+        if result.status == "failed" and not request.json:
             print(f"rtstyle: failed: {result.error}", file=sys.stderr)
     counts = batch.counts()
-    if args.json:
+    if request.json:
         print(json.dumps(batch.summary(), indent=2))
     else:
         print(f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed")
@@ -258,7 +277,7 @@ def stylize_batch(args: argparse.Namespace, ray=None) -> int:
     return 1 if counts["failed"] else 0
 
 
-def _report(result: ConvertResult, as_json: bool) -> int:
+def report(result: ConvertResult, as_json: bool) -> int:
     if as_json:
         print(json.dumps({"output": str(result.output), "frames": result.frames, "seconds": round(result.seconds, 3),
                           "fps": round(result.fps, 2), "width": result.width, "height": result.height,

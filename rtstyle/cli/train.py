@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..config import DEVICES
+from ..train.config import DEFAULT_LR, MODES, PerceptualWeights, TrainConfig
 from .common import (
     positive_float,
     positive_int,
@@ -20,48 +21,57 @@ def add_parser(sub) -> None:
     train.add_argument("--style-dir", required=True, help="folder of images of one style (50-100 is plenty)")
     train.add_argument("--content-dir", required=True, help="folder of photos and/or videos to learn on")
     train.add_argument("--out", required=True, help="adapter file to write (NAME.safetensors)")
-    train.add_argument("--mode", choices=("perceptual", "distill"), default="distill",
+    train.add_argument("--mode", choices=MODES, default=TrainConfig.mode,
                        help="distill: from the arbitrary-style teacher, works offline (default); "
                             "perceptual: VGG losses, needs ImageNet VGG weights")
-    train.add_argument("--model", default="fast", help="base model the adapter is for (default: fast)")
-    train.add_argument("--rank", type=positive_int, default=16, help="LoRA rank of each conv (default: %(default)s)")
-    train.add_argument("--alpha", type=positive_float, default=16.0,
+    train.add_argument("--model", default=TrainConfig.model,
+                       help="base model the adapter is for (default: %(default)s)")
+    train.add_argument("--rank", type=positive_int, default=TrainConfig.rank,
+                       help="LoRA rank of each conv (default: %(default)s)")
+    train.add_argument("--alpha", type=positive_float, default=TrainConfig.alpha,
                        help="LoRA scale: the update is alpha / rank times B A (default: %(default)s)")
-    train.add_argument("--steps", type=positive_int, default=2000, help="optimizer steps (default: %(default)s)")
-    train.add_argument("--batch", type=positive_int, default=4, help="crops per step (default: %(default)s)")
-    train.add_argument("--size", type=positive_int, default=256,
+    train.add_argument("--steps", type=positive_int, default=TrainConfig.steps,
+                       help="optimizer steps (default: %(default)s)")
+    train.add_argument("--batch", type=positive_int, default=TrainConfig.batch,
+                       help="crops per step (default: %(default)s)")
+    train.add_argument("--size", type=positive_int, default=TrainConfig.size,
                        help="training crop size in pixels (default: %(default)s)")
-    train.add_argument("--lr", type=positive_float, help="learning rate (default 2e-3 perceptual, 1.5e-2 distill)")
-    train.add_argument("--content-weight", type=float, default=1.0,
+    train.add_argument("--lr", type=positive_float,
+                       help="learning rate (default: {})".format(
+                           ", ".join(f"{lr:g} {mode}" for mode, lr in DEFAULT_LR.items())))
+    train.add_argument("--content-weight", type=float, default=PerceptualWeights.content,
                        help="perceptual: content loss weight (default: %(default)s)")
-    train.add_argument("--style-weight", type=float, default=5.0,
+    train.add_argument("--style-weight", type=float, default=PerceptualWeights.style,
                        help="perceptual: Gram style loss weight (default: %(default)s)")
-    train.add_argument("--tv-weight", type=float, default=1e-4, help="total variation weight (default: %(default)s)")
-    train.add_argument("--contrastive-weight", type=float, default=0.0,
+    train.add_argument("--tv-weight", type=float, default=PerceptualWeights.tv,
+                       help="total variation weight (default: %(default)s)")
+    train.add_argument("--contrastive-weight", type=float, default=PerceptualWeights.contrastive,
                        help="perceptual: contrastive style loss weight (default: %(default)s)")
-    train.add_argument("--pixel-loss", choices=("mse", "l1"), default="mse", help="distill: pixel loss to the teacher")
-    train.add_argument("--feature-weight", type=float, default=0.0,
+    train.add_argument("--pixel-loss", choices=("mse", "l1"), default=TrainConfig.pixel_loss,
+                       help="distill: pixel loss to the teacher (default: %(default)s)")
+    train.add_argument("--feature-weight", type=float, default=TrainConfig.feature_weight,
                        help="distill: VGG feature loss weight (default: %(default)s)")
-    train.add_argument("--vgg", choices=("vgg16", "vgg19"), default="vgg16", help="loss network (default: %(default)s)")
+    train.add_argument("--vgg", choices=("vgg16", "vgg19"), default=TrainConfig.vgg,
+                       help="loss network (default: %(default)s)")
     train.add_argument("--vgg-weights", help="ImageNet VGG state dict file (else torchvision's cache)")
-    train.add_argument("--pool", type=positive_int, default=1024,
+    train.add_argument("--pool", type=positive_int, default=TrainConfig.pool,
                        help="distill: teacher targets made up front (default: %(default)s)")
-    train.add_argument("--checkpoint-every", type=positive_int, default=200,
+    train.add_argument("--checkpoint-every", type=positive_int, default=TrainConfig.checkpoint_every,
                        help="write OUT.ckpt.pt every N steps (default: %(default)s)")
-    train.add_argument("--sample-every", type=int, default=200,
+    train.add_argument("--sample-every", type=int, default=TrainConfig.sample_every,
                        help="write a sample PNG every N steps (0: never; default: %(default)s)")
     train.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.pt")
     train.add_argument("--stop-after", type=positive_int, help="stop this run after N steps (resume later)")
     train.add_argument("--report", action="store_true", help="only check the style folder for outlier images")
-    train.add_argument("--device", choices=DEVICES, default="auto", help="default: cuda if available, else cpu")
-    train.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    train.add_argument("--device", choices=DEVICES, default=TrainConfig.device,
+                       help="default: cuda if available, else cpu")
+    train.add_argument("--seed", type=int, default=TrainConfig.seed, help="random seed (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..train.losses import PerceptualWeights
-    from ..train.trainer import TrainConfig, style_report
+    from ..train.trainer import style_report
     from ..train.trainer import train as run_training
 
     config = TrainConfig(

@@ -10,13 +10,14 @@ from pathlib import Path
 from ..errors import OutputError
 from ..model.styles import DEFAULT_STYLE, StyleChoice
 from .common import (
-    _engine_config,
     add_engine_options,
     add_scale_option,
     add_smooth_options,
     add_style_options,
+    engine_config,
     frame_size,
     positive_float,
+    style_options,
 )
 
 
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if record_path is not None:
         check_writable(record_path)
     window = None if args.no_preview else Window("rtstyle", args.size)  # no display: fail before the camera
-    base_id = read_base(args.model).base_id
+    options = style_options(args)
+    base_id = read_base(options.model).base_id
     if args.style_dir:
         from ..model.arbitrary import picture_adapter, pictures_in
 
@@ -76,9 +78,9 @@ def run(args: argparse.Namespace) -> int:
             picture_adapter(picture)
     else:
         styles = args.styles.split(",") if args.styles else builtin_styles(base_id)
-        _check_styles(args.model, styles, base_id)
+        _check_styles(options.model, styles, base_id)
     default = styles[0] if args.style_dir else DEFAULT_STYLE
-    first = args.style or (next(iter(parse_blend(args.blend))) if args.blend else default)
+    first = options.style or (next(iter(parse_blend(options.blend))) if options.blend else default)
     if first in styles:
         styles = styles[styles.index(first):] + styles[: styles.index(first)]
     else:
@@ -108,12 +110,12 @@ def run(args: argparse.Namespace) -> int:
         scaled = ", the scale fitted to it at the start"
     else:
         scaled = " (stylized at {}x{})".format(*working_size(*source.size, fixed)) if fixed < 1 else ""
-    print(f"live: {source.size[0]}x{source.size[1]} @ {source.fps:g} fps{scaled}, {Path(args.model).stem} model, "
+    print(f"live: {source.size[0]}x{source.size[1]} @ {source.fps:g} fps{scaled}, {Path(options.model).stem} model, "
           f"style {styles[0]}; q to quit", file=sys.stderr)
     stream = StreamConfig(batch=1, live=True, scale=fixed, fit_scale=auto)
-    result = stylize_live(source, args.model, styles, args.strength, _engine_config(args, live=True), args.smooth,
+    result = stylize_live(source, options.model, styles, options.strength, engine_config(args, live=True), args.smooth,
                           args.smooth_strength, record=record, window=window, preview=not args.no_preview,
-                          config=stream, duration=args.duration, preserve_color=args.preserve_color)
+                          config=stream, duration=args.duration, preserve_color=options.preserve_color)
     stats = result.metrics
     latency = stats["latency_ms"]
     fitted = " at --scale {:g} (auto: stylized at {}x{})".format(

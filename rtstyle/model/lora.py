@@ -34,15 +34,11 @@ class AdapterLayer(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.mix: dict[str, float] = {}
-        self.merged_mix: dict[str, float] | None = None
+        self.merged = False  # the mix's deltas are in the conv's weight (set_weights waits for unmerge)
 
     @property
     def adapter_names(self) -> list[str]:
         raise NotImplementedError
-
-    @property
-    def merged(self) -> bool:
-        return self.merged_mix is not None
 
     def set_weights(self, mix: dict[str, float]) -> None:
         """Choose the active adapters and their weights, e.g. ``{"a": 0.6, "b": 0.4}``."""
@@ -57,13 +53,13 @@ class AdapterLayer(nn.Module):
         if self.merged:
             return
         self._apply_delta(sign=1.0)
-        self.merged_mix = dict(self.mix)
+        self.merged = True
 
     def unmerge(self) -> None:
         if not self.merged:
             return
         self._apply_delta(sign=-1.0)
-        self.merged_mix = None
+        self.merged = False
 
     def _apply_delta(self, sign: float) -> None:
         raise NotImplementedError

@@ -7,7 +7,6 @@ overflow fp16's 65504 easily (neural-style-pt#97).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
+from .config import PerceptualWeights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -84,15 +84,6 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
-
-
-@dataclass(frozen=True)
-class PerceptualWeights:
-    content: float = 1.0
-    style: float = 5.0
-    tv: float = 1e-4
-    contrastive: float = 0.0
-    multiscale: bool = True  # also match Grams at half resolution
 
 
 class PerceptualLoss(nn.Module):
