@@ -1,66 +1,26 @@
-"""Python entry points: build a stylizer once, then convert files or frames with it.
+"""The public face: build a stylizer once, then convert files or run a live source with it.
 
     from rtstyle.api import load_stylizer, stylize_file
     stylizer = load_stylizer("quality", StyleChoice({"starry-swirl": 1.0}, strength=0.8))
     stylize_file("in.mp4", "out.mp4", stylizer)
+
+Each name lives in the package that owns it (stylizers.factory, jobs.convert, live.session); this module
+only gathers them.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from pathlib import Path
 
-from .config import SMOOTH_STRENGTH, ConvertConfig, EngineConfig
-from .io.sinks import NullSink, PreviewSink, Sink, TeeSink, Window
-from .io.sources import Source
+from .config import ConvertConfig
 from .jobs.convert import ConvertResult, Progress, convert_file
-from .live.controls import LiveControls, StyleSwitcher
-from .model.styles import StyleChoice, builtin_styles
-from .pipeline.metrics import Metrics
-from .pipeline.runner import RunResult, StreamConfig, run_stream
+from .live.session import stylize_live
 from .stylizers.factory import fused_style, lean_path_reason, load_scheduled_stylizer, load_stylizer, restyle
 
 __all__ = ["fused_style", "lean_path_reason", "load_scheduled_stylizer", "load_stylizer", "restyle", "stylize_file",
            "stylize_live"]
 
-log = logging.getLogger(__name__)
-
 
 def stylize_file(src: str | Path, dst: str | Path, stylizer,
                  config: ConvertConfig | None = None, progress: Progress | None = None) -> ConvertResult:
     return convert_file(src, dst, stylizer, config or ConvertConfig(), progress)
-
-
-def stylize_live(source: Source, model: str | Path = "quality", styles: list[str] | None = None,
-                 strength: float = 1.0, engine: EngineConfig | None = None, smooth: str = "none",
-                 smooth_strength: float = SMOOTH_STRENGTH, record: Sink | None = None, window: Window | None = None,
-                 preview: bool = True, config: StreamConfig | None = None, duration: float | None = None,
-                 preserve_color: bool = False) -> RunResult:
-    """Stylize a live source (camera, synthetic scene) into a preview window and/or a recording.
-
-    `styles` is the list the n / p keys cycle through (default: every built-in style of the model).
-    """
-    from .model.weights import read_base
-
-    base_id = read_base(model).base_id
-    controls = LiveControls(styles or builtin_styles(base_id), strength=strength)
-    switcher = StyleSwitcher(
-        controls, lambda name, s: load_stylizer(model, StyleChoice({name: 1.0}, s, preserve_color), engine),
-        lambda stylizer, name, s: restyle(stylizer, model, StyleChoice({name: 1.0}, s, preserve_color)))
-    metrics = Metrics()
-    sinks: list[Sink] = [record] if record is not None else []
-    if preview:
-        sinks.insert(0, PreviewSink(controls, metrics, window))
-    sink = TeeSink(*sinks) if len(sinks) > 1 else (sinks[0] if sinks else NullSink())
-    timer = threading.Timer(duration, controls.quit.set) if duration else None
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
-    try:
-        return run_stream(source, switcher, sink, config or StreamConfig(batch=1, live=True),
-                          quit_event=controls.quit, metrics=metrics,
-                          smoother=switcher.make_smoother(smooth, smooth_strength))
-    finally:
-        if timer is not None:
-            timer.cancel()

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from ..errors import OutputError
-from ..model.styles import DEFAULT_STYLE, StyleChoice
 from .common import (
     add_engine_options,
     add_scale_option,
@@ -52,11 +51,11 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..api import stylize_live
-    from ..io.sinks import RecordSink, Window
-    from ..io.sources import SyntheticSource, WebcamSource
+    from ..io.sinks import Window
     from ..io.video import check_writable
-    from ..model.styles import builtin_styles, parse_blend
-    from ..model.weights import read_base
+    from ..live.outputs import open_live_outputs, open_live_source
+    from ..live.styles import live_styles
+    from ..model.styles import parse_blend
     from ..pipeline.runner import StreamConfig
     from ..pipeline.scale import AUTO, working_size
 
@@ -69,41 +68,13 @@ def run(args: argparse.Namespace) -> int:
         check_writable(record_path)
     window = None if args.no_preview else Window("rtstyle", args.size)  # no display: fail before the camera
     options = style_options(args)
-    base_id = read_base(options.model).base_id
-    if args.style_dir:
-        from ..model.arbitrary import picture_adapter, pictures_in
-
-        styles = pictures_in(args.style_dir)
-        for picture in styles:  # every picture read now: a bad one fails here, and n/p never waits for one
-            picture_adapter(picture)
-    else:
-        styles = args.styles.split(",") if args.styles else builtin_styles(base_id)
-        _check_styles(options.model, styles, base_id)
-    default = styles[0] if args.style_dir else DEFAULT_STYLE
-    first = options.style or (next(iter(parse_blend(options.blend))) if options.blend else default)
-    if first in styles:
-        styles = styles[styles.index(first):] + styles[: styles.index(first)]
-    else:
-        styles = [first, *styles]
-    if args.synthetic:
-        source = SyntheticSource(*args.size, fps=args.fps)
-    else:
-        from ..io.cameras import resolve_camera
-
-        source = WebcamSource(resolve_camera(args.camera), args.size, args.fps)
-    record = RecordSink(record_path, source.size, source.fps) if record_path is not None else None
-    if args.virtual_cam is not None:
-        from ..io.sinks import TeeSink, VirtualCameraSink
-
-        try:
-            camera = VirtualCameraSink(source.size, source.fps, args.virtual_cam, args.virtual_cam_mirror)
-        except BaseException:
-            source.close()
-            if record is not None:
-                record.abort()
-            raise
-        print(f"virtual camera: {camera.device}", file=sys.stderr)
-        record = TeeSink(record, camera) if record is not None else camera
+    first = options.style or (next(iter(parse_blend(options.blend))) if options.blend else None)
+    styles = live_styles(options.model, args.styles.split(",") if args.styles else None, args.style_dir,
+                         first).from_first()
+    source = open_live_source(args.camera, args.size, args.fps, args.synthetic)
+    record, virtual_camera = open_live_outputs(source, record_path, args.virtual_cam, args.virtual_cam_mirror)
+    if virtual_camera is not None:
+        print(f"virtual camera: {virtual_camera}", file=sys.stderr)
     auto = args.scale == AUTO
     fixed = 1.0 if auto else args.scale
     if auto:
@@ -131,18 +102,6 @@ def run(args: argparse.Namespace) -> int:
     if record_path is not None:
         print(f"recorded {record_path}")
     return 128 + result.signal if result.signal else 0  # stopped by SIGTERM/SIGHUP/Ctrl-C: say so
-
-
-def _check_styles(model: str, styles: list[str], base_id: str) -> None:
-    """Read and fuse every style that is not built in (adapter files, pictures), so a typo or a broken file
-    is one error line now rather than a style the live list leaves out when n reaches it."""
-    from ..api import fused_style
-    from ..model.styles import builtin_styles
-
-    builtin = set(builtin_styles(base_id))
-    for name in styles:
-        if name not in builtin:
-            fused_style(model, StyleChoice({name: 1.0}))
 
 
 def scale_hint(fps: float, source_fps: float, scale: float) -> str | None:

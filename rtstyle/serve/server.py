@@ -36,7 +36,7 @@ except ImportError as exc:  # the extra is optional; the CLI turns this into one
     raise BackendError(f"rtstyle serve needs aiortc and aiohttp ({exc.name} is missing): "
                        "pip install 'rtstyle[serve]'") from None
 
-from ..model.styles import DEFAULT_STYLE, MAX_STRENGTH
+from ..model.styles import MAX_STRENGTH
 from ..pipeline.scale import AUTO, check_scale_setting
 from .engine import DEFAULT_VIEWERS_CPU, DEFAULT_VIEWERS_GPU, SharedEngine, Thumbnails
 from .viewer import StylizedTrack, Viewer, ViewerOptions
@@ -160,14 +160,13 @@ class StyleServer:
 
     def prepare(self) -> None:
         """Check the styles and build the first stylizer before listening (blocking; bad input raises)."""
-        from ..model.styles import builtin_styles, load_style
+        from ..live.styles import live_styles
+        from ..model.styles import load_style
         from ..model.weights import read_base
 
         base_id = read_base(self.config.model).base_id
-        names = list(self.config.styles) or builtin_styles(base_id)
-        first = self.config.style or (DEFAULT_STYLE if DEFAULT_STYLE in names or not names else names[0])
-        if first not in names:
-            names.insert(0, first)
+        chosen = live_styles(self.config.model, self.config.styles, first=self.config.style)
+        names, first = list(chosen.names), chosen.first
         self.styles = [{"name": name, "label": Path(name).stem, "description": load_style(name, base_id).description}
                        for name in names]
         self.first_style = first
