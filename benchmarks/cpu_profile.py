@@ -1,7 +1,7 @@
 """Where a frame's time goes in the lean runtime on this CPU: ONNX Runtime's own profile, by operator.
 
 The graph, weights, norms-as-inputs and session options are the lean path's (stylizers.factory._load_lean,
-backends/onnx_cpu.py); ONNX Runtime's profiler times every node of `--runs` frames. Reported per
+model/ort_session.py); ONNX Runtime's profiler times every node of `--runs` frames. Reported per
 model: ms per frame by operator type, whether that operator used more than one thread, and the
 convolutions' arithmetic (2 x output elements x weight elements) and rate. The convolutions are the
 floor no rewrite of the glue around them removes; the live targets are set against it in the README.

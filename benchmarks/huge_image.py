@@ -48,8 +48,8 @@ def run(command: list[str]) -> tuple[float, float]:
 
 def tiled_against_untiled(model: str) -> dict:
     from rtstyle.api import load_stylizer
-    from rtstyle.backends.onnx_cpu import OrtSession
     from rtstyle.config import EngineConfig
+    from rtstyle.model.ort_session import OrtSession
     from rtstyle.stylizers.tiles import TILE, TiledStylizer
 
     image = make_image(2048)

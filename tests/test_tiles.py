@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from rtstyle.api import load_stylizer
-from rtstyle.backends.onnx_cpu import OrtSession
 from rtstyle.config import ConvertConfig, EngineConfig
 from rtstyle.jobs.convert import convert_file
+from rtstyle.model.ort_session import OrtSession
 from rtstyle.stylizers.tiles import TILE_ABOVE_PIXELS, TiledStylizer
 
 

@@ -16,10 +16,10 @@ import torch
 from ..config import EngineConfig
 from ..errors import BackendError, RtstyleError
 from ..model.network import StyleNet, pad_to_multiple
+from ..model.ort_session import import_ort
 from ..model.spec import is_norm_key
 from .base import Engine, register
 from .cache import default_cache_dir, load_or_build, read_cached
-from .onnx_cpu import import_ort
 from .onnx_export import INPUT, OUTPUT, export_onnx, graph_key, norms_embedded
 
 log = logging.getLogger(__name__)

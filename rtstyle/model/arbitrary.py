@@ -95,7 +95,7 @@ class StylePredictor:
     def __init__(self, threads: int | None = None):
         from safetensors import safe_open
 
-        from ..backends.onnx_cpu import OrtSession
+        from .ort_session import OrtSession
 
         if not head_path().is_file():
             raise InputError(f"the {BASE_ID} base has no style predictor ({head_path()})")

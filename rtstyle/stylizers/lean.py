@@ -18,9 +18,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from ..backends.onnx_cpu import INPUT, OUTPUT, SIZE_MULTIPLE, OrtSession
 from ..errors import BackendError
 from ..io.color import eight_bit, keep_colors
+from ..model.ort_session import INPUT, OUTPUT, SIZE_MULTIPLE, OrtSession
 from .base import PendingBatch
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,6 @@
-"""ONNX Runtime on the CPU: the session the lean path runs (stylizers/lean.py), with the graph's
-weights given as external initializers, and the import that says how to get ONNX Runtime."""
+"""ONNX Runtime on the CPU for the model's committed graphs (the lean stylizer's network, the style
+predictor), with the weights given as external initializers, and the import that says how to get
+ONNX Runtime. Torch-free."""
 
 from __future__ import annotations
 
