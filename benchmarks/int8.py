@@ -25,8 +25,9 @@ import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from PIL import Image
 
-from rtstyle.backends.onnx_export import INPUT, export_onnx
+from rtstyle.backends.onnx_export import export_onnx
 from rtstyle.model.loader import fuse, load_base
+from rtstyle.model.spec import INPUT
 from rtstyle.model.styles import load_style
 from rtstyle.runtime_info import runtime_info
 

@@ -11,6 +11,9 @@ PRECISIONS = ("auto", "fp32", "fp16")
 SMOOTHERS = ("none", "ema", "adaptive", "flow")
 SMOOTH_STRENGTH = 0.7  # the most weight a smoother gives the previous output
 MAX_SMOOTH_STRENGTH = 0.95  # beyond it the output barely follows the input any more
+LEAST_SCALE = 0.25  # of the frame's width and height that a stream may be stylized at (pipeline/scale.py)
+#: A scale setting that asks for `pipeline.scale.fitted_scale` at the start of a stream.
+AUTO = "auto"
 
 
 def check_smooth_strength(strength: float) -> float:
@@ -20,6 +23,28 @@ def check_smooth_strength(strength: float) -> float:
     if not 0.0 <= strength <= MAX_SMOOTH_STRENGTH:
         raise InputError(f"smoothing strength must be between 0 and {MAX_SMOOTH_STRENGTH:g}, got {strength:g}")
     return strength
+
+
+def check_scale(scale: float) -> float:
+    """`scale` if it is one the pipeline takes, else an InputError saying which are."""
+    from .errors import InputError
+
+    if not LEAST_SCALE <= scale <= 1.0:
+        raise InputError(f"the scale must be between {LEAST_SCALE} and 1, got {scale:g}")
+    return scale
+
+
+def check_scale_setting(value) -> float | str:
+    """A scale (a number, or its text) or AUTO, checked; an InputError for anything else."""
+    from .errors import InputError
+
+    if value == AUTO:
+        return AUTO
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"the scale must be a number or {AUTO}, got {value!r}") from None
+    return check_scale(scale)
 
 
 def file_parallel_frames() -> int:
@@ -69,7 +94,6 @@ class ConvertConfig:
 
     def __post_init__(self) -> None:
         from .errors import InputError
-        from .pipeline.scale import check_scale
 
         check_scale(self.scale)
 

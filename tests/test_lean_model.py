@@ -28,6 +28,9 @@ CHOICES = {
 
 
 def build_templates_tool():
+    """tools/build_onnx_templates.py, loaded as its script would be (the rewrites it imports sit beside it)."""
+    if str(ROOT / "tools") not in sys.path:
+        sys.path.insert(0, str(ROOT / "tools"))
     spec = importlib.util.spec_from_file_location("build_onnx_templates", ROOT / "tools" / "build_onnx_templates.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -24,11 +24,10 @@ from torch import nn
 from ..errors import BackendError
 from ..model import network
 from ..model.network import PaddedStyleNet, StyleNet
-from ..model.spec import is_norm_key
+from ..model.spec import INPUT, OUTPUT, is_norm_key
 from .cache import cache_key
 
 OPSET = 17
-INPUT, OUTPUT = "image", "stylized"
 
 
 class Float32Norm(nn.Module):

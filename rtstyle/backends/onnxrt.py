@@ -17,10 +17,10 @@ from ..config import EngineConfig
 from ..errors import BackendError, RtstyleError
 from ..model.network import StyleNet, pad_to_multiple
 from ..model.ort_session import import_ort
-from ..model.spec import is_norm_key
+from ..model.spec import INPUT, OUTPUT, is_norm_key
 from .base import Engine, register
 from .cache import default_cache_dir, load_or_build, read_cached
-from .onnx_export import INPUT, OUTPUT, export_onnx, graph_key, norms_embedded
+from .onnx_export import export_onnx, graph_key, norms_embedded
 
 log = logging.getLogger(__name__)
 

@@ -32,10 +32,10 @@ import torch
 from ..config import EngineConfig
 from ..errors import BackendError
 from ..model.network import StyleNet, pad_to_multiple
-from ..model.spec import is_norm_key
+from ..model.spec import INPUT, OUTPUT, is_norm_key
 from .base import Engine, register
 from .cache import cache_key, default_cache_dir, load_or_build, seal, unseal, write_atomic
-from .onnx_export import INPUT, OUTPUT, export_onnx, graph_key
+from .onnx_export import export_onnx, graph_key
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,6 @@ import numpy as np
 
 from ..errors import BackendError
 
-INPUT, OUTPUT = "image", "stylized"
-SIZE_MULTIPLE = 4
-
 
 def import_ort():
     try:

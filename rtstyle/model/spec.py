@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 
 #: The network halves the resolution twice, so inputs are padded to a multiple of this.
 SIZE_MULTIPLE = 4
+#: The names of the graph's input and output in every ONNX graph of a stylizer (exported, template, tiles).
+INPUT, OUTPUT = "image", "stylized"
 
 
 @dataclass(frozen=True)

@@ -17,36 +17,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import InputError
+from ..config import AUTO, LEAST_SCALE, check_scale, check_scale_setting  # noqa: F401  (the scale's rules)
 from ..model.spec import SIZE_MULTIPLE
 
 SMALLEST = 16  # the least side the network takes without padding
-LEAST_SCALE = 0.25
 SCALE_STEP = 0.05
-#: A scale setting that asks for `fitted_scale` at the start of a stream.
-AUTO = "auto"
 #: The share of the source's frame interval a fitted scale aims one frame's stylization at. Measured: at
 #: 0.7 (22 ms of a 30 fps camera's 33) a stream keeps every frame at p95 23-26 ms; near 0.85 it starts to
 #: lose frames, and each frame shown then also waits for its turn (benchmarks/results/virtual_cam_cpu.md).
 FRAME_SHARE = 0.7
-
-
-def check_scale(scale: float) -> float:
-    """`scale` if it is one the pipeline takes, else an InputError saying which are."""
-    if not LEAST_SCALE <= scale <= 1.0:
-        raise InputError(f"the scale must be between {LEAST_SCALE} and 1, got {scale:g}")
-    return scale
-
-
-def check_scale_setting(value) -> float | str:
-    """A scale (a number, or its text) or AUTO, checked; an InputError for anything else."""
-    if value == AUTO:
-        return AUTO
-    try:
-        scale = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"the scale must be a number or {AUTO}, got {value!r}") from None
-    return check_scale(scale)
 
 
 def working_size(width: int, height: int, scale: float) -> tuple[int, int]:

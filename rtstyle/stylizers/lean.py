@@ -20,7 +20,8 @@ import numpy as np
 
 from ..errors import BackendError
 from ..io.color import eight_bit, keep_colors
-from ..model.ort_session import INPUT, OUTPUT, SIZE_MULTIPLE, OrtSession
+from ..model.ort_session import OrtSession
+from ..model.spec import INPUT, OUTPUT, SIZE_MULTIPLE
 from .base import PendingBatch
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..model.spec import INPUT, OUTPUT
 from .lean import pad_to_multiple, to_batch
 
 TILE = 512  # output pixels per tile side
@@ -43,7 +44,7 @@ class TiledStylizer:
     def statistics(self, image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """(mean, variance) of each norm's input, (1, C, 1, 1) each, measured on `image` as given."""
         batch = np.ascontiguousarray(pad_to_multiple(to_batch([image])))
-        values = self._stats.run(self._stat_names, {"image": batch})
+        values = self._stats.run(self._stat_names, {INPUT: batch})
         return [(mean, np.maximum(meansq - mean * mean, 0.0)) for mean, meansq in zip(values[::2], values[1::2])]
 
     def thumbnail_statistics(self, image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -78,7 +79,7 @@ class TiledStylizer:
                 cy0, cx0 = max(0, y0 - MARGIN), max(0, x0 - MARGIN)
                 cy1, cx1 = min(height, y1 + MARGIN), min(width, x1 + MARGIN)
                 batch = np.ascontiguousarray(pad_to_multiple(to_batch([image[cy0:cy1, cx0:cx1]])))
-                styled = self._tiles.run(["stylized"], {"image": batch, **feeds})[0][0]
+                styled = self._tiles.run([OUTPUT], {INPUT: batch, **feeds})[0][0]
                 block = styled[:, y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0].transpose(1, 2, 0)
                 out[y0:y1, x0:x1] = block if as_float else (np.clip(block, 0.0, 1.0) * top + 0.5).astype(image.dtype)
         return out
