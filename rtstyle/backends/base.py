@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 class Engine(ABC):
     name: str = ""
-    #: Whether `set_norms` can change the style in place; engines that bake norms into their
-    #: build (TorchScript's freeze, ONNX and TensorRT exports) are rebuilt for each style instead.
+    #: Whether `set_norms` can change the style in place. Eager, compile, ONNX Runtime and TensorRT
+    #: take the norms as inputs; TorchScript's freeze folds them into its graph, so jit is rebuilt per style.
     takes_norms: bool = False
 
     def __init__(self, device: torch.device, dtype: torch.dtype):
@@ -37,7 +37,8 @@ class Engine(ABC):
 
     def set_norms(self, norms: dict[str, np.ndarray]) -> None:
         """Copy a style's instance-norm parameters (state-dict keys) into the running network."""
-        raise BackendError(f"the {self.name} engine bakes the style in; build a new one for another style")
+        raise BackendError(f"the {self.name} engine holds its style in its frozen graph; build a new one for "
+                           "another style")
 
     def describe(self) -> str:
         return f"{self.name} on {self.device} ({str(self.dtype).removeprefix('torch.')})"

@@ -112,8 +112,9 @@ def load_or_build(path: Path, load: Callable[[bytes], T], build: Callable[[], by
 def prune(folder: Path, limit_bytes: int, keep: Path | None = None) -> list[Path]:
     """Delete the least recently used cached files until the folder holds at most `limit_bytes`.
 
-    Every (style, strength) pair makes its own engine, so a live session that sweeps the strength
-    would otherwise grow the cache without end. `keep` (the file just written) always stays.
+    An engine file is keyed by its fused conv weights (the norms are inputs), so every LoRA adapter and
+    strength of one makes its own, and trying many would otherwise grow the cache without end. `keep`
+    (the file just written) always stays.
     """
     files = sorted(((path.stat(), path) for path in list_cached(folder)), key=lambda entry: entry[0].st_mtime)
     total = sum(stat.st_size for stat, _ in files)

@@ -57,7 +57,8 @@ def add_parser(sub) -> None:
     add_engine_options(stylize)
     group = stylize.add_argument_group("conversion")
     group.add_argument("--batch", type=positive_int, default=defaults.batch,
-                       help="frames per batch (default: 1 on a CPU, 8 on a GPU: what measured fastest)")
+                       help="frames per batch (default: what measured fastest for the engine: 1 on the lean CPU path, "
+                            "4 with torch on a CPU, 8 on a GPU)")
     group.add_argument("--max-side", type=positive_int, help="scale the long side down to this many pixels")
     group.add_argument("--scale", type=file_scale, default=1.0,
                        help="stylize at this fraction of the frame's size and enlarge the result to it: larger "

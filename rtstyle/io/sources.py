@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Frame:
-    image: np.ndarray  # H x W x 3 uint8 RGB
+    image: np.ndarray  # H x W x 3 RGB, uint8 (uint16 for high bit depths)
     index: int
     pts: int | None = None
     captured: float = field(default_factory=time.perf_counter)

@@ -2,11 +2,11 @@
 
 Stylizers are built once per set of conv weights and shared: every style that differs only in its
 norms (the quality model's styles, strengths, pictures) runs on one engine, each viewer's
-`StyleView` putting its own style's norms in before its frames. Engines that bake the style in
-(TensorRT, TorchScript) are built once per (style, strength) instead. Every frame of every viewer
-runs on one engine thread: the engine is never asked to run two frames at once (on a CPU they
-would only fight for the cores, on a GPU for the stream), and viewers take turns, since each waits
-for its frame before sending the next. How many viewers the engine can serve is decided at the
+`StyleView` putting its own style's norms in before its frames. An engine that holds its
+style in its graph (TorchScript's frozen graph, --backend jit) is built once per (style, strength).
+Every frame of every viewer runs on one engine thread: the engine is never asked to run two frames
+at once (on a CPU they would only fight for the cores, on a GPU for the stream), and viewers take
+turns, since each waits for its frame before sending the next. How many viewers the engine can serve is decided at the
 door (`--max-viewers`), so nobody already watching is slowed by a newcomer.
 
 Because viewers share stylizers, the viewers' StyleSwitchers are given no `restyle` (it would change

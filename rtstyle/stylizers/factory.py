@@ -131,9 +131,9 @@ def load_scheduled_stylizer(model: str | Path, schedule: StyleSchedule, strength
     for _, name in schedule.keys:  # every style loads, fits and is fused before the first frame
         fused = fused_style(model, StyleChoice({name: 1.0}, strength))
         if not stylizer.conv_key or fused.conv_key != stylizer.conv_key:
-            raise StyleError(f"{name!r} needs an engine of its own (a LoRA adapter, or an engine that bakes the "
-                             "style in), so it cannot be scheduled; use built-in styles of the quality model or "
-                             "pictures, on the CPU, torch, compile, onnx or tensorrt backends")
+            raise StyleError(f"{name!r} needs an engine of its own (a LoRA adapter, or the jit backend, "
+                             "whose frozen graph holds its style), so it cannot be scheduled; use built-in styles "
+                             "or pictures, on the CPU, torch, compile, onnx or tensorrt backends")
         norms[name] = fused.norms
     scheduled = ScheduledStylizer(stylizer, schedule, norms)
     names = " -> ".join(f"{Path(name).name} at {at:g} s" for at, name in schedule.keys)
