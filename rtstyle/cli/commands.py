@@ -533,7 +533,8 @@ def serve(args: argparse.Namespace) -> int:
     config = ServeConfig(model=args.model, styles=styles, style=args.style, strength=args.strength,
                          smooth=args.smooth, smooth_strength=args.smooth_strength, scale=args.scale,
                          engine=_engine_config(args, live=True), host=args.host, port=args.port, token=token,
-                         max_viewers=args.max_viewers, cert_file=args.cert_file, key_file=args.key_file)
+                         max_viewers=args.max_viewers, cert_file=args.cert_file, key_file=args.key_file,
+                         ice_any_interface=args.ice_any_interface)
 
     def ready(url: str) -> None:
         print(f"rtstyle serve: open {url}  (Ctrl-C to stop)", file=sys.stderr, flush=True)

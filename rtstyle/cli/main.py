@@ -105,6 +105,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 65535 (or 0: any free port), got {value}")
+    return value
+
+
 def frame_size(text: str) -> tuple[int, int]:
     width, sep, height = text.lower().partition("x")
     if not sep or not width.isdigit() or not height.isdigit() or int(width) < 16 or int(height) < 16:
@@ -316,9 +326,12 @@ def build_parser() -> Parser:
                                        "WebRTC and shows it stylized (pip install 'rtstyle[serve]').")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default: 127.0.0.1; another needs a token)")
-    serve.add_argument("--port", type=int, default=8080, help="default: 8080")
+    serve.add_argument("--port", type=port_number, default=8080, help="default: 8080 (0: any free port)")
     serve.add_argument("--token", help="secret every request must carry (made up and printed when --host is "
-                                       "not local and none is given)")
+                                       "not local and none is given); 16 characters at least: letters, digits, - _ . ~")
+    serve.add_argument("--ice-any-interface", action="store_true",
+                       help="offer WebRTC media on every interface, not only loopback, while HTTP is on loopback "
+                            "(a browser on another machine through an SSH tunnel); see docs/serve.md")
     serve.add_argument("--max-viewers", type=positive_int,
                        help="viewers served at once; more are refused (default: 1 on a CPU, 4 on a GPU)")
     serve.add_argument("--cert-file", help="HTTPS certificate (browsers give a camera only to https or localhost)")
