@@ -9,9 +9,10 @@ from its own page (a cross-site page's requests carry its own Origin). In order:
    SSH tunnel to another local port still works). Listening on other interfaces the token is the
    guard instead, as with jupyter_server's allow_remote_access: a rebinding page has no token.
 2. Origin: a request that carries one (browsers add it to every POST and cross-origin fetch) must
-   come from the origin the request itself names, scheme, host and port. Sec-Fetch-Site, where the
-   browser sends it, must be same-origin or none (typed, bookmarked), except for a top-level page
-   load from a link elsewhere: another site cannot embed our thumbnails or config either.
+   come from this server's own origin: its scheme, and the host and port the request was sent to.
+   Sec-Fetch-Site, where the browser sends it, must be same-origin or none (typed, bookmarked),
+   except for a top-level page load from a link elsewhere: another site cannot embed our thumbnails
+   or config either.
 3. The token, when there is one: `?token=` (then a cookie, and a redirect to the same address
    without it, so it leaves the address bar and the history), the X-Rtstyle-Token header or the
    cookie; compared in constant time.
@@ -59,12 +60,12 @@ def _host_and_port(netloc: str, default_port: int) -> tuple[str, int] | None:
         return None
 
 
-def same_origin(origin: str, host_header: str) -> bool:
-    """Whether the Origin header names the server the request was sent to (the Host header)."""
+def same_origin(origin: str, host_header: str, scheme: str = "http") -> bool:
+    """Whether the Origin header names this server (`scheme`) at the address the request was sent to (Host)."""
     parts = urlsplit(origin)
-    if parts.scheme not in DEFAULT_PORTS or parts.path or parts.query:
+    if parts.scheme != scheme or parts.path or parts.query:
         return False  # "null" (sandboxed frames, file: pages) included
-    default = DEFAULT_PORTS[parts.scheme]
+    default = DEFAULT_PORTS[scheme]
     theirs, ours = _host_and_port(parts.netloc, default), _host_and_port(host_header, default)
     return theirs is not None and theirs == ours
 
@@ -100,7 +101,7 @@ class Guard:
         if self.loopback and not self._local_host(host):
             raise self.refuse(request, "host", f"this rtstyle server answers to localhost only, not {host[:100]!r}")
         origin = request.headers.get("Origin")
-        if origin is not None and not same_origin(origin, host):
+        if origin is not None and not same_origin(origin, host, "https" if self.https else "http"):
             raise self.refuse(request, "origin", "this rtstyle server takes requests from its own page only")
         if not self._fetch_allowed(request):
             raise self.refuse(request, "cross-site", "this rtstyle server takes requests from its own page only")
