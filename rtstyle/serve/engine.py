@@ -102,24 +102,28 @@ class Turns:
     """Whose frame runs next on the engine: of the viewers waiting, the one charged the least engine time.
 
     Used on the event loop only (no locks). A viewer that arrives starts level with the least-charged
-    viewer present; one that is charged less than the others by more than CREDIT_S (it was away, or its
-    camera is slow) is brought up to that, so it goes first but cannot hold the engine for long with time
-    it did not use. With viewers whose frames cost the same this is plain round-robin.
+    viewer present. One that comes back after AWAY_S without a turn (its camera paused, its tab hidden)
+    and is charged less than the others by more than CREDIT_S is brought up to that: it goes first, but
+    cannot hold the engine for long with time it did not use. A viewer that was only waiting (for its
+    next camera frame, or behind another's long turn) keeps what it is owed. With viewers whose frames
+    cost the same this is plain round-robin.
     """
 
     CREDIT_S = 0.25
+    AWAY_S = 0.5
 
     def __init__(self) -> None:
         self.used: dict[Hashable, float] = {}  # engine seconds charged, by viewer
         self._waiting: list[tuple[Hashable, asyncio.Future]] = []
         self._holder: Hashable | None = None
         self._held = False
+        self._last_turn: dict[Hashable, float] = {}  # when each viewer's last turn ended
 
     async def acquire(self, key: Hashable) -> None:
         others = [used for other, used in self.used.items() if other != key]
         if key not in self.used:
             self.used[key] = min(others, default=0.0)
-        elif others:
+        elif others and time.monotonic() - self._last_turn.get(key, 0.0) > self.AWAY_S:
             self.used[key] = max(self.used[key], min(others) - self.CREDIT_S)
         if not self._held and not self._waiting:
             self._held, self._holder = True, key
@@ -137,6 +141,7 @@ class Turns:
 
     def release(self, key: Hashable, seconds: float) -> None:
         self.used[key] = self.used.get(key, 0.0) + seconds
+        self._last_turn[key] = time.monotonic()
         self._held, self._holder = False, None
         while self._waiting:
             entry = min(self._waiting, key=lambda waiting: self.used.get(waiting[0], 0.0))  # ties: first come
@@ -149,6 +154,7 @@ class Turns:
     def forget(self, key: Hashable) -> None:
         """A viewer has left."""
         self.used.pop(key, None)
+        self._last_turn.pop(key, None)
 
 
 class StyleView:

@@ -17,7 +17,8 @@ from its own page (a cross-site page's requests carry its own Origin). In order:
    without it, so it leaves the address bar and the history), the X-Rtstyle-Token header or the
    cookie; compared in constant time.
 
-Refusals are 403 with one line of text, counted by reason in `Guard.refused`, logged at debug.
+Refusals are 403 with one line of text, counted by reason in `Guard.refused`; the first of each
+reason is logged at info level, the rest at debug.
 """
 
 from __future__ import annotations
@@ -91,8 +92,11 @@ class Guard:
 
     def refuse(self, request: web.Request, reason: str, text: str) -> web.HTTPForbidden:
         self.refused[reason] += 1
-        log.debug("refused %s %s (%s): Host %r, Origin %r", request.method, request.path, reason,
-                  request.headers.get("Host"), request.headers.get("Origin"))
+        # The first of each reason at info, the rest at debug: a page can send thousands.
+        log.log(logging.INFO if self.refused[reason] == 1 else logging.DEBUG,
+                "refused %s %s (%s): Host %r, Origin %r, Sec-Fetch-Site %r%s", request.method, request.path[:100],
+                reason, request.headers.get("Host", "")[:100], request.headers.get("Origin", "")[:100],
+                request.headers.get("Sec-Fetch-Site"), "; more are logged at debug level" * (self.refused[reason] == 1))
         return web.HTTPForbidden(text=text + "\n")
 
     @web.middleware

@@ -175,7 +175,9 @@ class ViewerSession:
                 self.viewer.update(message)
         except BadMessage as exc:
             self.viewer.stats.bad_messages += 1
-            log.debug("viewer %s: ignored a data-channel message: %s", self.id, exc)
+            log.log(logging.INFO if self.viewer.stats.bad_messages == 1 else logging.DEBUG,
+                    "viewer %s: ignored a data-channel message (%s)%s", self.id, exc,
+                    "; more are counted in its stats and logged at debug level" * (self.viewer.stats.bad_messages == 1))
         except RtstyleError as exc:  # a value the page should not send (an unknown style): say which
             self.viewer.stats.bad_messages += 1
             self._send({"type": "error", "error": str(exc)})

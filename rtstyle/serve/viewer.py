@@ -13,7 +13,7 @@ past.
 A viewer is one of several on one engine, so it is held to its share: it takes its turns on the
 engine like the others (engine.Turns), at most MAX_FPS frames a second, and a new frame size only
 SHAPE_HOLD_S after the last (frames of another size in between are dropped), since each new size
-costs the engine a re-plan and, with `--scale auto`, a fit; the hold doubles for a viewer that keeps
+costs the engine a re-plan; the hold doubles for a viewer that keeps
 changing. Data-channel messages are checked
 (`read_message`); a bad one is ignored and counted, and never reaches aiortc's transport, which an
 exception there would stop.
@@ -39,7 +39,7 @@ from ..errors import InputError
 from ..io.color import ColorInfo, color_of
 from ..model.styles import MAX_STRENGTH
 from ..pipeline.controls import LiveControls, StyleSwitcher
-from ..pipeline.scale import AUTO, check_scale_setting, enlarge, fitted_scale, shrink
+from ..pipeline.scale import AUTO, FRAME_SHARE, check_scale_setting, enlarge, fitted_scale, scale_to_fit, shrink
 from .engine import SharedEngine
 from .stamp import read_stamp, sent_color, strip_rows, write_stamp
 
@@ -208,6 +208,7 @@ class Viewer:
         self.error: str | None = None
         self.color: ColorInfo | None = None  # how the browser made its YUV, once a stamp has said
         self._fitted: OrderedDict[tuple[int, int], float] = OrderedDict()  # --scale auto: fitted, by frame size
+        self._ms_per_pixel: float | None = None  # of a full-size frame, timed on the first one (--scale auto)
         self.scale_used = 1.0
         self._size: tuple[int, int] | None = None  # the frame size being stylized, and since when
         self._size_since = 0.0
@@ -249,15 +250,22 @@ class Viewer:
         return result
 
     def _scale_for(self, picture: np.ndarray) -> float:
-        """The viewer's scale, or with `auto` the one fitted to this frame size on its first frame (the
-        engine timed alone, on the engine thread; other viewers are not counted)."""
+        """The viewer's scale, or with `auto` the one fitted to its frames: on its first frame the engine is
+        timed at that size (alone, on the engine thread; other viewers are not counted); a later size is
+        given the time per pixel measured then, as the fit itself takes time to go with the pixels. Timing
+        again would stall every viewer for four full-size frames at each new size."""
         if self.options.scale != AUTO:
             self.scale_used = self.options.scale
         else:
             size = (picture.shape[1], picture.shape[0])
             if size not in self._fitted:
-                self._fitted[size], full_ms = fitted_scale(self.switcher, *size, CAMERA_FPS)
-                log.info("viewer at %dx%d: scale %.2f (a full-size frame took %.1f ms)", *size, self._fitted[size],
+                if self._ms_per_pixel is None:
+                    self._fitted[size], full_ms = fitted_scale(self.switcher, *size, CAMERA_FPS)
+                    self._ms_per_pixel = full_ms / (size[0] * size[1])
+                else:
+                    full_ms = self._ms_per_pixel * size[0] * size[1]
+                    self._fitted[size] = scale_to_fit(1.0, FRAME_SHARE / CAMERA_FPS / (full_ms / 1000))
+                log.info("viewer at %dx%d: scale %.2f (a full-size frame takes %.1f ms)", *size, self._fitted[size],
                          full_ms)
                 if len(self._fitted) > FITTED_KEEP:
                     self._fitted.popitem(last=False)
