@@ -61,6 +61,16 @@ def request(method: str, url: str, **kwargs) -> tuple[int, bytes, dict]:
     return asyncio.run(_request(method, url, **kwargs))
 
 
+def raw_status(url: str, head: str) -> int:
+    """The status of a request written by hand (what aiohttp's client would not send); {host} is the server's."""
+    import socket
+
+    host = url.split("/")[2]
+    with socket.create_connection(tuple(host.rsplit(":", 1))) as connection:
+        connection.sendall(head.format(host=host).replace("\n", "\r\n").encode() + b"\r\n")
+        return int(connection.makefile("rb").readline().split()[1])
+
+
 def _offer_body() -> dict:
     async def make():
         pc = RTCPeerConnection()
@@ -94,6 +104,12 @@ def test_foreign_hosts_and_origins_are_refused_on_every_route(server):
         assert request("GET", url + path, headers={"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "no-cors"})[0] \
             == 403, path
     assert request("GET", url, headers={"Origin": f"http://127.0.0.1:{port}"})[0] == 200
+    two_origins = [("Origin", f"http://127.0.0.1:{port}"), ("Origin", "http://attacker.example")]
+    assert request("GET", url + "api/config", headers=two_origins)[0] == 403
+    # An absolute target names a host of its own; no Host at all is no loopback name.
+    assert raw_status(url, "GET http://attacker.example/api/config HTTP/1.1\nHost: {host}\nConnection: close\n") \
+        == 403
+    assert raw_status(url, "GET /api/config HTTP/1.0\n") == 403
     # A link to the page from elsewhere is a top-level page load, and is let in.
     assert request("GET", url, headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate",
                                         "Sec-Fetch-Dest": "document"})[0] == 200
@@ -210,6 +226,12 @@ def test_malformed_offers_get_400_without_a_traceback(server, caplog):
         assert status == 400, (raw[:10], status, text)
     assert request("POST", url + "offer", data="x" * (1 << 21), headers={"Content-Type": "application/json"})[0] \
         == 413
+    assert request("POST", url + "offer", data=json.dumps({"type": "offer"}), headers={  # read as UTF-8, as JSON is
+        "Content-Type": "application/json; charset=no-such-charset"})[0] == 400
+    # What aiohttp's own parser refuses: two Hosts, a byte that is not ASCII in the address.
+    assert raw_status(url, "GET / HTTP/1.1\nHost: {host}\nHost: {host}\nConnection: close\n") == 400
+    assert raw_status(url, "GET /thumbs/\u0661.jpg HTTP/1.1\nHost: {host}\nConnection: close\n") == 400
+    assert request("GET", url + "thumbs/%D9%A0.jpg")[0] == 404  # an Arabic-Indic 0 is no thumbnail number
     assert request("GET", url + "thumbs/" + "9" * 5000 + ".jpg")[0] == 400
     assert request("GET", url + "thumbs/99.jpg")[0] == 404
     assert not thread.server.sessions

@@ -102,10 +102,12 @@ class Guard:
     @web.middleware
     async def middleware(self, request: web.Request, handler):
         host = request.headers.get("Host", "")
-        if self.loopback and not self._local_host(host):
+        # An absolute request target (GET http://name/ ..., which proxies are sent) names a host of its own.
+        absolute = not request.raw_path.startswith("/")
+        if self.loopback and (absolute or not self._local_host(host)):
             raise self.refuse(request, "host", f"this rtstyle server answers to localhost only, not {host[:100]!r}")
-        origin = request.headers.get("Origin")
-        if origin is not None and not same_origin(origin, host, "https" if self.https else "http"):
+        origins = request.headers.getall("Origin", [])
+        if origins and (len(origins) > 1 or not same_origin(origins[0], host, "https" if self.https else "http")):
             raise self.refuse(request, "origin", "this rtstyle server takes requests from its own page only")
         if not self._fetch_allowed(request):
             raise self.refuse(request, "cross-site", "this rtstyle server takes requests from its own page only")
@@ -149,3 +151,25 @@ class Guard:
         # cross-site redirect chain, which Strict would send without the cookie. Lax cookies still go with
         # no cross-site request but a top-level page load, and those are the ones the checks above let in.
         response.set_cookie(TOKEN_COOKIE, self.token, httponly=True, samesite="Lax", secure=self.https, path="/")
+
+
+class MalformedHttpFilter(logging.Filter):
+    """aiohttp logs a request its parser refuses (no Host, two of them, a bad character in the address)
+    with a traceback at error level, though it answers 400 and nothing failed: one line at debug instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            log.debug("malformed HTTP request: %s", str(exc.message).strip().replace("\n", " ")[:200])
+            return False
+        return True
+
+
+def http_logger() -> logging.Logger:
+    """The logger for aiohttp's request handling (`AppRunner(logger=...)`), with MalformedHttpFilter."""
+    logger = logging.getLogger("rtstyle.serve.http")
+    if not any(isinstance(f, MalformedHttpFilter) for f in logger.filters):
+        logger.addFilter(MalformedHttpFilter())
+    return logger

@@ -41,7 +41,7 @@ except ImportError as exc:  # the extra is optional; the CLI turns this into one
 from ..model.styles import DEFAULT_STYLE, MAX_STRENGTH
 from ..pipeline.scale import AUTO, check_scale_setting
 from .engine import DEFAULT_VIEWERS_CPU, DEFAULT_VIEWERS_GPU, SharedEngine, Thumbnails
-from .guard import TOKEN_COOKIE, TOKEN_HEADER, Guard, check_token, is_loopback  # noqa: F401 (the CLI's)
+from .guard import TOKEN_COOKIE, TOKEN_HEADER, Guard, check_token, http_logger, is_loopback  # noqa: F401 (CLI's)
 from .ice import ice_configuration, loopback_candidates_only, loopback_only
 from .viewer import MESSAGE_FIELDS, BadMessage, StylizedTrack, Viewer, ViewerOptions, check_fields, read_message
 
@@ -247,7 +247,7 @@ class StyleServer:
         app = web.Application(middlewares=[self.guard.middleware])
         app.router.add_get("/", self._index)
         app.router.add_get("/api/config", self._api_config)
-        app.router.add_get("/thumbs/{index:\\d+}.jpg", self._thumbnail)
+        app.router.add_get("/thumbs/{index:[0-9]+}.jpg", self._thumbnail)  # not \\d: that is any script's digits
         app.router.add_post("/offer", self._offer)
         app.router.add_static("/static", _static_dir())
         app.on_shutdown.append(self._on_shutdown)
@@ -288,7 +288,7 @@ class StyleServer:
         if request.content_type != "application/json":
             return web.json_response({"error": "an offer is application/json"}, status=415)
         try:
-            message = read_offer(await request.text())
+            message = read_offer((await request.read()).decode("utf-8"))  # JSON is UTF-8, whatever charset= says
             defaults = ViewerOptions(self.first_style, self.config.strength, self.config.smooth,
                                      self.config.smooth_strength, scale=self.config.scale)
             options = ViewerOptions.parse(message, [s["name"] for s in self.styles], defaults)
@@ -366,7 +366,7 @@ class StyleServer:
                 context.load_cert_chain(self.config.cert_file, self.config.key_file)
             except (OSError, ssl.SSLError) as exc:
                 raise InputError(f"cannot load the certificate {self.config.cert_file}: {exc}") from None
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = web.AppRunner(self.app(), access_log=None, logger=http_logger())
         await self._runner.setup()
         try:
             await web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=context).start()
