@@ -363,6 +363,18 @@ def test_a_viewer_changing_size_every_frame_does_not_starve_another():
     assert shared.stats.size_changes == alone.stats.size_changes == 0
 
 
+def test_a_huge_frame_is_stylized_at_a_capped_size():
+    """A frame's turn on the engine is not interrupted, so no viewer's frame may take it for long."""
+    from rtstyle.serve.viewer import MAX_STYLIZED_PIXELS
+
+    viewer = Viewer(SharedEngine("fast", EngineConfig(device="cpu")), [STYLE], ViewerOptions(STYLE, scale=1.0))
+    for height, width in ((480, 640), (1088, 1920)):
+        assert viewer._scale_for(np.zeros((height, width, 3), np.uint8)) == 1.0
+    scale = viewer._scale_for(np.zeros((4320, 7680, 3), np.uint8))
+    assert 0.2 <= scale and 4320 * 7680 * scale**2 <= MAX_STYLIZED_PIXELS
+    viewer.engine.close()
+
+
 # ---- 7. The port
 
 

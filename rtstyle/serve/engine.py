@@ -115,7 +115,6 @@ class Turns:
     def __init__(self) -> None:
         self.used: dict[Hashable, float] = {}  # engine seconds charged, by viewer
         self._waiting: list[tuple[Hashable, asyncio.Future]] = []
-        self._holder: Hashable | None = None
         self._held = False
         self._last_turn: dict[Hashable, float] = {}  # when each viewer's last turn ended
 
@@ -126,7 +125,7 @@ class Turns:
         elif others and time.monotonic() - self._last_turn.get(key, 0.0) > self.AWAY_S:
             self.used[key] = max(self.used[key], min(others) - self.CREDIT_S)
         if not self._held and not self._waiting:
-            self._held, self._holder = True, key
+            self._held = True
             return
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((key, future))
@@ -142,12 +141,12 @@ class Turns:
     def release(self, key: Hashable, seconds: float) -> None:
         self.used[key] = self.used.get(key, 0.0) + seconds
         self._last_turn[key] = time.monotonic()
-        self._held, self._holder = False, None
+        self._held = False
         while self._waiting:
             entry = min(self._waiting, key=lambda waiting: self.used.get(waiting[0], 0.0))  # ties: first come
             self._waiting.remove(entry)
             if not entry[1].done():  # a cancelled waiter is skipped
-                self._held, self._holder = True, entry[0]
+                self._held = True
                 entry[1].set_result(None)
                 return
 

@@ -11,12 +11,12 @@ stylizers come from the shared engine; the smoother is the viewer's own, as it h
 past.
 
 A viewer is one of several on one engine, so it is held to its share: it takes its turns on the
-engine like the others (engine.Turns), at most MAX_FPS frames a second, and a new frame size only
-SHAPE_HOLD_S after the last (frames of another size in between are dropped), since each new size
-costs the engine a re-plan; the hold doubles for a viewer that keeps
-changing. Data-channel messages are checked
-(`read_message`); a bad one is ignored and counted, and never reaches aiortc's transport, which an
-exception there would stop.
+engine like the others (engine.Turns), at most MAX_FPS frames a second, at most MAX_STYLIZED_PIXELS
+a frame (a bigger frame is stylized smaller, like --scale), and a new frame size only SHAPE_HOLD_S
+after the last (frames of another size in between are dropped), since each new size costs the
+engine a re-plan; the hold doubles for a viewer that keeps changing. Data-channel messages are
+checked (`read_message`); a bad one is ignored and counted, and never reaches aiortc's transport,
+which an exception there would stop.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ CAMERA_FPS = 30  # the rate the page asks the browser's camera for (static/app.j
 T = TypeVar("T")
 STRENGTH_STEP = 0.05  # strengths are rounded to this, so a dragged slider builds a few stylizers, not hundreds
 MAX_FPS = 40  # frames of one viewer stylized a second at most: the page's camera sends 30, with jitter
+MAX_STYLIZED_PIXELS = 1920 * 1088  # the page sends 1280x720 at most; a frame's turn is not interrupted
 SHAPE_HOLD_S = 1.0  # after a change of frame size, frames of another size are dropped for this long,
 SHAPE_HOLD_MAX_S = 16.0  # doubled for each change that comes sooner than SHAPE_CALM_S after the last,
 SHAPE_CALM_S = 10.0  # and back to SHAPE_HOLD_S after a size held this long
@@ -253,7 +255,9 @@ class Viewer:
         """The viewer's scale, or with `auto` the one fitted to its frames: on its first frame the engine is
         timed at that size (alone, on the engine thread; other viewers are not counted); a later size is
         given the time per pixel measured then, as the fit itself takes time to go with the pixels. Timing
-        again would stall every viewer for four full-size frames at each new size."""
+        again would stall every viewer for four full-size frames at each new size. (A first frame smaller than
+        the later ones makes the estimate cautious: a network's fixed cost per frame is counted per pixel.)
+        Whatever the scale, no more than MAX_STYLIZED_PIXELS are stylized."""
         if self.options.scale != AUTO:
             self.scale_used = self.options.scale
         else:
@@ -271,6 +275,9 @@ class Viewer:
                     self._fitted.popitem(last=False)
             self._fitted.move_to_end(size)
             self.scale_used = self._fitted[size]
+        pixels = picture.shape[0] * picture.shape[1]
+        if pixels * self.scale_used**2 > MAX_STYLIZED_PIXELS:
+            self.scale_used = math.floor(math.sqrt(MAX_STYLIZED_PIXELS / pixels) * 100) / 100
         return self.scale_used
 
     def _rgb(self, frame: VideoFrame) -> np.ndarray:
