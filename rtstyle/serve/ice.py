@@ -32,7 +32,11 @@ _addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.Context
 
 def install() -> None:
     """Let `loopback_only()` choose the addresses aioice gathers on (idempotent)."""
-    original = ice.get_host_addresses
+    original = getattr(ice, "get_host_addresses", None)
+    if original is None:
+        log.warning("this aioice has no get_host_addresses: its UDP ports listen on every interface, and the "
+                    "answers offer the loopback ones only")
+        return
     if getattr(original, "rtstyle_wrapped", False):
         return
 
