@@ -470,3 +470,18 @@ def test_a_page_on_another_origin_is_refused_while_the_own_page_streams(server, 
     finally:
         driver.quit()
         site.shutdown()
+
+
+def test_in_chromium_the_token_leaves_the_address_bar():
+    token = "a-token-of-twenty-chars"
+    with ServerThread(ServeConfig(model="fast", styles=(STYLE,), port=0, token=token)) as url:
+        driver = _chromium()
+        try:
+            driver.get(url)
+            _wait(driver, "return document.querySelectorAll('.style img').length === 1", 15)  # config and thumbs
+            assert driver.current_url == url.split("?")[0], driver.current_url
+            assert token not in driver.execute_script("return location.href + document.referrer")
+            driver.back()  # the redirect replaced the tokened address: behind the page is where the tab began
+            assert token not in driver.current_url and not driver.current_url.startswith("http"), driver.current_url
+        finally:
+            driver.quit()
