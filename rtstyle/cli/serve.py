@@ -11,6 +11,7 @@ from .common import (
     add_scale_option,
     add_smooth_options,
     engine_config,
+    port_number,
     positive_int,
     strength,
     style_options,
@@ -23,9 +24,12 @@ def add_parser(sub) -> None:
                                        "WebRTC and shows it stylized (pip install 'rtstyle[serve]').")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default: 127.0.0.1; another needs a token)")
-    serve.add_argument("--port", type=int, default=8080, help="default: 8080")
+    serve.add_argument("--port", type=port_number, default=8080, help="default: 8080 (0: any free port)")
     serve.add_argument("--token", help="secret every request must carry (made up and printed when --host is "
-                                       "not local and none is given)")
+                                       "not local and none is given); 16 characters at least: letters, digits, - _ . ~")
+    serve.add_argument("--ice-any-interface", action="store_true",
+                       help="offer WebRTC media on every interface, not only loopback, while HTTP is on loopback "
+                            "(a browser on another machine through an SSH tunnel); see docs/serve.md")
     serve.add_argument("--max-viewers", type=positive_int,
                        help="viewers served at once; more are refused (default: 1 on a CPU, 4 on a GPU)")
     serve.add_argument("--cert-file", help="HTTPS certificate (browsers give a camera only to https or localhost)")
@@ -63,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     config = ServeConfig(model=options.model, styles=styles, style=options.style, strength=options.strength,
                          smooth=args.smooth, smooth_strength=args.smooth_strength, scale=args.scale,
                          engine=engine_config(args, live=True), host=args.host, port=args.port, token=token,
-                         max_viewers=args.max_viewers, cert_file=args.cert_file, key_file=args.key_file)
+                         max_viewers=args.max_viewers, cert_file=args.cert_file, key_file=args.key_file,
+                         ice_any_interface=args.ice_any_interface)
 
     def ready(url: str) -> None:
         print(f"rtstyle serve: open {url}  (Ctrl-C to stop)", file=sys.stderr, flush=True)

@@ -5,9 +5,11 @@ norms (the quality model's styles, strengths, pictures) runs on one engine, each
 `StyleView` putting its own style's norms in before its frames. An engine that holds its
 style in its graph (TorchScript's frozen graph, --backend jit) is built once per (style, strength).
 Every frame of every viewer runs on one engine thread: the engine is never asked to run two frames
-at once (on a CPU they would only fight for the cores, on a GPU for the stream), and viewers take
-turns, since each waits for its frame before sending the next. How many viewers the engine can serve is decided at the
-door (`--max-viewers`), so nobody already watching is slowed by a newcomer.
+at once (on a CPU they would only fight for the cores, on a GPU for the stream). Viewers take turns
+(`Turns`): the next frame is the waiting viewer's that has had the least engine time, so a viewer whose frames cost
+more (a bigger size, a new size every frame, a scale being fitted) waits longer and nobody else
+does. How many viewers the engine can serve is decided at the door (`--max-viewers`), so nobody
+already watching is slowed by a newcomer.
 
 Because viewers share stylizers, the viewers' StyleSwitchers are given no `restyle` (it would change
 the style for everyone on that engine); a new (style, strength) is a new `StyleView`, a numpy
@@ -19,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -54,6 +57,7 @@ class SharedEngine:
         self._lock = threading.Lock()  # one build at a time: two viewers asking for one style build it once
         self._painting: dict[int, StyleView] = {}  # id(shared stylizer) -> the view whose norms it holds
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="rtstyle-engine")
+        self.turns = Turns()
 
     def build(self, style: str, strength: float) -> Stylizer:
         """The stylizer for one style at one strength (what StyleSwitcher calls, from any thread)."""
@@ -77,12 +81,79 @@ class SharedEngine:
         device = getattr(stylizer, "device", None)  # torch stylizers have one; the lean CPU path has none
         return getattr(device, "type", None) == "cuda"
 
-    async def run(self, work: Callable[..., T], *args: Any) -> T:
-        """`work(*args)` on the engine thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
+    async def run(self, work: Callable[..., T], *args: Any, turn: Hashable | None = None) -> T:
+        """`work(*args)` on the engine thread; with `turn` (a viewer) when it is that viewer's turn, the time it
+        takes charged to it."""
+        loop = asyncio.get_running_loop()
+        if turn is None:
+            return await loop.run_in_executor(self._thread, work, *args)
+        await self.turns.acquire(turn)
+        started = time.perf_counter()
+        try:
+            return await loop.run_in_executor(self._thread, work, *args)
+        finally:
+            self.turns.release(turn, time.perf_counter() - started)
 
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)
+
+
+class Turns:
+    """Whose frame runs next on the engine: of the viewers waiting, the one charged the least engine time.
+
+    Used on the event loop only (no locks). A viewer that arrives starts level with the least-charged
+    viewer present. One that comes back after AWAY_S without a turn (its camera paused, its tab hidden)
+    and is charged less than the others by more than CREDIT_S is brought up to that: it goes first, but
+    cannot hold the engine for long with time it did not use. A viewer that was only waiting (for its
+    next camera frame, or behind another's long turn) keeps what it is owed. With viewers whose frames
+    cost the same this is plain round-robin.
+    """
+
+    CREDIT_S = 0.25
+    AWAY_S = 0.5
+
+    def __init__(self) -> None:
+        self.used: dict[Hashable, float] = {}  # engine seconds charged, by viewer
+        self._waiting: list[tuple[Hashable, asyncio.Future]] = []
+        self._held = False
+        self._last_turn: dict[Hashable, float] = {}  # when each viewer's last turn ended
+
+    async def acquire(self, key: Hashable) -> None:
+        others = [used for other, used in self.used.items() if other != key]
+        if key not in self.used:
+            self.used[key] = min(others, default=0.0)
+        elif others and time.monotonic() - self._last_turn.get(key, 0.0) > self.AWAY_S:
+            self.used[key] = max(self.used[key], min(others) - self.CREDIT_S)
+        if not self._held and not self._waiting:
+            self._held = True
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((key, future))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():  # given the turn, then cancelled before taking it
+                self.release(key, 0.0)
+            else:
+                self._waiting = [entry for entry in self._waiting if entry[1] is not future]
+            raise
+
+    def release(self, key: Hashable, seconds: float) -> None:
+        self.used[key] = self.used.get(key, 0.0) + seconds
+        self._last_turn[key] = time.monotonic()
+        self._held = False
+        while self._waiting:
+            entry = min(self._waiting, key=lambda waiting: self.used.get(waiting[0], 0.0))  # ties: first come
+            self._waiting.remove(entry)
+            if not entry[1].done():  # a cancelled waiter is skipped
+                self._held = True
+                entry[1].set_result(None)
+                return
+
+    def forget(self, key: Hashable) -> None:
+        """A viewer has left."""
+        self.used.pop(key, None)
+        self._last_turn.pop(key, None)
 
 
 class StyleView:

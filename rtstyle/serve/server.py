@@ -5,17 +5,18 @@ track that returns each received frame transformed, with its own timestamp. Here
 the stylizer (viewer.py), one engine serves every viewer (engine.py), and a data channel carries
 the controls one way and pongs and stream statistics the other.
 
-Access: it listens on 127.0.0.1 unless told otherwise. With a token every request must carry it
+Access (guard.py): it listens on 127.0.0.1 unless told otherwise, and answers only requests that
+name it by a loopback name and come from its own page. With a token every request must carry it
 (`?token=` once, then a cookie; or the X-Rtstyle-Token header), anything else gets 403, since
-whoever reaches the port can use the machine's engine.
+whoever reaches the port can use the machine's engine. Offers are JSON, checked field by field;
+anything else gets a 4xx with a line that says why, never a 500. WebRTC media stays on loopback
+when HTTP does (ice.py). docs/serve.md says what is protected and how.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import ipaddress
 import json
 import logging
 import ssl
@@ -32,6 +33,7 @@ from ..errors import BackendError, InputError, RtstyleError
 try:
     from aiohttp import web
     from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc.sdp import SessionDescription
 except ImportError as exc:  # the extra is optional; the CLI turns this into one line
     raise BackendError(f"rtstyle serve needs aiortc and aiohttp ({exc.name} is missing): "
                        "pip install 'rtstyle[serve]'") from None
@@ -39,12 +41,18 @@ except ImportError as exc:  # the extra is optional; the CLI turns this into one
 from ..model.styles import MAX_STRENGTH
 from ..pipeline.scale import AUTO, check_scale_setting
 from .engine import DEFAULT_VIEWERS_CPU, DEFAULT_VIEWERS_GPU, SharedEngine, Thumbnails
-from .viewer import StylizedTrack, Viewer, ViewerOptions
+from .guard import TOKEN_COOKIE, TOKEN_HEADER, Guard, check_token, http_logger, is_loopback  # noqa: F401 (CLI's)
+from .ice import ice_configuration, loopback_candidates_only, loopback_only
+from .viewer import MESSAGE_FIELDS, BadMessage, StylizedTrack, Viewer, ViewerOptions, check_fields, read_message
 
 log = logging.getLogger(__name__)
-TOKEN_HEADER = "X-Rtstyle-Token"
-TOKEN_COOKIE = "rtstyle_token"
 STATS_EVERY_S = 1.0
+MAX_SDP_CHARS = 100_000  # a browser's offer has 5-10 thousand
+MAX_MEDIA_SECTIONS = 4  # the page offers two: its video and the controls' data channel
+OFFER_FIELDS = {**MESSAGE_FIELDS["controls"], "sdp": str}  # "type" is checked first: "offer"
+THUMB_NAME_DIGITS = 6
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                    "X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
 
 
 @dataclass(frozen=True)
@@ -64,8 +72,15 @@ class ServeConfig:
     cert_file: str | None = None  # HTTPS: browsers give a camera only to https pages and localhost
     key_file: str | None = None
     connect_timeout_s: float = 30.0  # a viewer who never connects gives the place back after this
+    ice_any_interface: bool = False  # media on every interface even when HTTP is on loopback only (ice.py)
 
     def __post_init__(self) -> None:
+        check_port(self.port)
+        if self.token is not None:
+            try:
+                check_token(self.token)
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
         if self.max_viewers is not None and self.max_viewers < 1:
             raise InputError(f"max viewers must be at least 1, got {self.max_viewers}")
         if bool(self.cert_file) != bool(self.key_file):
@@ -74,14 +89,53 @@ class ServeConfig:
             raise InputError(f"unknown smoother {self.smooth!r}; use one of {', '.join(SMOOTHERS)}")
         check_scale_setting(self.scale)
 
+    @property
+    def ice_loopback(self) -> bool:
+        """Whether viewers' media is offered on loopback addresses only."""
+        return is_loopback(self.host) and not self.ice_any_interface
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+
+def check_port(port: int) -> int:
+    """A TCP port to listen on: 1 to 65535, or 0 for one the system picks (the printed URL has it)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise InputError(f"the port must be a whole number from 0 to 65535 (0: any free one), got {port!r}")
+    return port
+
+
+class BadOffer(ValueError):
+    """An offer the server cannot use; the page gets 400 and this message."""
+
+
+def read_offer(body: str) -> dict:
+    """The offer's fields, checked (its SDP by `offered_session`); BadOffer with why if not."""
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        message = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser's stack
+        raise BadOffer("not JSON") from None
+    if not isinstance(message, dict):
+        raise BadOffer("not a JSON object")
+    if message.get("type") != "offer":
+        raise BadOffer(f"type must be 'offer', got {str(message.get('type'))[:40]!r}")
+    try:
+        check_fields(message, OFFER_FIELDS)
+    except BadMessage as exc:
+        raise BadOffer(str(exc)) from None
+    if not message.get("sdp"):
+        raise BadOffer("sdp must be the offer's SDP text")
+    return message
+
+
+def offered_session(sdp: str) -> RTCSessionDescription:
+    """The offer's session description, if it parses and has what a viewer sends; BadOffer if not."""
+    if len(sdp) > MAX_SDP_CHARS:
+        raise BadOffer(f"the SDP has {len(sdp)} characters, more than {MAX_SDP_CHARS}")
+    try:
+        media = SessionDescription.parse(sdp).media
+    except Exception as exc:  # aiortc's parser raises what it meets: ValueError, KeyError, IndexError...
+        raise BadOffer(f"the SDP does not parse ({type(exc).__name__})") from None
+    if len(media) > MAX_MEDIA_SECTIONS or not any(section.kind == "video" for section in media):
+        raise BadOffer(f"the SDP must have a video track and {MAX_MEDIA_SECTIONS} media sections at most")
+    return RTCSessionDescription(sdp=sdp, type="offer")
 
 
 def _static_dir() -> Path:
@@ -110,15 +164,26 @@ class ViewerSession:
             await asyncio.sleep(STATS_EVERY_S)
             self._send(self.viewer.summary())
 
-    def on_message(self, text: str) -> None:
+    def on_message(self, data) -> None:
+        """A message from the page; a bad one is ignored and counted. Nothing may escape: this runs inside
+        aiortc's transport, which an exception would stop for good."""
         try:
-            message = json.loads(text)
-            if message.get("type") == "ping":
+            message = read_message(data)
+            if message["type"] == "ping":
                 self._send({"type": "pong", "id": message.get("id")})
-            elif message.get("type") == "controls":
+            else:
                 self.viewer.update(message)
-        except (ValueError, AttributeError, RtstyleError) as exc:
+        except BadMessage as exc:
+            self.viewer.stats.bad_messages += 1
+            log.log(logging.INFO if self.viewer.stats.bad_messages == 1 else logging.DEBUG,
+                    "viewer %s: ignored a data-channel message (%s)%s", self.id, exc,
+                    "; more are counted in its stats and logged at debug level" * (self.viewer.stats.bad_messages == 1))
+        except RtstyleError as exc:  # a value the page should not send (an unknown style): say which
+            self.viewer.stats.bad_messages += 1
             self._send({"type": "error", "error": str(exc)})
+        except Exception:
+            self.viewer.stats.bad_messages += 1
+            log.exception("viewer %s: a data-channel message failed", self.id)
 
     def _send(self, message: dict) -> None:
         if self.channel is not None and self.channel.readyState == "open":
@@ -156,6 +221,7 @@ class StyleServer:
         self.description = ""
         self.max_viewers = config.max_viewers or DEFAULT_VIEWERS_CPU
         self.thumbs: Thumbnails | None = None
+        self.guard = Guard(config.token, loopback=is_loopback(config.host), https=bool(config.cert_file))
         self._runner: web.AppRunner | None = None
 
     def prepare(self) -> None:
@@ -177,30 +243,22 @@ class StyleServer:
         self.thumbs = Thumbnails(self.config.model, names, self.config.engine)
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._check_token])
+        app = web.Application(middlewares=[self.guard.middleware])
         app.router.add_get("/", self._index)
         app.router.add_get("/api/config", self._api_config)
-        app.router.add_get("/thumbs/{index:\\d+}.jpg", self._thumbnail)
+        app.router.add_get("/thumbs/{index:[0-9]+}.jpg", self._thumbnail)  # not \\d: that is any script's digits
         app.router.add_post("/offer", self._offer)
         app.router.add_static("/static", _static_dir())
         app.on_shutdown.append(self._on_shutdown)
+        app.on_response_prepare.append(self._headers)
         return app
 
-    @web.middleware
-    async def _check_token(self, request: web.Request, handler):
-        token = self.config.token
-        if token:
-            given = [request.query.get("token"), request.headers.get(TOKEN_HEADER), request.cookies.get(TOKEN_COOKIE)]
-            if not any(value and hmac.compare_digest(value.encode(), token.encode()) for value in given):
-                raise web.HTTPForbidden(text="this rtstyle server needs its token: open the URL it printed "
-                                             "(the one with ?token=)\n")
-        return await handler(request)
+    @staticmethod
+    async def _headers(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(SECURITY_HEADERS)
 
     async def _index(self, request: web.Request) -> web.StreamResponse:
         response = web.FileResponse(_static_dir() / "index.html")
-        if self.config.token and request.query.get("token"):
-            response.set_cookie(TOKEN_COOKIE, self.config.token, httponly=True, samesite="Strict",
-                                secure=bool(self.config.cert_file))
         response.headers["Cache-Control"] = "no-store"
         return response
 
@@ -210,23 +268,32 @@ class StyleServer:
             "styles": self.styles, "style": self.first_style, "strength": config.strength,
             "max_strength": MAX_STRENGTH, "smoothers": list(SMOOTHERS), "smooth": config.smooth,
             "smooth_strength": config.smooth_strength, "scale": config.scale, "engine": self.description,
-            "viewers": len(self.sessions), "max_viewers": self.max_viewers})
+            "viewers": len(self.sessions), "max_viewers": self.max_viewers,
+            "ice": "loopback" if config.ice_loopback else "any"})
 
     async def _thumbnail(self, request: web.Request) -> web.Response:
-        index = int(request.match_info["index"])
+        name = request.match_info["index"]
+        if len(name) > THUMB_NAME_DIGITS:  # int() of 5,000 digits is a ValueError, and no style has that index
+            raise web.HTTPBadRequest(text=f"a thumbnail is named by a number of {THUMB_NAME_DIGITS} digits at most\n")
+        index = int(name)
         if not 0 <= index < len(self.styles):
             raise web.HTTPNotFound()
         jpeg = await asyncio.wrap_future(self.thumbs.get(self.styles[index]["name"]))
         return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     async def _offer(self, request: web.Request) -> web.Response:
+        # JSON only: a cross-site page can POST text/plain or a form without asking (no CORS preflight),
+        # and aiohttp's request.json() would read it all the same.
+        if request.content_type != "application/json":
+            return web.json_response({"error": "an offer is application/json"}, status=415)
         try:
-            message = await request.json()
-            offer = RTCSessionDescription(sdp=message["sdp"], type=message["type"])
+            message = read_offer((await request.read()).decode("utf-8"))  # JSON is UTF-8, whatever charset= says
             defaults = ViewerOptions(self.first_style, self.config.strength, self.config.smooth,
                                      self.config.smooth_strength, scale=self.config.scale)
             options = ViewerOptions.parse(message, [s["name"] for s in self.styles], defaults)
-        except (ValueError, KeyError, TypeError, RtstyleError) as exc:
+            offer = offered_session(message["sdp"])
+        except (ValueError, RtstyleError) as exc:  # UnicodeDecodeError is a ValueError
+            log.debug("bad offer: %s", exc)
             return web.json_response({"error": f"bad offer: {exc}"}, status=400)
         if len(self.sessions) >= self.max_viewers:  # checked and taken with no await between: no race
             return web.json_response({"error": f"this rtstyle server is busy: it serves {self.max_viewers} "
@@ -234,14 +301,20 @@ class StyleServer:
                                                "engine keeps at full speed. Try again when someone leaves."},
                                      status=503)
         viewer = Viewer(self.engine, [s["name"] for s in self.styles], options)
-        session = ViewerSession(self, viewer, RTCPeerConnection())
+        session = ViewerSession(self, viewer, RTCPeerConnection(ice_configuration(self.config.ice_loopback)))
         self.sessions[session.id] = session
         try:
             await asyncio.get_running_loop().run_in_executor(None, viewer.start)
-            answer = await self._answer(session, offer)
-        except ValueError as exc:  # aiortc's word for an SDP it cannot use
+        except BaseException:
             await session.close()
-            return web.json_response({"error": f"bad offer: {exc}"}, status=400)
+            raise
+        try:
+            answer = await self._answer(session, offer)
+        except Exception as exc:  # an SDP that parses but that aiortc cannot use: its exceptions vary
+            await session.close()
+            log.debug("bad offer: %s: %s", type(exc).__name__, exc)
+            return web.json_response({"error": f"bad offer: the SDP cannot be used ({type(exc).__name__})"},
+                                     status=400)
         except BaseException:
             await session.close()
             raise
@@ -267,19 +340,23 @@ class StyleServer:
                 session.start_stream(track)
                 track.on("ended", session.close)
 
-        await pc.setRemoteDescription(offer)
-        await pc.setLocalDescription(await pc.createAnswer())
+        loopback = self.config.ice_loopback
+        with loopback_only(loopback):
+            await pc.setRemoteDescription(offer)
+            await pc.setLocalDescription(await pc.createAnswer())
         session.tasks.append(asyncio.ensure_future(session.watch_connection(self.config.connect_timeout_s)))
-        return pc.localDescription
+        answer = pc.localDescription
+        return RTCSessionDescription(loopback_candidates_only(answer.sdp), answer.type) if loopback else answer
 
     async def _on_shutdown(self, app: web.Application) -> None:
         await asyncio.gather(*(session.close() for session in list(self.sessions.values())))
 
     async def start(self) -> str:
         """Prepare, listen, and return the page's URL (with the token, if there is one)."""
-        from .rtp import install
+        from . import ice, rtp
 
-        install()  # frames from the browser go to the decoder at their last packet, not one frame later
+        rtp.install()  # frames from the browser go to the decoder at their last packet, not one frame later
+        ice.install()
         await asyncio.get_running_loop().run_in_executor(None, self.prepare)
         context = None
         if self.config.cert_file:
@@ -288,7 +365,7 @@ class StyleServer:
                 context.load_cert_chain(self.config.cert_file, self.config.key_file)
             except (OSError, ssl.SSLError) as exc:
                 raise InputError(f"cannot load the certificate {self.config.cert_file}: {exc}") from None
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = web.AppRunner(self.app(), access_log=None, logger=http_logger())
         await self._runner.setup()
         try:
             await web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=context).start()

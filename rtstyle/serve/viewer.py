@@ -9,14 +9,24 @@ second one-frame slot, from which aiortc's sender takes it (encoding overlaps th
 Style and strength follow the viewer's own `LiveControls` through a `StyleSwitcher` whose
 stylizers come from the shared engine; the smoother is the viewer's own, as it holds its stream's
 past.
+
+A viewer is one of several on one engine, so it is held to its share: it takes its turns on the
+engine like the others (engine.Turns), at most MAX_FPS frames a second, at most MAX_STYLIZED_PIXELS
+a frame (a bigger frame is stylized smaller, like --scale), and a new frame size only SHAPE_HOLD_S
+after the last (frames of another size in between are dropped), since each new size costs the
+engine a re-plan; the hold doubles for a viewer that keeps changing. Data-channel messages are
+checked (`read_message`); a bad one is ignored and counted, and never reaches aiortc's transport,
+which an exception there would stop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -30,7 +40,7 @@ from ..errors import InputError
 from ..io.color import ColorInfo, color_of
 from ..live.controls import LiveControls, StyleSwitcher
 from ..model.styles import MAX_STRENGTH
-from ..pipeline.scale import AUTO, check_scale_setting, enlarge, fitted_scale, shrink
+from ..pipeline.scale import AUTO, FRAME_SHARE, check_scale_setting, enlarge, fitted_scale, scale_to_fit, shrink
 from .engine import SharedEngine
 from .stamp import read_stamp, sent_color, strip_rows, write_stamp
 
@@ -38,6 +48,52 @@ log = logging.getLogger(__name__)
 CAMERA_FPS = 30  # the rate the page asks the browser's camera for (static/app.js)
 T = TypeVar("T")
 STRENGTH_STEP = 0.05  # strengths are rounded to this, so a dragged slider builds a few stylizers, not hundreds
+MAX_FPS = 40  # frames of one viewer stylized a second at most: the page's camera sends 30, with jitter
+MAX_STYLIZED_PIXELS = 1920 * 1088  # the page sends 1280x720 at most; a frame's turn is not interrupted
+SHAPE_HOLD_S = 1.0  # after a change of frame size, frames of another size are dropped for this long,
+SHAPE_HOLD_MAX_S = 16.0  # doubled for each change that comes sooner than SHAPE_CALM_S after the last,
+SHAPE_CALM_S = 10.0  # and back to SHAPE_HOLD_S after a size held this long
+FITTED_KEEP = 8  # --scale auto: fitted scales kept per viewer, by frame size
+MESSAGE_MAX_CHARS = 4096  # a controls message is about 120
+_NUMBER = (int, float)
+MESSAGE_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "ping": {"type": str, "id": int},
+    "controls": {"type": str, "style": str, "strength": _NUMBER, "smooth": str, "smooth_strength": _NUMBER,
+                 "scale": (int, float, str), "stamp": bool},
+}
+
+
+class BadMessage(ValueError):
+    """A data-channel message that is not one the page sends."""
+
+
+def read_message(data) -> dict:
+    """A data-channel message as a dict of the fields its type has, with their JSON types; BadMessage if not."""
+    if not isinstance(data, str):
+        raise BadMessage("not text")
+    if len(data) > MESSAGE_MAX_CHARS:
+        raise BadMessage(f"{len(data)} characters, more than {MESSAGE_MAX_CHARS}")
+    try:
+        message = json.loads(data)
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser's stack
+        raise BadMessage("not JSON") from None
+    if not isinstance(message, dict):
+        raise BadMessage("not a JSON object")
+    fields = MESSAGE_FIELDS.get(message.get("type")) if isinstance(message.get("type"), str) else None
+    if fields is None:
+        raise BadMessage(f"unknown type {str(message.get('type'))[:40]!r}")
+    check_fields(message, fields)
+    return message
+
+
+def check_fields(message: dict, fields: dict[str, type | tuple[type, ...]]) -> None:
+    """BadMessage unless every key of `message` is one of `fields`, with a value of its JSON type."""
+    for key, value in message.items():
+        if key not in fields:
+            raise BadMessage(f"unknown key {key[:40]!r}")
+        wanted = fields[key]
+        if isinstance(value, bool) != (wanted is bool) or not isinstance(value, wanted):  # JSON true is no number
+            raise BadMessage(f"{key} is a {type(value).__name__}")
 
 
 class Ended(Exception):
@@ -113,6 +169,9 @@ class ViewerStats:
     def __init__(self) -> None:
         self.received = 0
         self.stylized = 0
+        self.bad_messages = 0  # data-channel messages ignored: not what the page sends, or values refused
+        self.size_changes = 0
+        self.size_dropped = 0  # frames of a new size that came too soon after the last change
         self._done: deque[float] = deque()
         self._stylize_ms: deque[float] = deque(maxlen=30)
 
@@ -150,8 +209,12 @@ class Viewer:
         self.stats = ViewerStats()
         self.error: str | None = None
         self.color: ColorInfo | None = None  # how the browser made its YUV, once a stamp has said
-        self._fitted: dict[tuple[int, int], float] = {}  # --scale auto: the scale fitted per frame size
+        self._fitted: OrderedDict[tuple[int, int], float] = OrderedDict()  # --scale auto: fitted, by frame size
+        self._ms_per_pixel: float | None = None  # of a full-size frame, timed on the first one (--scale auto)
         self.scale_used = 1.0
+        self._size: tuple[int, int] | None = None  # the frame size being stylized, and since when
+        self._size_since = 0.0
+        self._size_hold = SHAPE_HOLD_S
 
     def start(self) -> None:
         """Build the first stylizer (blocking: run it off the event loop)."""
@@ -189,17 +252,32 @@ class Viewer:
         return result
 
     def _scale_for(self, picture: np.ndarray) -> float:
-        """The viewer's scale, or with `auto` the one fitted to this frame size on its first frame (the
-        engine timed alone, on the engine thread; other viewers are not counted)."""
+        """The viewer's scale, or with `auto` the one fitted to its frames: on its first frame the engine is
+        timed at that size (alone, on the engine thread; other viewers are not counted); a later size is
+        given the time per pixel measured then, as the fit itself takes time to go with the pixels. Timing
+        again would stall every viewer for four full-size frames at each new size. (A first frame smaller than
+        the later ones makes the estimate cautious: a network's fixed cost per frame is counted per pixel.)
+        Whatever the scale, no more than MAX_STYLIZED_PIXELS are stylized."""
         if self.options.scale != AUTO:
             self.scale_used = self.options.scale
         else:
             size = (picture.shape[1], picture.shape[0])
             if size not in self._fitted:
-                self._fitted[size], full_ms = fitted_scale(self.switcher, *size, CAMERA_FPS)
-                log.info("viewer at %dx%d: scale %.2f (a full-size frame took %.1f ms)", *size, self._fitted[size],
+                if self._ms_per_pixel is None:
+                    self._fitted[size], full_ms = fitted_scale(self.switcher, *size, CAMERA_FPS)
+                    self._ms_per_pixel = full_ms / (size[0] * size[1])
+                else:
+                    full_ms = self._ms_per_pixel * size[0] * size[1]
+                    self._fitted[size] = scale_to_fit(1.0, FRAME_SHARE / CAMERA_FPS / (full_ms / 1000))
+                log.info("viewer at %dx%d: scale %.2f (a full-size frame takes %.1f ms)", *size, self._fitted[size],
                          full_ms)
+                if len(self._fitted) > FITTED_KEEP:
+                    self._fitted.popitem(last=False)
+            self._fitted.move_to_end(size)
             self.scale_used = self._fitted[size]
+        pixels = picture.shape[0] * picture.shape[1]
+        if pixels * self.scale_used**2 > MAX_STYLIZED_PIXELS:
+            self.scale_used = math.floor(math.sqrt(MAX_STYLIZED_PIXELS / pixels) * 100) / 100
         return self.scale_used
 
     def _rgb(self, frame: VideoFrame) -> np.ndarray:
@@ -234,18 +312,40 @@ class Viewer:
             self.inbox.close()
 
     async def work(self) -> None:
-        """Stylize the newest frame, one at a time, on the shared engine thread."""
+        """Stylize the newest frame, one at a time, in this viewer's turns on the shared engine thread."""
+        next_turn = 0.0
         try:
             while True:
+                await asyncio.sleep(max(0.0, next_turn - time.monotonic()))  # MAX_FPS: waits only if sent faster
                 frame = await self.inbox.get()
-                self.outbox.put(await self.engine.run(self.process, frame))
+                if not self._size_allowed(frame.width, frame.height):
+                    continue
+                next_turn = time.monotonic() + 1.0 / MAX_FPS
+                self.outbox.put(await self.engine.run(self.process, frame, turn=self))
         except Ended:
             pass
         except Exception as exc:  # a failed build or engine error ends this stream only, and says why
             log.exception("viewer stream stopped")
             self.error = f"the stream stopped: {exc}"
         finally:
+            self.engine.turns.forget(self)
             self.outbox.close()
+
+    def _size_allowed(self, width: int, height: int) -> bool:
+        """Whether a frame of this size is stylized now: a new size only SHAPE_HOLD_S after the last change."""
+        if (width, height) == self._size:
+            return True
+        now = time.monotonic()
+        if self._size is not None:
+            held = now - self._size_since
+            if held < self._size_hold:
+                self.stats.size_dropped += 1
+                return False
+            self._size_hold = SHAPE_HOLD_S if held >= SHAPE_CALM_S else min(SHAPE_HOLD_MAX_S, 2 * self._size_hold)
+            self.stats.size_changes += 1
+            log.debug("viewer frames now %dx%d (were %dx%d)", width, height, *self._size)
+        self._size, self._size_since = (width, height), now
+        return True
 
     def summary(self) -> dict:
         style, strength = self.controls.state()
@@ -256,7 +356,8 @@ class Viewer:
                 "notice": self.controls.recent_notice(), "fps": round(self.stats.fps(), 2),
                 "stylize_ms": round(self.stats.stylize_ms(), 1),
                 "received": self.stats.received, "stylized": self.stats.stylized,
-                "dropped": self.inbox.dropped + self.outbox.dropped,
+                "dropped": self.inbox.dropped + self.outbox.dropped, "size_changes": self.stats.size_changes,
+                "size_dropped": self.stats.size_dropped, "bad_messages": self.stats.bad_messages,
                 "input_color": self.color.describe() if self.color else None,
                 "engine": self.switcher.description if self.switcher else "", "error": self.error}
 

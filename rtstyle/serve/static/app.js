@@ -200,7 +200,13 @@ async function start() {
     if (!pc) return;
     rt.stats.state = pc.connectionState;
     if (pc.connectionState === 'connected') { setStatus('connected'); $('placeholder').hidden = true; }
-    if (pc.connectionState === 'failed') { stop(); setStatus('the connection failed (no route for the video?)', true); }
+    if (pc.connectionState === 'failed') {
+      stop();
+      setStatus(config.ice === 'loopback'
+        ? 'the connection failed: this server sends its video on loopback only, for a browser on the same '
+          + 'machine; from another machine, start it with --ice-any-interface'
+        : 'the connection failed (no route for the video?)', true);
+    }
   });
   camera.requestVideoFrameCallback(onCameraFrame);
 
