@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,31 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_gpu)
+
+
+class _ErrorRecords(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_error_logs(request):
+    """Fail a test that logs an ERROR (from any thread or library) unless it is marked `logs_errors`: an
+    error a test did not look for is a bug the test's own assertions may not see."""
+    handler = _ErrorRecords()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+    if handler.records and request.node.get_closest_marker("logs_errors") is None:
+        lines = "; ".join(f"{r.name}: {r.getMessage()[:200]}" for r in handler.records[:5])
+        pytest.fail(f"logged {len(handler.records)} unexpected ERROR record(s): {lines}")
 
 
 @pytest.fixture(scope="session")

@@ -80,5 +80,16 @@ class ScheduledStylizer:
         self._blend = blend
         log.debug("style at %.2f s: %s", seconds, blend)
 
+    @property
+    def preserve_color(self) -> bool:
+        return self.stylizer.preserve_color
+
+    @preserve_color.setter
+    def preserve_color(self, keep: bool) -> None:  # set on the stylizer that paints, not on this wrapper
+        self.stylizer.preserve_color = keep
+
+    def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        return self.stylizer(images)  # a special method: __getattr__ is not asked for it
+
     def __getattr__(self, name: str):
         return getattr(self.stylizer, name)  # submit, warm_up, make_smoother, description, ...
