@@ -302,17 +302,26 @@ def test_a_style_that_fails_to_build_is_left_out_and_the_stream_goes_on():
     assert controls.recent_notice(seconds=0) is None  # a notice is shown for a while, then not
 
 
-def test_a_broken_adapter_in_a_live_session_is_left_out(tmp_path):
-    """Through the real switcher, engine builds and preview: n onto a corrupt adapter file, and on."""
+def test_a_broken_adapter_in_a_live_session_is_left_out(tmp_path, monkeypatch):
+    """Through the real switcher, engine builds and preview: n onto a corrupt adapter file, and on. The file
+    leaves the list, the overlay says so, and the stream stays on the style it shows."""
     from rtstyle.api import stylize_live
     from rtstyle.config import EngineConfig
+    from rtstyle.live import session
+    from rtstyle.live.controls import LiveControls
 
+    made = []
+    monkeypatch.setattr(session, "LiveControls", lambda *a, **k: made.append(LiveControls(*a, **k)) or made[-1])
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"not a safetensors file")
     window = FakeWindow([-1, ord("n")] + [-1] * 40 + [ord("q")])
     result = stylize_live(SyntheticSource(96, 64, fps=30, frames=None), "fast", ["mosaic", str(broken)],
                           engine=EngineConfig(device="cpu"), window=window)
     assert result.interrupted and result.metrics["frames"] >= 40
+    controls = made[0]
+    assert controls.styles == ["mosaic"] and controls.style == "mosaic" and controls.active[0] == "mosaic"
+    notice = controls.recent_notice()
+    assert notice is not None and "broken.safetensors" in notice
 
 
 def test_an_interrupt_during_a_build_still_stops_the_stream():

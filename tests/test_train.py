@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from rtstyle.errors import InputError
@@ -112,7 +113,12 @@ def test_the_adapter_works_in_stylize(folders, tmp_path, capsys):
     out = tmp_path / "styled.png"
     assert main(["stylize", str(src), "-o", str(out), "--model", "fast", "--style", str(result.adapter),
                  "--max-side", "96"]) == 0
-    assert out.exists()
+    bare = tmp_path / "bare.png"  # the same adapter at strength 0: the base network alone
+    assert main(["stylize", str(src), "-o", str(bare), "--model", "fast", "--style", str(result.adapter),
+                 "--max-side", "96", "--strength", "0"]) == 0
+    styled, plain = (np.asarray(Image.open(path).convert("RGB"), dtype=np.int16) for path in (out, bare))
+    assert styled.shape == plain.shape and max(styled.shape[:2]) == 96
+    assert np.abs(styled - plain).mean() > 2  # the trained style shows
     assert main(["stylize", str(src), "-o", str(tmp_path / "x.png"), "--model", "quality",
                  "--style", str(result.adapter)]) == 2
     assert "was made for base 'fast'" in capsys.readouterr().err
@@ -163,17 +169,49 @@ def test_style_report_flags_an_outlier(folders, tmp_path, capsys):
     assert "zz_noise.png" in lines[0] and "outlier" in lines[0]
 
 
+DDP_DRIVER = """
+import sys
+from pathlib import Path
+
+import torch
+
+import rtstyle.train.trainer as trainer
+from rtstyle.cli.main import main
+
+check = trainer._check_base_untouched
+
+
+def keep_each_ranks_adapter(net, base_state):  # runs on every rank once training is done
+    check(net, base_state)
+    rank = torch.distributed.get_rank()
+    trained = {name: p.detach().clone() for name, p in net.named_parameters() if p.requires_grad}
+    torch.save(trained, Path(sys.argv[1]) / f"rank{rank}.pt")
+
+
+trainer._check_base_untouched = keep_each_ranks_adapter
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 def test_two_process_ddp_on_cpu(folders, tmp_path):
+    """Two processes on different crops end with the same adapter weights: their gradients were averaged."""
     styles, content = folders
     out = tmp_path / "ddp.safetensors"
+    driver = tmp_path / "ddp_driver.py"
+    driver.write_text(DDP_DRIVER)
     with socket.socket() as probe:  # a port nobody uses now, so parallel runs do not collide
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
-           "-m", "rtstyle.cli.main", "train", "--style-dir", str(styles), "--content-dir", str(content),
+           str(driver), str(tmp_path), "train", "--style-dir", str(styles), "--content-dir", str(content),
            "--out", str(out), "--steps", "3", "--batch", "1", "--size", "64", "--pool", "4", "--device", "cpu",
            "--sample-every", "0"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     adapter = Adapter.load(out)
     assert adapter.training["processes"] == 2 and adapter.training["steps"] == 3
+    first, second = (torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1))
+    assert first.keys() == second.keys() and first
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    started_at_zero = [p for name, p in first.items() if "lora_B" in name or ".scale." in name or ".shift." in name]
+    assert started_at_zero and all(float(p.abs().max()) > 0 for p in started_at_zero)  # they did train
