@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ pytest.importorskip("aiortc")
 aiohttp = pytest.importorskip("aiohttp")
 
 from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack  # noqa: E402
+from aiortc.mediastreams import MediaStreamError  # noqa: E402
 from av import VideoFrame  # noqa: E402
 
 from rtstyle.api import load_stylizer  # noqa: E402
@@ -260,8 +262,9 @@ async def _python_viewer(root: str, want: int) -> tuple[list[tuple[int, np.ndarr
     @pc.on("track")
     def on_track(track):
         async def read():
-            while True:
-                frames.put_nowait((await track.recv()).to_ndarray(format="rgb24"))
+            with contextlib.suppress(MediaStreamError):  # the track ends when the connection closes
+                while True:
+                    frames.put_nowait((await track.recv()).to_ndarray(format="rgb24"))
 
         asyncio.ensure_future(read())
 
