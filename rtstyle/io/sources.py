@@ -63,8 +63,9 @@ class Source(ABC):
 class FileSource(Source):
     """A video file through PyAV, decoded with frame threading."""
 
-    def __init__(self, path: str | Path, max_side: int | None = None):
-        self.reader = VideoReader(path, max_side)
+    def __init__(self, path: str | Path, max_side: int | None = None, start: tuple[int, int | None] | None = None):
+        """`start`: (pts, dts) of the keyframe to decode from (`VideoReader`)."""
+        self.reader = VideoReader(path, max_side, start=start)
 
     @property
     def info(self) -> VideoInfo:

@@ -104,8 +104,11 @@ def orientation(frame) -> tuple[int, bool]:
 class VideoReader:
     """Decodes a video file into upright RGB frames (rotation metadata applied)."""
 
-    def __init__(self, path: str | Path, max_side: int | None = None, threaded: bool = True):
+    def __init__(self, path: str | Path, max_side: int | None = None, threaded: bool = True,
+                 start: tuple[int, int | None] | None = None):
+        """`start`: (pts, dts) of a keyframe packet of the first video stream: decoding begins there."""
         self.path = Path(path)
+        self._start = start
         self._container = _open(self.path)
         stream = self._container.streams.video[0]
         # Frame threading is several times faster for files; it adds latency, so live sources skip it.
@@ -135,7 +138,10 @@ class VideoReader:
     def _probe_orientation(self) -> tuple[int, bool]:
         """(rotation, mirrored) from the first frame's display matrix (PyAV exposes it per frame)."""
         # One decoder generator for the whole file: a second one would restart a flushed decoder.
-        self._decoded = self._container.decode(self._stream)
+        if self._start is None:
+            self._decoded = self._container.decode(self._stream)
+        else:
+            self._decoded = self._decode_from(*self._start)
         try:
             first = next(self._decoded)
         except StopIteration:
@@ -144,6 +150,33 @@ class VideoReader:
             raise InputError(f"{self.path}: cannot decode video ({exc})") from exc
         self._first = first
         return orientation(first)
+
+    def _decode_from(self, key_pts: int, key_dts: int | None) -> Iterator:
+        """Frames decoded from the keyframe packet at `key_pts` on: packets before it are never decoded.
+
+        The seek is a hint: a demuxer may land on an earlier keyframe (packets are skipped up to
+        ours) or a later one (then it reads again from the start of the file).
+        """
+        stream = self._stream
+        for target in (key_dts if key_dts is not None else key_pts, None):
+            if target is None:
+                self._container.seek(0)
+            else:
+                self._container.seek(target, stream=stream, backward=True)
+            packets = self._container.demux(stream)
+            for packet in packets:
+                if packet.size == 0:
+                    continue
+                if packet.is_keyframe and packet.pts == key_pts:
+                    yield from packet.decode()
+                    for rest in packets:  # the flush packet at the end drains the decoder
+                        yield from rest.decode()
+                    return
+                passed = packet.dts > key_dts if key_dts is not None and packet.dts is not None else (
+                    packet.is_keyframe and packet.pts is not None and packet.pts > key_pts)
+                if passed:
+                    break  # the seek landed past our keyframe
+        raise InputError(f"{self.path}: no keyframe at timestamp {key_pts}")
 
     def __iter__(self) -> Iterator[VideoFrame]:
         import av
@@ -306,8 +339,9 @@ class VideoWriter:
 
     def __init__(self, path: str | Path, info: VideoInfo, crf: int = 18, preset: str = "veryfast",
                  copy_audio: bool = True, codec: str | None = None, pix_fmt: str | None = None,
-                 options: dict[str, str] | None = None):
-        """`options`: encoder options on top of `encoder_options` (what a segment's part needs)."""
+                 options: dict[str, str] | None = None, container_options: dict[str, str] | None = None):
+        """`options`: encoder options on top of `encoder_options` (what a segment's part needs);
+        `container_options`: the muxer's."""
         import av
 
         codec = codec or default_codec(Path(path))
@@ -316,7 +350,7 @@ class VideoWriter:
         self.path = Path(path)
         self.info = info
         try:
-            self._out = av.open(str(self.path), mode="w")
+            self._out = av.open(str(self.path), mode="w", options=container_options or {})
         except (av.error.FFmpegError, ValueError) as exc:
             raise OutputError(f"cannot create {self.path} ({exc})") from exc
         try:
