@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OutputError
-from .video import VideoInfo
+from .video import VideoInfo, report_left_out
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class GifWriter:
         stream.width, stream.height, stream.pix_fmt = info.width, info.height, "bgr0"
         stream.time_base = stream.codec_context.time_base = Fraction(1, 25)
         self._spool_stream = stream
+        report_left_out(self.path, gif_left_out(info))
 
     def write(self, image: np.ndarray, pts: int | None) -> None:
         import av
@@ -149,6 +150,22 @@ class GifWriter:
         self._sample.clear()
         _close_quietly(self._spool)
         self._spool_dir.cleanup()
+
+
+def gif_left_out(info: VideoInfo) -> list[str]:
+    """What of the input a GIF cannot hold."""
+    dropped = list(info.left_out)
+    if info.alpha:
+        dropped.append("the alpha channel (GIF holds on/off transparency only; write .mov or .webm to keep it)")
+    if info.audio_streams:
+        dropped.append("the audio (GIF has none)")
+    if info.subtitle_streams:
+        dropped.append("the subtitles")
+    if info.chapters:
+        dropped.append(f"{len(info.chapters)} chapters")
+    if info.covers:
+        dropped.append("the cover picture")
+    return dropped
 
 
 def _close_quietly(container) -> None:

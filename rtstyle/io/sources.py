@@ -31,6 +31,7 @@ class Frame:
     pts: int | None = None
     captured: float = field(default_factory=time.perf_counter)
     seconds: float = 0.0  # where the frame lies in its video, from the first frame (files; schedules use it)
+    alpha: np.ndarray | None = None  # H x W, where the source has alpha: not stylized, written back beside the colour
 
 
 class Source(ABC):
@@ -92,7 +93,7 @@ class FileSource(Source):
                 seconds = float((frame.pts - first) * self.info.time_base)
             else:
                 seconds = index / float(self.info.rate or 1)
-            yield Frame(frame.image, index, frame.pts, seconds=seconds)
+            yield Frame(frame.image, index, frame.pts, seconds=seconds, alpha=frame.alpha)
 
     def close(self) -> None:
         self.reader.close()

@@ -29,6 +29,7 @@ from ..io.images import is_image_path, probe_image, read_image, write_image
 from ..io.sinks import FileSink
 from ..io.sources import FileSource
 from ..io.video import VIDEO_SUFFIXES, VideoReader, VideoWriter, check_writable
+from .animation import animates, convert_animation
 from .pending import Stylizer
 from .runner import FrameFunction, Progress, StreamConfig, run_stream
 from .scale import enlarge, shrink
@@ -140,6 +141,14 @@ def convert_file(src: str | Path, dst: str | Path, stylizer: Stylizer | FrameFun
 
 def convert_image(src: Path, dst: Path, stylizer: Stylizer | FrameFunction, config: ConvertConfig) -> ConvertResult:
     start = time.perf_counter()
+    if animates(src, dst):  # every frame of an animated WebP or APNG
+        tmp = temporary_path(dst)
+        try:
+            frames, seconds, width, height = convert_animation(src, dst, tmp, stylizer, config.max_side)
+            tmp.replace(dst)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return ConvertResult(dst, frames, seconds, width=width, height=height)
     rgb, alpha = read_image(src, config.max_side)
     stylize_image = getattr(stylizer, "stylize_image", None)  # tiles huge images in bounded memory
     small = shrink([rgb], config.scale)[0]

@@ -41,7 +41,17 @@ from ..config import ConvertConfig
 from ..errors import InputError, OutputError
 from ..io.sinks import FileSink, Sink
 from ..io.sources import FileSource, Frame, Source
-from ..io.video import SUBTITLE_CODECS, WEBM_AUDIO, VideoWriter, default_codec
+from ..io.video import (
+    CHAPTER_FORMATS,
+    COVER_FORMATS,
+    SUBTITLE_CODECS,
+    WEBM_AUDIO,
+    VideoReader,
+    VideoWriter,
+    default_codec,
+    is_cover,
+    report_left_out,
+)
 from .convert import ConvertResult, check_paths, claim_output, temporary_path
 from .runner import StreamConfig, run_stream
 
@@ -51,7 +61,7 @@ log = logging.getLogger(__name__)
 #: level in 255 (strength ** frames); capped, since at the top strength that is over 100 frames.
 MAX_PREROLL = 48
 #: Tags the muxer writes itself (and would contradict if copied).
-_MUXER_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration", "vendor_id"}
+_MUXER_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration", "vendor_id", "alpha_mode"}
 
 
 @dataclass(frozen=True)
@@ -176,7 +186,7 @@ class _SegmentSource(Source):
             if segment.stop_pts is not None and frame.pts >= segment.stop_pts:
                 break  # the decoder gives frames in presentation order: the rest are the next segment's
             seconds = float((frame.pts - segment.origin_pts) * segment.time_base)
-            yield Frame(frame.image, index, frame.pts, seconds=seconds)
+            yield Frame(frame.image, index, frame.pts, seconds=seconds, alpha=frame.alpha)
             index += 1
 
     def close(self) -> None:
@@ -215,7 +225,9 @@ def stylize_segment(src: str | Path, segment: Segment, part: str | Path, stylize
     """
     src, part = Path(src), Path(part)
     source = _SegmentSource(src, segment, config.max_side)
-    info = replace(source.info, audio_streams=0, subtitle_streams=0, tags={}, video_tags={})
+    # The join copies what the whole file has (audio, subtitles, tags, chapters, covers) and names what it drops.
+    info = replace(source.info, audio_streams=0, subtitle_streams=0, tags={}, video_tags={}, alpha=False,
+                   chapters=[], covers=0, left_out=())
     try:
         writer = VideoWriter(part, info, crf=config.crf, preset=config.preset, copy_audio=False,
                              codec=config.codec, pix_fmt=config.pix_fmt, options=part_encoder_options(config, part),
@@ -281,7 +293,9 @@ def join_segments(src: str | Path, parts: list[Path], dst: str | Path, config: C
         video = out.add_stream_from_template(template)
         _copy_tags(dict(source.metadata), out.metadata)
         _copy_tags(dict(source.streams.video[0].metadata), video.metadata)
-        copied = _copied_streams(source, out, config.copy_audio)
+        dropped = _copy_chapters(src, out)
+        copied = _copied_streams(source, out, config.copy_audio, dropped)
+        report_left_out(dst, dropped)
         wanted = [s for s in source.streams if s.index in copied]  # demux() of nothing would mean everything
         others = ((packet, copied[packet.stream.index]) for packet in source.demux(*wanted)) if wanted else iter(())
         pending = next(others, None)
@@ -319,12 +333,32 @@ def _mux_copy(out, pending, others):
     return next(others, None)
 
 
-def _copied_streams(source, out, copy_audio: bool) -> dict:
-    """Output streams for the audio (when copied) and the subtitles this container holds, in the input's order."""
+def _copy_chapters(src: Path, out) -> list[str]:
+    """The source's chapters into `out` where it holds them; returns what the join leaves out of the source."""
+    with VideoReader(src) as reader:
+        info = reader.info
+    dropped = list(info.left_out)
+    if info.alpha:
+        dropped.append("the alpha channel (--segment-seconds writes none: convert without it to keep it)")
+    if info.chapters and out.format.name in CHAPTER_FORMATS:
+        out.set_chapters(info.chapters)
+    elif info.chapters:
+        dropped.append(f"{len(info.chapters)} chapters ({Path(out.name).suffix} holds none)")
+    if info.covers and out.format.name not in COVER_FORMATS:
+        dropped.append("the cover picture (written to .mp4 and .m4v only)")
+    return dropped
+
+
+def _copied_streams(source, out, copy_audio: bool, dropped: list[str] | None = None) -> dict:
+    """Output streams for the audio (when copied), the subtitles and the cover pictures this container holds,
+    in the input's order."""
     takes = SUBTITLE_CODECS.get(out.format.name, set())
     copied = {}
     for stream in source.streams:
-        if stream.type == "audio" and copy_audio or stream.type == "subtitle" and stream.codec_context.name in takes:
+        if stream.type == "video" and is_cover(stream) and out.format.name in COVER_FORMATS:
+            copied[stream.index] = made = out.add_stream_from_template(stream)
+            made.disposition = stream.disposition
+        elif stream.type == "audio" and copy_audio or stream.type == "subtitle" and stream.codec_context.name in takes:
             copied[stream.index] = made = out.add_stream_from_template(stream)
             _copy_tags(dict(stream.metadata), made.metadata)
         elif stream.type == "subtitle":
