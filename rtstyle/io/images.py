@@ -162,6 +162,10 @@ def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None) ->
     image = Image.fromarray(rgb, "RGB")
     if alpha is not None and path.suffix.lower() in {".png", ".webp", ".tif", ".tiff"}:
         image.putalpha(Image.fromarray(alpha, "L"))
+    elif alpha is not None and alpha.min() < 255:  # an opaque alpha is no loss
+        from .video import report_left_out
+
+        report_left_out(path, [f"the alpha channel ({path.suffix} holds none; write .png, .webp or .tif to keep it)"])
     options = {"quality": 95} if path.suffix.lower() in {".jpg", ".jpeg", ".webp"} else {}
     try:
         image.save(path, format=_format_for(path), **options)

@@ -105,6 +105,11 @@ def is_cover(stream) -> bool:
     return bool(stream.disposition & av.stream.Disposition.attached_pic)
 
 
+def main_video(container):
+    """The video stream that is stylized: the first that is not a cover picture (some files list the cover first)."""
+    return next((s for s in container.streams.video if not is_cover(s)), container.streams.video[0])
+
+
 def _describe(stream) -> str:
     context = stream.codec_context
     return f"video stream {stream.index} ({context.name} {context.width}x{context.height})"
@@ -169,7 +174,7 @@ class VideoReader:
         self.path = Path(path)
         self._start = start
         self._container = _open(self.path)
-        stream = self._container.streams.video[0]
+        stream = main_video(self._container)
         # Frame threading is several times faster for files; it adds latency, so live sources skip it.
         stream.thread_type = "AUTO" if threaded else "SLICE"
         self._stream = stream

@@ -50,6 +50,7 @@ from ..io.video import (
     VideoWriter,
     default_codec,
     is_cover,
+    main_video,
     report_left_out,
 )
 from .convert import ConvertResult, check_paths, claim_output, temporary_path
@@ -103,7 +104,7 @@ def _video_packets(path: Path) -> tuple[list[int], dict[int, int | None], Fracti
     with container:
         if not container.streams.video:
             raise InputError(f"{path} has no video stream")
-        stream = container.streams.video[0]
+        stream = main_video(container)
         pts, keys = [], {}
         for packet in container.demux(stream):
             if packet.size == 0:
@@ -292,7 +293,7 @@ def join_segments(src: str | Path, parts: list[Path], dst: str | Path, config: C
         extradata = template.codec_context.extradata
         video = out.add_stream_from_template(template)
         _copy_tags(dict(source.metadata), out.metadata)
-        _copy_tags(dict(source.streams.video[0].metadata), video.metadata)
+        _copy_tags(dict(main_video(source).metadata), video.metadata)
         dropped = _copy_chapters(src, out)
         copied = _copied_streams(source, out, config.copy_audio, dropped)
         report_left_out(dst, dropped)
