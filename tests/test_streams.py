@@ -335,7 +335,8 @@ def test_every_frame_of_an_animated_webp(tmp_path, caplog):
     assert not left_out_lines(caplog)
     convert_file(src, tmp_path / "out.jpg", invert, ConvertConfig())
     assert left_out_lines(caplog) == ["out.jpg leaves out 3 of the 4 frames of in.webp (.jpg holds one picture; "
-                                      "write .webp or .png to keep them all)"]
+                                      "write .webp or .png to keep them all); the alpha channel (.jpg holds none; "
+                                      "write .png, .webp or .tif to keep it)"]
 
 
 # --- Pictures too large ----------------------------------------------------------------------------------------
@@ -408,3 +409,52 @@ def test_segments_copy_chapters_and_the_cover_once(tmp_path, caplog):
     assert not left_out_lines(caplog)
     convert_segmented(src, tmp_path / "joined.mkv", invert, ConvertConfig(), seconds=0.5)
     assert left_out_lines(caplog) == ["joined.mkv leaves out the cover picture (written to .mp4 and .m4v only)"]
+
+
+def test_attachments_are_copied_into_matroska(tmp_path, caplog):
+    """The fonts of ASS subtitles travel as Matroska attachments."""
+    import av
+
+    from rtstyle.config import ConvertConfig
+    from rtstyle.pipeline.convert import convert_file
+
+    src = tmp_path / "in.mkv"
+    with av.open(str(src), "w") as out:
+        video = out.add_stream("libx264", rate=12)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        out.add_attachment("title.ttf", "font/ttf", b"a font's bytes")
+        for index in range(6):
+            frame = av.VideoFrame.from_ndarray(scene_frame(index, 64, 48, 12), format="rgb24")
+            frame.pts, frame.time_base = index, Fraction(1, 12)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    convert_file(src, tmp_path / "out.mkv", invert, ConvertConfig())
+    with av.open(str(tmp_path / "out.mkv")) as made:
+        assert [(s.name, s.mimetype, bytes(s.data)) for s in made.streams if s.type == "attachment"] == [
+            ("title.ttf", "font/ttf", b"a font's bytes")]
+    assert not left_out_lines(caplog)
+    convert_file(src, tmp_path / "out.mp4", invert, ConvertConfig())
+    assert left_out_lines(caplog) == ["out.mp4 leaves out 1 attachment (fonts or files: .mp4 holds none; .mkv does)"]
+
+
+def test_a_timecode_track_is_kept_and_other_data_streams_named(tmp_path, caplog):
+    import av
+
+    from rtstyle.config import ConvertConfig
+    from rtstyle.pipeline.convert import convert_file
+
+    src = tmp_path / "camera.mov"
+    with av.open(str(src), "w") as out:
+        video = out.add_stream("libx264", rate=12)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        video.metadata["timecode"] = "01:00:00:00"  # the muxer adds a tmcd track
+        for index in range(6):
+            frame = av.VideoFrame.from_ndarray(scene_frame(index, 64, 48, 12), format="rgb24")
+            frame.pts, frame.time_base = index, Fraction(1, 12)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    convert_file(src, tmp_path / "out.mov", invert, ConvertConfig())
+    with av.open(str(tmp_path / "out.mov")) as made:
+        assert made.streams.video[0].metadata.get("timecode") == "01:00:00:00"
+        assert [s.type for s in made.streams] == ["video", "data"]
+    assert not left_out_lines(caplog)

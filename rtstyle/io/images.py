@@ -151,7 +151,9 @@ def _read_16_bit(path: Path, max_side: int | None) -> tuple[np.ndarray, np.ndarr
     return rgb, (raw[..., 3].copy() if raw.shape[2] == 4 else None)
 
 
-def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None) -> None:
+def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None,
+                left_out: list[str] | None = None) -> None:
+    """`left_out`: what of the input the caller already dropped, named in the same one warning line."""
     from PIL import Image
 
     if rgb.dtype == np.uint16:
@@ -160,12 +162,15 @@ def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None) ->
         rgb = (rgb >> 8).astype(np.uint8)  # the format holds 8 bits
         alpha = None if alpha is None else (alpha >> 8).astype(np.uint8)
     image = Image.fromarray(rgb, "RGB")
+    dropped = list(left_out or [])
     if alpha is not None and path.suffix.lower() in {".png", ".webp", ".tif", ".tiff"}:
         image.putalpha(Image.fromarray(alpha, "L"))
     elif alpha is not None and alpha.min() < 255:  # an opaque alpha is no loss
+        dropped.append(f"the alpha channel ({path.suffix} holds none; write .png, .webp or .tif to keep it)")
+    if dropped:
         from .video import report_left_out
 
-        report_left_out(path, [f"the alpha channel ({path.suffix} holds none; write .png, .webp or .tif to keep it)"])
+        report_left_out(path, dropped)
     options = {"quality": 95} if path.suffix.lower() in {".jpg", ".jpeg", ".webp"} else {}
     try:
         image.save(path, format=_format_for(path), **options)

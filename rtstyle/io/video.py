@@ -50,7 +50,8 @@ class VideoInfo:
     field_order: int = 0  # FFmpeg's AVFieldOrder: 0 unknown, 1 progressive, 2 top first, 3 bottom first, 4, 5 mixed
     chapters: list = field(default_factory=list)  # the container's, as PyAV gives them
     covers: int = 0  # attached pictures (cover art), copied where the output holds them
-    left_out: tuple[str, ...] = ()  # other video streams: named in one warning line, not stylized
+    left_out: tuple[str, ...] = ()  # other video streams, data streams: named in one warning line, not stylized
+    attachments: int = 0  # Matroska attachments (the fonts of ASS subtitles, files): copied into Matroska
 
 
 @dataclass
@@ -113,6 +114,24 @@ def main_video(container):
 def _describe(stream) -> str:
     context = stream.codec_context
     return f"video stream {stream.index} ({context.name} {context.width}x{context.height})"
+
+
+def _left_out(container, main) -> tuple[str, ...]:
+    """What no output gets: other video streams and data streams.
+
+    Not named: an MP4 chapter track and a QuickTime timecode track (data streams that the muxer
+    writes again from the chapters and from the video stream's `timecode` tag, which are copied).
+    """
+    dropped = [_describe(s) for s in container.streams.video if s is not main and not is_cover(s)]
+    timecode = "timecode" in {key.lower() for key in main.metadata}
+    for stream in container.streams:
+        if stream.type == "data":
+            handler = str(stream.metadata.get("handler_name", ""))
+            if (container.format.name.startswith("mov") and ("Subtitle" in handler or "Chapter" in handler)
+                    and _chapters(container)) or ("Time" in handler and timecode):
+                continue
+            dropped.append(f"data stream {stream.index} ({handler or 'unknown'})")
+    return tuple(dropped)
 
 
 def _chapters(container) -> list:
@@ -205,8 +224,8 @@ class VideoReader:
                               dict(self._container.metadata), dict(stream.metadata), chroma_of(layout), alpha,
                               int(stream.codec_context.field_order or 0), _chapters(self._container),
                               sum(1 for s in self._container.streams.video if is_cover(s)),
-                              tuple(_describe(s) for s in self._container.streams.video
-                                    if s is not stream and not is_cover(s)))
+                              _left_out(self._container, stream),
+                              sum(1 for s in self._container.streams if s.type == "attachment"))
 
     def _probe_orientation(self) -> tuple[int, bool]:
         """(rotation, mirrored) from the first frame's display matrix (PyAV exposes it per frame)."""
@@ -449,6 +468,23 @@ def report_left_out(path: Path, dropped: list[str]) -> None:
         log.warning("%s leaves out %s", "".join(named.groups()) if named else path.name, "; ".join(dropped))
 
 
+def copy_attachments(info: VideoInfo, out, dropped: list[str]) -> None:
+    """The input's attachments (fonts, files) into a Matroska `out`, before its header; named elsewhere."""
+    import av
+
+    if not info.attachments:
+        return
+    if out.format.name != "matroska":
+        dropped.append(f"{info.attachments} attachment{'s' * (info.attachments > 1)} (fonts or files: "
+                       f"{Path(out.name).suffix} holds none; .mkv does)")
+        return
+    with av.open(str(info.path), metadata_errors="ignore") as source:
+        for stream in source.streams:
+            if stream.type == "attachment":
+                out.add_attachment(stream.name or f"attachment{stream.index}", stream.mimetype or
+                                   "application/octet-stream", bytes(stream.data))
+
+
 def interlace_options(codec: str, field_order: int, options: dict[str, str]) -> dict[str, str] | None:
     """x264 options that code interlaced with the input's field order (None: the encoder cannot)."""
     if codec != "libx264":
@@ -530,6 +566,7 @@ class VideoWriter:
                     self._out.set_chapters(info.chapters)
                 else:
                     dropped.append(f"{len(info.chapters)} chapters ({self.path.suffix} holds none)")
+            copy_attachments(info, self._out, dropped)
             self._covers = info.covers if self._out.format.name in COVER_FORMATS else 0
             if info.covers and not self._covers:
                 dropped.append("the cover picture (written to .mp4 and .m4v only)")

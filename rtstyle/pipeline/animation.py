@@ -50,15 +50,15 @@ def read_frames(path: Path, max_side: int | None = None):
         raise InputError(f"{path}: cannot read its frames ({exc.__class__.__name__})") from exc
 
 
-def animates(src: Path, dst: Path) -> bool:
-    """Whether `src` is animated and `dst` can hold it; where it cannot, one warning line says what is left out."""
+def animates(src: Path, dst: Path, left_out: list[str]) -> bool:
+    """Whether `src` is animated and `dst` can hold it; where it cannot, what is left out goes into `left_out`."""
     frames = frame_count(src)
     if frames <= 1:
         return False
     if dst.suffix.lower() in ANIMATED_OUTPUTS:
         return True
-    log.warning("%s leaves out %d of the %d frames of %s (%s holds one picture; write .webp or .png to keep them "
-                "all)", dst.name, frames - 1, frames, src.name, dst.suffix)
+    left_out.append(f"{frames - 1} of the {frames} frames of {src.name} ({dst.suffix} holds one picture; write "
+                    ".webp or .png to keep them all)")
     return False
 
 

@@ -141,7 +141,8 @@ def convert_file(src: str | Path, dst: str | Path, stylizer: Stylizer | FrameFun
 
 def convert_image(src: Path, dst: Path, stylizer: Stylizer | FrameFunction, config: ConvertConfig) -> ConvertResult:
     start = time.perf_counter()
-    if animates(src, dst):  # every frame of an animated WebP or APNG
+    left_out: list[str] = []
+    if animates(src, dst, left_out):  # every frame of an animated WebP or APNG
         tmp = temporary_path(dst)
         try:
             frames, seconds, width, height = convert_animation(src, dst, tmp, stylizer, config.max_side)
@@ -155,9 +156,10 @@ def convert_image(src: Path, dst: Path, stylizer: Stylizer | FrameFunction, conf
     out = stylize_image(small) if stylize_image is not None else stylizer([small])[0]
     if config.scale < 1.0:
         out = enlarge([out], [rgb])[0]
+    del rgb, small  # the input is not needed while the output is encoded (100 MP: 300 MB less at the peak)
     tmp = temporary_path(dst)
     try:
-        write_image(tmp, out, alpha)
+        write_image(tmp, out, alpha, left_out)
         tmp.replace(dst)
     finally:
         tmp.unlink(missing_ok=True)

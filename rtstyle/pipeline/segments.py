@@ -48,6 +48,7 @@ from ..io.video import (
     WEBM_AUDIO,
     VideoReader,
     VideoWriter,
+    copy_attachments,
     default_codec,
     is_cover,
     main_video,
@@ -228,7 +229,7 @@ def stylize_segment(src: str | Path, segment: Segment, part: str | Path, stylize
     source = _SegmentSource(src, segment, config.max_side)
     # The join copies what the whole file has (audio, subtitles, tags, chapters, covers) and names what it drops.
     info = replace(source.info, audio_streams=0, subtitle_streams=0, tags={}, video_tags={}, alpha=False,
-                   chapters=[], covers=0, left_out=())
+                   chapters=[], covers=0, left_out=(), attachments=0)
     try:
         writer = VideoWriter(part, info, crf=config.crf, preset=config.preset, copy_audio=False,
                              codec=config.codec, pix_fmt=config.pix_fmt, options=part_encoder_options(config, part),
@@ -335,7 +336,8 @@ def _mux_copy(out, pending, others):
 
 
 def _copy_chapters(src: Path, out) -> list[str]:
-    """The source's chapters into `out` where it holds them; returns what the join leaves out of the source."""
+    """The source's chapters and attachments into `out` where it holds them; returns what the join leaves out
+    of the source."""
     with VideoReader(src) as reader:
         info = reader.info
     dropped = list(info.left_out)
@@ -347,6 +349,7 @@ def _copy_chapters(src: Path, out) -> list[str]:
         dropped.append(f"{len(info.chapters)} chapters ({Path(out.name).suffix} holds none)")
     if info.covers and out.format.name not in COVER_FORMATS:
         dropped.append("the cover picture (written to .mp4 and .m4v only)")
+    copy_attachments(info, out, dropped)
     return dropped
 
 
