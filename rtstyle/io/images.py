@@ -8,8 +8,8 @@ Pictures above `MAX_PIXELS` are refused in one line, from the header, before any
 (a 12 KB PNG can hold 100 megapixels). That replaces Pillow's own guard, whose two-line
 `DecompressionBombWarning` would reach the terminal at 89 MP and whose error stops at 179 MP.
 What is accepted is stylized in tiles on the lean path (backends/onnx_tiles.py), so memory follows
-the picture, not the network: 1.7 GB at the peak for 100 MP (the picture decoded, stylized and
-encoded, about 17 bytes a pixel), so about 4.5 GB at the limit.
+the picture, not the network: 1.45 GB at the peak for 100 MP (1.84 GB before; the picture decoded,
+stylized and encoded, about 14 bytes a pixel with the runtime), so about 4 GB at the limit.
 """
 
 from __future__ import annotations
