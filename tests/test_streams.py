@@ -458,3 +458,27 @@ def test_a_timecode_track_is_kept_and_other_data_streams_named(tmp_path, caplog)
         assert made.streams.video[0].metadata.get("timecode") == "01:00:00:00"
         assert [s.type for s in made.streams] == ["video", "data"]
     assert not left_out_lines(caplog)
+
+
+def test_a_picture_too_large_for_the_engine_goes_in_tiles(monkeypatch, caplog):
+    """On the torch path (a GPU), a picture that runs the engine out of memory is stylized in tiles on the lean
+    path instead, with the same style: what is accepted is stylized, in bounded memory."""
+    import torch
+
+    from rtstyle.api import load_stylizer
+    from rtstyle.config import EngineConfig
+    from rtstyle.model.styles import StyleChoice
+    from rtstyle.pipeline.frames import TorchStylizer
+
+    picture = np.ascontiguousarray(np.tile(scene_frame(0, 1100, 1100), (2, 2, 1)))  # 4.8 MP: above the tile size
+    torch_path = load_stylizer("fast", StyleChoice(), EngineConfig(device="cpu"), lean=False)
+    lean = load_stylizer("fast", StyleChoice(), EngineConfig(device="cpu"))
+    assert isinstance(torch_path, TorchStylizer)
+
+    def out_of_memory(self, images):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(TorchStylizer, "__call__", out_of_memory)
+    tiled = torch_path.stylize_image(picture)
+    assert np.array_equal(tiled, lean.stylize_image(picture))
+    assert any("stylized in tiles on the CPU" in r.getMessage() for r in caplog.records)
