@@ -12,7 +12,7 @@ import pytest
 
 from rtstyle.cli.main import main
 from rtstyle.config import ConvertConfig, EngineConfig
-from rtstyle.io.synthetic import write_clip
+from rtstyle.io.synthetic import scene_frame, write_clip
 from rtstyle.jobs.convert import convert_file
 from rtstyle.jobs.segments import convert_segmented, plan_segments, preroll_frames
 
@@ -80,9 +80,8 @@ def test_segments_start_at_keyframes_and_their_preroll_reaches_back(long_clip):
     tick = 512  # 1/24 s in the clip's 1/12288 time base
     second = plan[1]
     assert (second.start_pts, second.first_pts, second.stop_pts) == (19 * tick, 24 * tick, 48 * tick)
-    assert second.seek_pts == 12 * tick  # the keyframe before the pre-roll's first frame
-    assert second.cut_pts == 60 * tick  # one keyframe past its end
-    assert plan[-1].stop_pts is None and plan[-1].cut_pts is None
+    assert second.seek[0] == 12 * tick  # the keyframe before the pre-roll's first frame
+    assert plan[0].seek is None and plan[-1].stop_pts is None
     assert [s.first for s in plan_segments(long_clip, 0.7)] == [0, 24, 48]  # 0.5 s is short of 0.7: the next one
     assert preroll_frames("none", 0.7) == 0 and 0.7 ** preroll_frames("ema", 0.7) < 1 / 255
 
@@ -161,3 +160,65 @@ def test_subtitles_and_metadata_come_once_from_the_source(long_clip, stylizer, t
         assert made.metadata.get("title") == "Le film"
         assert made.streams.subtitles[0].metadata.get("language") == "fra"
         assert [bytes(p) for p in made.demux(made.streams.subtitles[0]) if p.size] == [b"Bonjour", b"Au revoir"]
+
+
+def edited_clip(path: Path, codec: str, options: dict[str, str], shots: int = 3, shot_frames: int = 35,
+                fps: int = 24) -> Path:
+    """Shots of the scene with hard cuts between them (every other one turned and inverted) and an AAC tone,
+    encoded by `codec` with `options` on top of its defaults. 35 frames at 24 fps is 1.458 s, no whole number
+    of milliseconds: a timestamp rounded anywhere shows."""
+    width, height = 160, 96
+    tone = write_clip(path.with_name(f"tone-{path.name}"), seconds=shots * shot_frames / fps, width=32, height=32,
+                      fps=fps)
+    with av.open(str(tone)) as source, av.open(str(path), "w") as out:
+        video = out.add_stream(codec, rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.options = options
+        audio = out.add_stream_from_template(source.streams.audio[0])
+        for packet in source.demux(source.streams.audio[0]):
+            if packet.size:
+                packet.stream = audio
+                out.mux(packet)
+        for index in range(shots * shot_frames):
+            image = scene_frame(index, width, height, fps)
+            if index // shot_frames % 2:
+                image = np.ascontiguousarray(255 - image[::-1])
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = index, Fraction(1, fps)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    return path
+
+
+def leading_frames(path: Path) -> int:
+    """Frames decoded after a keyframe (other than the first) but shown before it: an open GOP's."""
+    with av.open(str(path)) as container:
+        packets = [(p.pts, p.is_keyframe) for p in container.demux(video=0) if p.size]
+    return sum(1 for i, (key, is_key) in enumerate(packets) if is_key and i
+               for later, _ in packets[i + 1:i + 8] if later < key)
+
+
+QUIET_X265 = {"x265-params": "log-level=error"}
+
+
+@pytest.mark.parametrize("name, codec, options, open_gop", [
+    ("x264-defaults.mp4", "libx264", {}, False),  # preset medium: 3 B-frames, B-pyramid, keyframes at the cuts
+    ("x265-defaults.mkv", "libx265", QUIET_X265, False),
+    ("x264-open-gop.mp4", "libx264", {"g": "24", "x264-params": "open-gop=1"}, True),
+    ("x265-keyint.mp4", "libx265", {"g": "24", **QUIET_X265}, True),  # x265's GOPs are open by default
+])
+def test_segments_of_what_encoders_make_by_default(name, codec, options, open_gop, stylizer, tmp_path):
+    """B-frames, B-pyramids, open GOPs, HEVC: the segments are cut by timestamp, decoded from their keyframe,
+    and the join has the single run's frames, timestamps and audio."""
+    clip = edited_clip(tmp_path / name, codec, options)
+    assert (leading_frames(clip) > 0) == open_gop
+    plan = plan_segments(clip, 1.0)
+    assert len(plan) >= 3 and all(s.frames > 0 for s in plan)
+    for smooth in ("none", "ema"):
+        config = ConvertConfig(smooth=smooth, crf=0)
+        single = convert_file(clip, tmp_path / f"single-{smooth}{clip.suffix}", stylizer, config)
+        joined = convert_segmented(clip, tmp_path / f"joined-{smooth}{clip.suffix}", stylizer, config, seconds=1.0)
+        assert single.frames == joined.frames == 105
+        assert streams_of(joined.output) == streams_of(single.output)
+        errors = [float(np.abs(a - b).mean()) for a, b in zip(pixels(single.output), pixels(joined.output))]
+        assert max(errors) == 0 if smooth == "none" else max(errors) < 0.1

@@ -49,7 +49,10 @@ class FileSink(Sink):
         self.layout = writer.layout  # frames as the encoder takes them, where the stylizer can make them
 
     def write(self, frame: Frame, image: np.ndarray) -> None:
-        self.writer.write(image, frame.pts)
+        if frame.alpha is not None and getattr(self.writer, "keeps_alpha", False):
+            self.writer.write(image, frame.pts, alpha=frame.alpha)
+        else:
+            self.writer.write(image, frame.pts)
 
     def end_early(self) -> None:
         self.writer.end_audio_with_video()

@@ -31,6 +31,7 @@ class Frame:
     pts: int | None = None
     captured: float = field(default_factory=time.perf_counter)
     seconds: float = 0.0  # where the frame lies in its video, from the first frame (files; schedules use it)
+    alpha: np.ndarray | None = None  # H x W, where the source has alpha: not stylized, written back beside the colour
 
 
 class Source(ABC):
@@ -63,8 +64,9 @@ class Source(ABC):
 class FileSource(Source):
     """A video file through PyAV, decoded with frame threading."""
 
-    def __init__(self, path: str | Path, max_side: int | None = None):
-        self.reader = VideoReader(path, max_side)
+    def __init__(self, path: str | Path, max_side: int | None = None, start: tuple[int, int | None] | None = None):
+        """`start`: (pts, dts) of the keyframe to decode from (`VideoReader`)."""
+        self.reader = VideoReader(path, max_side, start=start)
 
     @property
     def info(self) -> VideoInfo:
@@ -91,7 +93,7 @@ class FileSource(Source):
                 seconds = float((frame.pts - first) * self.info.time_base)
             else:
                 seconds = index / float(self.info.rate or 1)
-            yield Frame(frame.image, index, frame.pts, seconds=seconds)
+            yield Frame(frame.image, index, frame.pts, seconds=seconds, alpha=frame.alpha)
 
     def close(self) -> None:
         self.reader.close()

@@ -9,9 +9,10 @@ and audio all come from one place.
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -44,12 +45,20 @@ class VideoInfo:
     subtitle_streams: int = 0
     tags: dict = field(default_factory=dict)  # the container's metadata: title, creation_time, ...
     video_tags: dict = field(default_factory=dict)  # the video stream's: language, handler_name, ...
+    chroma: str = "420"  # the input's chroma subsampling: "420", "422" or "444" (RGB sources: "444")
+    alpha: bool = False  # frames carry an alpha channel (VideoFrame.alpha), which the output keeps where it can
+    field_order: int = 0  # FFmpeg's AVFieldOrder: 0 unknown, 1 progressive, 2 top first, 3 bottom first, 4, 5 mixed
+    chapters: list = field(default_factory=list)  # the container's, as PyAV gives them
+    covers: int = 0  # attached pictures (cover art), copied where the output holds them
+    left_out: tuple[str, ...] = ()  # other video streams, data streams: named in one warning line, not stylized
+    attachments: int = 0  # Matroska attachments (the fonts of ASS subtitles, files): copied into Matroska
 
 
 @dataclass
 class VideoFrame:
     image: np.ndarray  # H x W x 3 RGB, upright: uint8, or uint16 for sources above 8 bits
     pts: int | None  # in VideoInfo.time_base
+    alpha: np.ndarray | None = None  # H x W, the image's dtype, where the source has alpha
 
 
 def _open(path: Path):
@@ -75,6 +84,80 @@ def fit_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
         return width, height
     scale = max_side / max(width, height)
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+def chroma_of(layout) -> str:
+    """"444", "422" or "420" for a decoded frame's pixel format (RGB: "444"; palettes, gray: "420")."""
+    components = layout.components
+    if layout.has_palette or len(components) < 3:
+        return "420"
+    if layout.is_rgb:
+        return "444"
+    luma, chroma = components[0], components[1]
+    if chroma.width >= luma.width and chroma.height >= luma.height:
+        return "444"
+    return "422" if chroma.height >= luma.height else "420"
+
+
+def is_cover(stream) -> bool:
+    """An attached picture (cover art): a video stream of one still."""
+    import av
+
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
+def main_video(container):
+    """The video stream that is stylized: the first that is not a cover picture (some files list the cover first)."""
+    return next((s for s in container.streams.video if not is_cover(s)), container.streams.video[0])
+
+
+def _describe(stream) -> str:
+    context = stream.codec_context
+    return f"video stream {stream.index} ({context.name} {context.width}x{context.height})"
+
+
+def _left_out(container, main) -> tuple[str, ...]:
+    """What no output gets: other video streams and data streams.
+
+    Not named: an MP4 chapter track and a QuickTime timecode track (data streams that the muxer
+    writes again from the chapters and from the video stream's `timecode` tag, which are copied).
+    """
+    dropped = [_describe(s) for s in container.streams.video if s is not main and not is_cover(s)]
+    timecode = "timecode" in {key.lower() for key in main.metadata}
+    for stream in container.streams:
+        if stream.type == "data":
+            handler = str(stream.metadata.get("handler_name", ""))
+            if (container.format.name.startswith("mov") and ("Subtitle" in handler or "Chapter" in handler)
+                    and _chapters(container)) or ("Time" in handler and timecode):
+                continue
+            dropped.append(f"data stream {stream.index} ({handler or 'unknown'})")
+    return tuple(dropped)
+
+
+def _chapters(container) -> list:
+    try:
+        return list(container.chapters())
+    except Exception:  # an old PyAV, or a demuxer's odd chapter: chapters are not worth failing for
+        log.debug("reading chapters failed", exc_info=True)
+        return []
+
+
+def _alpha_decoder(stream):
+    """libvpx's VP9 decoder for VP9 with alpha: FFmpeg's own decodes the colour and ignores the alpha
+    (WebM carries it beside each frame, marked by the stream's alpha_mode tag)."""
+    import av
+
+    alpha = any(key.lower() == "alpha_mode" and str(value) == "1" for key, value in stream.metadata.items())
+    if stream.codec_context.name != "vp9" or not alpha:
+        return None
+    try:
+        decoder = av.CodecContext.create("libvpx-vp9", "r")
+    except (av.error.FFmpegError, ValueError):
+        log.warning("%s: VP9 with alpha, but this FFmpeg has no libvpx decoder: the alpha is left out",
+                    stream.container.name)
+        return None
+    decoder.thread_type = "AUTO"
+    return decoder
 
 
 def orientation(frame) -> tuple[int, bool]:
@@ -104,13 +187,17 @@ def orientation(frame) -> tuple[int, bool]:
 class VideoReader:
     """Decodes a video file into upright RGB frames (rotation metadata applied)."""
 
-    def __init__(self, path: str | Path, max_side: int | None = None, threaded: bool = True):
+    def __init__(self, path: str | Path, max_side: int | None = None, threaded: bool = True,
+                 start: tuple[int, int | None] | None = None):
+        """`start`: (pts, dts) of a keyframe packet of the first video stream: decoding begins there."""
         self.path = Path(path)
+        self._start = start
         self._container = _open(self.path)
-        stream = self._container.streams.video[0]
+        stream = main_video(self._container)
         # Frame threading is several times faster for files; it adds latency, so live sources skip it.
         stream.thread_type = "AUTO" if threaded else "SLICE"
         self._stream = stream
+        self._decoder = _alpha_decoder(stream) or stream.codec_context
         rotation, mirrored = self._probe_orientation()
         self._color = color_of(self._first, stream.codec_context.height)
         self._swscale = self._color.swscale()
@@ -118,6 +205,10 @@ class VideoReader:
         # 10-bit sources keep their levels: the network runs in float anyway (a High10 gradient
         # row has 43 distinct levels decoded to 8 bits, 166 decoded to 16).
         self._rgb_format = "rgb48le" if bit_depth > 8 else "rgb24"
+        layout = self._first.format
+        alpha = any(component.is_alpha for component in layout.components) and not layout.has_palette
+        if alpha:
+            self._rgb_format = "rgba64le" if bit_depth > 8 else "rgba"
         coded = (stream.codec_context.width, stream.codec_context.height)
         if coded[0] <= 0 or coded[1] <= 0:
             raise InputError(f"{self.path} has a video stream without a picture size")
@@ -130,12 +221,19 @@ class VideoReader:
         self.info = VideoInfo(self.path, width, height, Fraction(rate), Fraction(stream.time_base), int(frames),
                               duration, rotation, len(self._container.streams.audio), coded, mirrored,
                               self._color, bit_depth, len(self._container.streams.subtitles),
-                              dict(self._container.metadata), dict(stream.metadata))
+                              dict(self._container.metadata), dict(stream.metadata), chroma_of(layout), alpha,
+                              int(stream.codec_context.field_order or 0), _chapters(self._container),
+                              sum(1 for s in self._container.streams.video if is_cover(s)),
+                              _left_out(self._container, stream),
+                              sum(1 for s in self._container.streams if s.type == "attachment"))
 
     def _probe_orientation(self) -> tuple[int, bool]:
         """(rotation, mirrored) from the first frame's display matrix (PyAV exposes it per frame)."""
         # One decoder generator for the whole file: a second one would restart a flushed decoder.
-        self._decoded = self._container.decode(self._stream)
+        if self._start is None:
+            self._decoded = self._decode(self._container.demux(self._stream))
+        else:
+            self._decoded = self._decode_from(*self._start)
         try:
             first = next(self._decoded)
         except StopIteration:
@@ -144,6 +242,36 @@ class VideoReader:
             raise InputError(f"{self.path}: cannot decode video ({exc})") from exc
         self._first = first
         return orientation(first)
+
+    def _decode_from(self, key_pts: int, key_dts: int | None) -> Iterator:
+        """Frames decoded from the keyframe packet at `key_pts` on: packets before it are never decoded.
+
+        The seek is a hint: a demuxer may land on an earlier keyframe (packets are skipped up to
+        ours) or a later one (then it reads again from the start of the file).
+        """
+        stream = self._stream
+        for target in (key_dts if key_dts is not None else key_pts, None):
+            if target is None:
+                self._container.seek(0)
+            else:
+                self._container.seek(target, stream=stream, backward=True)
+            packets = self._container.demux(stream)
+            for packet in packets:
+                if packet.size == 0:
+                    continue
+                if packet.is_keyframe and packet.pts == key_pts:
+                    yield from self._decoder.decode(packet)
+                    yield from self._decode(packets)  # the flush packet at the end drains the decoder
+                    return
+                passed = packet.dts > key_dts if key_dts is not None and packet.dts is not None else (
+                    packet.is_keyframe and packet.pts is not None and packet.pts > key_pts)
+                if passed:
+                    break  # the seek landed past our keyframe
+        raise InputError(f"{self.path}: no keyframe at timestamp {key_pts}")
+
+    def _decode(self, packets) -> Iterator:
+        for packet in packets:
+            yield from self._decoder.decode(packet)
 
     def __iter__(self) -> Iterator[VideoFrame]:
         import av
@@ -168,6 +296,8 @@ class VideoReader:
         if self.info.rotation or self.info.mirrored:
             image = np.rot90(image, k=self.info.rotation // 90)
             image = np.ascontiguousarray(image[:, ::-1] if self.info.mirrored else image)
+        if image.shape[2] == 4:
+            return VideoFrame(np.ascontiguousarray(image[..., :3]), frame.pts, np.ascontiguousarray(image[..., 3]))
         return VideoFrame(image, frame.pts)
 
     def close(self) -> None:
@@ -194,27 +324,52 @@ def check_writable(path: Path) -> None:
         raise OutputError(f"cannot write to {parent}: {exc.strerror or exc}") from None
 
 
-def default_pix_fmt(info: VideoInfo, codec: str = "libx264") -> str:
-    """The input's depth and 4:2:0, or 4:4:4 where a side is odd (4:2:0 needs even sides).
-
-    Where the encoder has no 10-bit format, 8 bits, said in the log.
-    """
+def _encoder_formats(codec: str) -> set[str]:
     import av
 
+    try:
+        return {fmt.name for fmt in av.Codec(codec, "w").video_formats or []}
+    except (av.error.FFmpegError, ValueError):
+        return set()  # check_encoder says why in one line
+
+
+#: Pixel formats with alpha, best first, for the encoders that hold alpha; libvpx lists 4:4:4 with alpha but
+#: opens only with 4:2:0 (its alpha is a second 4:2:0 stream).
+ALPHA_FORMATS = ("yuva444p10le", "yuva444p", "yuva422p10le", "yuva420p", "rgba", "argb", "bgra", "gbrap")
+ENCODER_ALPHA = {"libvpx-vp9": "yuva420p", "libvpx": "yuva420p"}
+
+
+def default_pix_fmt(info: VideoInfo, codec: str = "libx264", dropped: list[str] | None = None) -> str:
+    """The input's chroma (4:2:0, 4:2:2, 4:4:4) and depth, or 4:4:4 where a side is odd (4:2:0 and 4:2:2
+    need even widths), with alpha where the input and the encoder have it.
+
+    What the encoder cannot keep is appended to `dropped` (the alpha, the chroma) or said in the log
+    (the depth).
+    """
+    formats = _encoder_formats(codec)
     even = info.width % 2 == 0 and info.height % 2 == 0
     if not even:
         log.warning("odd frame size %dx%d: encoding 4:4:4 to keep every pixel", info.width, info.height)
-    chroma = "yuv420p" if even else "yuv444p"
-    if info.bit_depth <= 8:
-        return chroma
-    try:
-        formats = {fmt.name for fmt in av.Codec(codec, "w").video_formats or []}
-    except (av.error.FFmpegError, ValueError):
-        formats = set()  # check_encoder says why in one line
-    if formats and f"{chroma}10le" not in formats:
-        log.warning("%s has no 10-bit %s: writing 8 bits (--codec libx264 keeps 10)", codec, chroma)
-        return chroma
-    return f"{chroma}10le"
+    chroma = info.chroma if even else "444"
+    deep = info.bit_depth > 8
+    if info.alpha:
+        alpha = [f for f in (ENCODER_ALPHA.get(codec), *ALPHA_FORMATS) if f in formats]
+        if alpha:
+            return alpha[0]
+        if dropped is not None:
+            dropped.append(f"the alpha channel ({codec} holds none)")
+    if formats and f"yuv{chroma}p" not in formats and f"yuv{chroma}p10le" not in formats:
+        kept = next((c for c in ("444", "422", "420") if f"yuv{c}p" in formats or f"yuv{c}p10le" in formats), "420")
+        if dropped is not None and int(kept) < int(chroma):
+            dropped.append(f"4:{chroma[1]}:{chroma[2]} chroma ({codec} writes 4:{kept[1]}:{kept[2]})")
+        chroma = kept
+    name = f"yuv{chroma}p"
+    if not deep:
+        return name if not formats or name in formats else f"{name}10le"
+    if formats and f"{name}10le" not in formats:
+        log.warning("%s has no 10-bit %s: writing 8 bits (--codec libx264 keeps 10)", codec, name)
+        return name
+    return f"{name}10le"
 
 
 def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
@@ -272,7 +427,7 @@ def check_encoder(codec: str, pix_fmt: str) -> None:
 
 
 #: Tags the muxer writes itself (and would contradict if copied): left to it.
-_MUXER_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration", "vendor_id"}
+_MUXER_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration", "vendor_id", "alpha_mode"}
 
 
 def _copy_tags(source: dict, target) -> None:
@@ -289,9 +444,54 @@ SUBTITLE_CODECS = {"mp4": {"mov_text"}, "mov": {"mov_text"}, "ipod": {"mov_text"
                                 "hdmv_pgs_subtitle", "dvb_subtitle"}}
 
 
-def default_codec(path: Path) -> str:
-    """H.264 everywhere it goes; VP9 for WebM, which holds only VP8/VP9/AV1."""
+#: Where alpha goes, by output type: ProRes 4444 in QuickTime (what editors take), VP9 with alpha in
+#: WebM and Matroska. MP4 and AVI have no codec with alpha that FFmpeg writes and players read.
+ALPHA_CODECS = {".mov": "prores_ks", ".webm": "libvpx-vp9", ".mkv": "libvpx-vp9"}
+#: Containers that hold chapters, and attached pictures (cover art), as FFmpeg writes them.
+CHAPTER_FORMATS = {"mp4", "mov", "ipod", "matroska", "webm"}
+COVER_FORMATS = {"mp4", "ipod"}  # QuickTime drops them; Matroska keeps covers as attachments, which PyAV cannot write
+
+
+def default_codec(path: Path, alpha: bool = False) -> str:
+    """H.264 everywhere it goes; VP9 for WebM, which holds only VP8/VP9/AV1; with `alpha`, an encoder
+    that keeps it where the container holds one (`ALPHA_CODECS`)."""
+    if alpha and path.suffix.lower() in ALPHA_CODECS:
+        return ALPHA_CODECS[path.suffix.lower()]
     return "libvpx-vp9" if path.suffix.lower() == ".webm" else "libx264"
+
+
+def report_left_out(path: Path, dropped: list[str]) -> None:
+    """One warning line for everything of the input that `path` does not get (named as the output is,
+    not as its temporary file)."""
+    if dropped:
+        named = re.match(r"^\.(.+)\.\d+-[0-9a-f]+\.rtstyle-partial(\.\w+)$", path.name)
+        log.warning("%s leaves out %s", "".join(named.groups()) if named else path.name, "; ".join(dropped))
+
+
+def copy_attachments(info: VideoInfo, out, dropped: list[str]) -> None:
+    """The input's attachments (fonts, files) into a Matroska `out`, before its header; named elsewhere."""
+    import av
+
+    if not info.attachments:
+        return
+    if out.format.name != "matroska":
+        dropped.append(f"{info.attachments} attachment{'s' * (info.attachments > 1)} (fonts or files: "
+                       f"{Path(out.name).suffix} holds none; .mkv does)")
+        return
+    with av.open(str(info.path), metadata_errors="ignore") as source:
+        for stream in source.streams:
+            if stream.type == "attachment":
+                out.add_attachment(stream.name or f"attachment{stream.index}", stream.mimetype or
+                                   "application/octet-stream", bytes(stream.data))
+
+
+def interlace_options(codec: str, field_order: int, options: dict[str, str]) -> dict[str, str] | None:
+    """x264 options that code interlaced with the input's field order (None: the encoder cannot)."""
+    if codec != "libx264":
+        return None
+    first = "tff=1" if field_order in (2, 4) else "bff=1"
+    params = ":".join(p for p in (options.get("x264-params", ""), f"interlaced=1:{first}") if p)
+    return {**options, "x264-params": params}
 
 
 class VideoWriter:
@@ -306,17 +506,27 @@ class VideoWriter:
 
     def __init__(self, path: str | Path, info: VideoInfo, crf: int = 18, preset: str = "veryfast",
                  copy_audio: bool = True, codec: str | None = None, pix_fmt: str | None = None,
-                 options: dict[str, str] | None = None):
-        """`options`: encoder options on top of `encoder_options` (what a segment's part needs)."""
+                 options: dict[str, str] | None = None, container_options: dict[str, str] | None = None):
+        """`options`: encoder options on top of `encoder_options` (what a segment's part needs);
+        `container_options`: the muxer's."""
         import av
 
-        codec = codec or default_codec(Path(path))
-        pix_fmt = pix_fmt or default_pix_fmt(info, codec)
-        check_encoder(codec, pix_fmt)
         self.path = Path(path)
         self.info = info
+        dropped = list(info.left_out)
+        codec = codec or default_codec(self.path, info.alpha)
+        if info.alpha and pix_fmt is None and codec == default_codec(self.path) and self.path.suffix.lower() not in (
+                ALPHA_CODECS):
+            dropped.append(f"the alpha channel ({self.path.suffix} holds none: write .mov for ProRes 4444 or .webm "
+                           "for VP9 with alpha)")
+            info = replace(info, alpha=False)
+        pix_fmt = pix_fmt or default_pix_fmt(info, codec, dropped)
+        check_encoder(codec, pix_fmt)
+        self.keeps_alpha = any(component.is_alpha for component in av.VideoFormat(pix_fmt).components)
+        if info.alpha and not self.keeps_alpha and not any("alpha" in d for d in dropped):
+            dropped.append(f"the alpha channel (pixel format {pix_fmt} holds none)")
         try:
-            self._out = av.open(str(self.path), mode="w")
+            self._out = av.open(str(self.path), mode="w", options=container_options or {})
         except (av.error.FFmpegError, ValueError) as exc:
             raise OutputError(f"cannot create {self.path} ({exc})") from exc
         try:
@@ -332,7 +542,17 @@ class VideoWriter:
                 info.color.matrix, info.color.primaries, info.color.transfer)
             context.color_range = FULL if info.color.full_range else LIMITED
             self._swscale = info.color.swscale()
-            stream.options = {**encoder_options(codec, crf, preset), **(options or {})}
+            options = {**encoder_options(codec, crf, preset), **(options or {})}
+            if codec == "prores_ks":
+                options.setdefault("profile", "4444" if self.keeps_alpha or "444" in pix_fmt else "hq")
+            if info.field_order > 1:  # interlaced: code it so, with the input's field order, or say it is not
+                interlaced = interlace_options(codec, info.field_order, options)
+                if interlaced is None:
+                    dropped.append(f"the interlaced flag ({codec} writes progressive frames)")
+                else:
+                    options = interlaced
+                    context.field_order = info.field_order
+            stream.options = options
             # AVI counts frames, not time: given the input's time base it claimed 2400 frames at
             # 600 fps for a 120-frame clip (measured), so there timestamps become frame numbers.
             self._time_base = 1 / Fraction(info.rate) if self._out.format.name == "avi" else info.time_base
@@ -341,11 +561,21 @@ class VideoWriter:
             # any frame is decoded, rather than at the first frame written.
             stream.codec_context.open()
             self._video = stream
+            if info.chapters:
+                if self._out.format.name in CHAPTER_FORMATS:
+                    self._out.set_chapters(info.chapters)
+                else:
+                    dropped.append(f"{len(info.chapters)} chapters ({self.path.suffix} holds none)")
+            copy_attachments(info, self._out, dropped)
+            self._covers = info.covers if self._out.format.name in COVER_FORMATS else 0
+            if info.covers and not self._covers:
+                dropped.append("the cover picture (written to .mp4 and .m4v only)")
             self._audio_in = None
-            if (copy_audio and info.audio_streams) or info.subtitle_streams:
+            if (copy_audio and info.audio_streams) or info.subtitle_streams or self._covers:
                 self._audio_in = av.open(str(info.path), metadata_errors="ignore")
                 self._audio_packets = self._copied_streams(self._audio_in, copy_audio)
                 self._pending_audio = None
+            report_left_out(self.path, dropped)
         except Exception as exc:
             self._out.close()
             if isinstance(exc, av.error.FFmpegError | ValueError):
@@ -355,12 +585,20 @@ class VideoWriter:
         self._last_pts = -1
         self._audio_ends_with_video = False
 
-    def write(self, image: np.ndarray, pts: int | None) -> None:
-        """`image`: H x W x 3 RGB, or (where `layout` is yuv420p) H * 3/2 x W yuv420p planes."""
+    def write(self, image: np.ndarray, pts: int | None, alpha: np.ndarray | None = None) -> None:
+        """`image`: H x W x 3 RGB, or (where `layout` is yuv420p) H * 3/2 x W yuv420p planes;
+        `alpha`: H x W, written beside the colour where the output keeps alpha (`keeps_alpha`)."""
         import av
 
         height, width = self.info.height, self.info.width
-        if image.shape == (height, width, 3):
+        if alpha is not None and self.keeps_alpha and image.shape == (height, width, 3):
+            deep = image.dtype != np.uint8
+            rgba = np.dstack([image, alpha.astype(image.dtype) if alpha.dtype == image.dtype else (
+                (alpha.astype(np.uint16) * 257) if deep else (alpha >> 8).astype(np.uint8))])
+            frame = av.VideoFrame.from_ndarray(rgba, format="rgba64le" if deep else "rgba").reformat(
+                format=self._video.pix_fmt, dst_colorspace=self._swscale["colorspace"],
+                dst_color_range=self._swscale["range"], interpolation=self._swscale["interpolation"])
+        elif image.shape == (height, width, 3):
             rgb_format = "rgb24" if image.dtype == np.uint8 else "rgb48le"
             frame = av.VideoFrame.from_ndarray(image, format=rgb_format).reformat(
                 format=self._video.pix_fmt, dst_colorspace=self._swscale["colorspace"],
@@ -416,7 +654,11 @@ class VideoWriter:
         if transcode and subtitles:
             log.warning("subtitles left out: the audio is being re-encoded for WebM")
             subtitles = []
+        covers = [s for s in source.streams.video if is_cover(s)] if self._covers else []
         outputs = {}
+        for stream in covers:
+            outputs[stream.index] = out = self._out.add_stream_from_template(stream)
+            out.disposition = stream.disposition
         for stream in sorted(audio + subtitles, key=lambda s: s.index):  # in the input's order
             if transcode and stream.type == "audio":
                 outputs[stream.index] = out = self._out.add_stream("libopus", rate=48000)
@@ -427,7 +669,7 @@ class VideoWriter:
         if transcode:
             log.info("re-encoding the audio to Opus: WebM holds only Opus and Vorbis")
             return _opus_packets(source, {s.index: outputs[s.index] for s in audio})
-        return ((packet, outputs[packet.stream.index]) for packet in source.demux(*audio, *subtitles))
+        return ((packet, outputs[packet.stream.index]) for packet in source.demux(*covers, *audio, *subtitles))
 
     def _mux_audio_until(self, limit: float | None) -> None:
         """Interleave: send the audio packets that start by `limit` seconds (all of them for None)."""
@@ -440,10 +682,10 @@ class VideoWriter:
                 self._audio_in = None
                 return
             audio, stream = pending
-            if audio.dts is None:  # demuxer flush packets carry no data
+            if audio.size == 0:  # demuxer flush packets carry no data
                 self._pending_audio = None
                 continue
-            if limit is not None and float(audio.dts * audio.time_base) > limit:
+            if limit is not None and audio.dts is not None and float(audio.dts * audio.time_base) > limit:
                 self._pending_audio = pending
                 return
             self._pending_audio = None

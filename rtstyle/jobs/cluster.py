@@ -362,5 +362,5 @@ def convert_segmented_on_ray(src: str | Path, dst: str | Path, model: str, style
         if failed is not None:
             raise PipelineError(f"{src}: segment {failed.index} (frames {failed.first}-{failed.stop - 1}) failed: "
                                 f"{_cause(results.get(failed.index))}")
-        result = join_into(src, parts, dst, config, sum(totals.values()), started, *frame_size(parts[0]))
+        result = join_into(src, parts, dst, config, sum(results.values()), started, *frame_size(parts[0]))
     return replace(result, output=given)

@@ -32,6 +32,7 @@ from ..io.video import VIDEO_SUFFIXES, VideoReader, VideoWriter, check_writable
 from ..pipeline.runner import FrameFunction, Progress, StreamConfig, run_stream
 from ..pipeline.scale import enlarge, shrink
 from ..stylizers.base import Stylizer
+from .animation import animates, convert_animation
 
 log = logging.getLogger(__name__)
 PARTIAL, LOCK = ".rtstyle-partial", ".rtstyle-lock"
@@ -140,15 +141,25 @@ def convert_file(src: str | Path, dst: str | Path, stylizer: Stylizer | FrameFun
 
 def convert_image(src: Path, dst: Path, stylizer: Stylizer | FrameFunction, config: ConvertConfig) -> ConvertResult:
     start = time.perf_counter()
+    left_out: list[str] = []
+    if animates(src, dst, left_out):  # every frame of an animated WebP or APNG
+        tmp = temporary_path(dst)
+        try:
+            frames, seconds, width, height = convert_animation(src, dst, tmp, stylizer, config.max_side)
+            tmp.replace(dst)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return ConvertResult(dst, frames, seconds, width=width, height=height)
     rgb, alpha = read_image(src, config.max_side)
     stylize_image = getattr(stylizer, "stylize_image", None)  # tiles huge images in bounded memory
     small = shrink([rgb], config.scale)[0]
     out = stylize_image(small) if stylize_image is not None else stylizer([small])[0]
     if config.scale < 1.0:
         out = enlarge([out], [rgb])[0]
+    del rgb, small  # the input is not needed while the output is encoded (100 MP: 300 MB less at the peak)
     tmp = temporary_path(dst)
     try:
-        write_image(tmp, out, alpha)
+        write_image(tmp, out, alpha, left_out)
         tmp.replace(dst)
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,14 +1,18 @@
 """One long video across workers: split it at keyframes, stylize the pieces, join them without re-encoding.
 
-plan -> cut -> stylize -> join:
+plan -> stylize -> join:
 
 * `plan_segments` reads the video's packets (no decoding) and starts a segment at the first keyframe
-  at least N seconds after the last start.
-* `stylize_segment` (run by any worker) copies the packets a segment needs into a small piece of the
-  source (no decoding), from the keyframe before its pre-roll to one keyframe past its end (an open
-  GOP's leading frames need the next keyframe). It decodes the piece, stylizes the pre-roll frames
-  only to warm the temporal smoother and drops them, and encodes the segment's own frames with their
-  source timestamps, without audio, as a whole-file conversion would.
+  at least N seconds after the last start. A segment is a range of presentation timestamps, not of
+  frame counts: with B-frames (and B-pyramids) decode order is not presentation order, and with an
+  open GOP the frames shown just before a keyframe are decoded after it, from the previous GOP.
+* `stylize_segment` (run by any worker) seeks the source to the keyframe at or before its pre-roll's
+  first frame, decodes from that keyframe packet on, and keeps the frames whose timestamps fall in
+  [pre-roll start, next segment's start): decoding runs past the next keyframe until a frame at or
+  after the segment's end comes out (the decoder gives frames in presentation order), so an open
+  GOP's leading frames belong to the segment before, which decodes them with their references. The
+  pre-roll frames only warm the temporal smoother and are dropped; the segment's own frames are
+  encoded with their source timestamps, without audio, as a whole-file conversion would.
 * `join_segments` muxes the parts' packets one after another into the output (no re-encoding) and
   copies the source's audio and subtitles once, so the result has the frames, timestamps and audio
   of a single-process run. Each part starts with a keyframe of its own encoder.
@@ -25,7 +29,6 @@ import logging
 import math
 import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -38,7 +41,19 @@ from ..config import ConvertConfig
 from ..errors import InputError, OutputError
 from ..io.sinks import FileSink, Sink
 from ..io.sources import FileSource, Frame, Source
-from ..io.video import SUBTITLE_CODECS, WEBM_AUDIO, VideoWriter, default_codec
+from ..io.video import (
+    CHAPTER_FORMATS,
+    COVER_FORMATS,
+    SUBTITLE_CODECS,
+    WEBM_AUDIO,
+    VideoReader,
+    VideoWriter,
+    copy_attachments,
+    default_codec,
+    is_cover,
+    main_video,
+    report_left_out,
+)
 from ..pipeline.runner import StreamConfig, run_stream
 from .convert import ConvertResult, check_paths, claim_output, temporary_path
 
@@ -48,12 +63,13 @@ log = logging.getLogger(__name__)
 #: level in 255 (strength ** frames); capped, since at the top strength that is over 100 frames.
 MAX_PREROLL = 48
 #: Tags the muxer writes itself (and would contradict if copied).
-_MUXER_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration", "vendor_id"}
+_MUXER_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration", "vendor_id", "alpha_mode"}
 
 
 @dataclass(frozen=True)
 class Segment:
-    """Frames [first, stop) of the video in presentation order; `first` is a keyframe."""
+    """The frames with timestamps in [first_pts, stop_pts), `first` to `stop` in presentation order
+    (counted from the packets); `first_pts` is a keyframe's."""
 
     index: int
     first: int
@@ -61,10 +77,10 @@ class Segment:
     preroll: int  # frames before `first` stylized only to warm the temporal smoother, then dropped
     start_pts: int  # pts of frame first - preroll: where stylizing starts
     first_pts: int
-    stop_pts: int | None  # pts of frame `stop`; None for the last segment
-    seek_pts: int  # the keyframe at or before start_pts, where the piece of the source starts
-    cut_pts: int | None  # the piece ends before this keyframe (one past stop_pts); None: the end of the file
+    stop_pts: int | None  # pts of frame `stop` (the next segment's keyframe); None for the last segment
+    seek: tuple[int, int | None] | None  # (pts, dts) of the keyframe decoding starts at; None: the file's start
     time_base: Fraction = Fraction(1, 1)  # of every pts here: the source's video stream's
+    origin_pts: int = 0  # the video's first pts, where its seconds count from
 
     @property
     def frames(self) -> int:
@@ -78,8 +94,8 @@ def preroll_frames(smooth: str, strength: float) -> int:
     return min(MAX_PREROLL, math.ceil(math.log(1 / 255) / math.log(strength)))
 
 
-def _video_packets(path: Path) -> tuple[list[int], set[int], Fraction]:
-    """(every frame's pts in presentation order, the keyframes' pts, time base), from packets alone."""
+def _video_packets(path: Path) -> tuple[list[int], dict[int, int | None], Fraction]:
+    """(every frame's pts in presentation order, keyframes' pts -> their dts, time base), from packets alone."""
     import av
 
     try:
@@ -89,8 +105,8 @@ def _video_packets(path: Path) -> tuple[list[int], set[int], Fraction]:
     with container:
         if not container.streams.video:
             raise InputError(f"{path} has no video stream")
-        stream = container.streams.video[0]
-        pts, keys = [], set()
+        stream = main_video(container)
+        pts, keys = [], {}
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue
@@ -99,7 +115,7 @@ def _video_packets(path: Path) -> tuple[list[int], set[int], Fraction]:
                                  "convert it without --segment-seconds")
             pts.append(packet.pts)
             if packet.is_keyframe:
-                keys.add(packet.pts)
+                keys[packet.pts] = packet.dts
         return sorted(pts), keys, Fraction(stream.time_base)
 
 
@@ -110,23 +126,20 @@ def plan_segments(path: str | Path, seconds: float, preroll: int = 0) -> list[Se
     pts, keys, time_base = _video_packets(Path(path))
     if not pts:
         raise InputError(f"{path} has no video frames")
-    key_index = [i for i, p in enumerate(pts) if p in keys]
     starts = [0]
-    for i in key_index:
-        if (pts[i] - pts[starts[-1]]) * time_base >= seconds:
+    for i, stamp in enumerate(pts):
+        if i and stamp in keys and (stamp - pts[starts[-1]]) * time_base >= seconds:
             starts.append(i)
     key_pts = sorted(keys)
     segments = []
     for n, first in enumerate(starts):
         stop = starts[n + 1] if n + 1 < len(starts) else len(pts)
-        start = max(0, first - preroll)
+        start = max(0, first - preroll) if n else 0
         at_or_before = bisect.bisect_right(key_pts, pts[start]) - 1
-        seek = key_pts[at_or_before] if at_or_before >= 0 else pts[0]
+        seek = (key_pts[at_or_before], keys[key_pts[at_or_before]]) if n and at_or_before >= 0 else None
         stop_pts = pts[stop] if stop < len(pts) else None
-        after = bisect.bisect_right(key_pts, stop_pts) if stop_pts is not None else len(key_pts)
-        cut = key_pts[after] if after < len(key_pts) else None
-        segments.append(Segment(n, first, stop, first - start, pts[start], pts[first], stop_pts, seek, cut,
-                                time_base))
+        segments.append(Segment(n, first, stop, first - start, pts[start], pts[first], stop_pts, seek, time_base,
+                                pts[0]))
     return segments
 
 
@@ -145,31 +158,13 @@ def check_segmentable(src: Path, dst: Path, config: ConvertConfig) -> None:
                               ".mkv or .mp4, or add --no-audio")
 
 
-def cut_piece(src: Path, segment: Segment, piece: Path) -> None:
-    """Copy the video packets `segment` needs (from the keyframe at seek_pts to the one at cut_pts) into `piece`."""
-    import av
-
-    with av.open(str(src), metadata_errors="ignore") as source, av.open(str(piece), "w") as out:
-        stream = source.streams.video[0]
-        video = out.add_stream_from_template(stream)
-        source.seek(segment.seek_pts, stream=stream, backward=True)
-        for packet in source.demux(stream):
-            if packet.size == 0:  # a demuxer flush packet (Matroska packets may lack a dts: not a sign)
-                continue
-            if packet.is_keyframe and segment.cut_pts is not None and packet.pts >= segment.cut_pts:
-                break
-            packet.stream = video
-            out.mux(packet)
-
-
 class _SegmentSource(Source):
-    """The piece's frames from start_pts up to (not including) stop_pts, numbered from 0, stamped in the
-    source's time base (a piece's muxer may choose a finer one: MP4 turns a 1/600 time base into 1/19200)."""
+    """The source's frames from start_pts up to (not including) stop_pts, decoded from the segment's
+    keyframe and numbered from 0."""
 
-    def __init__(self, piece: Path, segment: Segment, max_side: int | None):
-        self.file = FileSource(piece, max_side)
+    def __init__(self, src: Path, segment: Segment, max_side: int | None):
+        self.file = FileSource(src, max_side, start=segment.seek)
         self.segment = segment
-        self._scale = self.file.info.time_base / segment.time_base
 
     @property
     def info(self):
@@ -184,16 +179,16 @@ class _SegmentSource(Source):
         return self.segment.preroll + self.segment.frames
 
     def frames(self) -> Iterator[Frame]:
-        index = 0
+        index, segment = 0, self.segment
         for frame in self.file.frames():
             if frame.pts is None:
                 continue
-            pts = round(frame.pts * self._scale)
-            if pts < self.segment.start_pts:
-                continue
-            if self.segment.stop_pts is not None and pts >= self.segment.stop_pts:
+            if segment.seek is not None and frame.pts < segment.start_pts:
+                continue  # before the pre-roll, or an open GOP's leading frame: the segment before has it
+            if segment.stop_pts is not None and frame.pts >= segment.stop_pts:
                 break  # the decoder gives frames in presentation order: the rest are the next segment's
-            yield Frame(frame.image, index, pts)
+            seconds = float((frame.pts - segment.origin_pts) * segment.time_base)
+            yield Frame(frame.image, index, frame.pts, seconds=seconds, alpha=frame.alpha)
             index += 1
 
     def close(self) -> None:
@@ -231,31 +226,31 @@ def stylize_segment(src: str | Path, segment: Segment, part: str | Path, stylize
     `progress(frames written)`. Raises KeyboardInterrupt when a signal stopped it early.
     """
     src, part = Path(src), Path(part)
-    with tempfile.TemporaryDirectory(prefix="rtstyle-piece-") as work:
-        piece = Path(work) / f"piece{src.suffix}"
-        cut_piece(src, segment, piece)
-        source = _SegmentSource(piece, segment, config.max_side)
-        info = replace(source.info, path=piece, time_base=segment.time_base, audio_streams=0, subtitle_streams=0,
-                       tags={}, video_tags={})
-        try:
-            writer = VideoWriter(part, info, crf=config.crf, preset=config.preset, copy_audio=False,
-                                 codec=config.codec, pix_fmt=config.pix_fmt, options=part_encoder_options(config, part))
-        except BaseException:
-            source.close()
-            raise
-        sink = _DropPreroll(FileSink(writer), segment.first_pts)
-        make = getattr(stylizer, "make_smoother", None)
-        smoother = make(config.smooth, config.smooth_strength) if make is not None else None
-        batch = config.batch or getattr(stylizer, "preferred_batch", 4)
-        report = (lambda done, _total: progress(max(0, done - segment.preroll))) if progress else None
-        stream = StreamConfig(batch=batch, queue_frames=config.queue_frames, scale=config.scale)
-        result = run_stream(source, stylizer, sink, stream, report, smoother=smoother)
+    source = _SegmentSource(src, segment, config.max_side)
+    # The join copies what the whole file has (audio, subtitles, tags, chapters, covers) and names what it drops.
+    info = replace(source.info, audio_streams=0, subtitle_streams=0, tags={}, video_tags={}, alpha=False,
+                   chapters=[], covers=0, left_out=(), attachments=0)
+    try:
+        writer = VideoWriter(part, info, crf=config.crf, preset=config.preset, copy_audio=False,
+                             codec=config.codec, pix_fmt=config.pix_fmt, options=part_encoder_options(config, part),
+                             container_options=part_muxer_options(segment.time_base))
+    except BaseException:
+        source.close()
+        raise
+    sink = _DropPreroll(FileSink(writer), segment.first_pts)
+    make = getattr(stylizer, "make_smoother", None)
+    smoother = make(config.smooth, config.smooth_strength) if make is not None else None
+    batch = config.batch or getattr(stylizer, "preferred_batch", 4)
+    report = (lambda done, _total: progress(max(0, done - sink.dropped))) if progress else None
+    stream = StreamConfig(batch=batch, queue_frames=config.queue_frames, scale=config.scale)
+    result = run_stream(source, stylizer, sink, stream, report, smoother=smoother)
     if result.interrupted:
         raise KeyboardInterrupt
-    if writer.frames_written != segment.frames or sink.dropped != segment.preroll:
-        raise InputError(f"{src}: segment {segment.index} decoded {writer.frames_written} of its {segment.frames} "
-                         f"frames (and {sink.dropped} of {segment.preroll} pre-roll); a damaged stream or an open "
-                         "GOP: convert it without --segment-seconds")
+    if writer.frames_written == 0:
+        raise InputError(f"{src}: segment {segment.index} (from {float(segment.first_pts * segment.time_base):.3f} s)"
+                         " decoded no frames; a damaged stream: convert it without --segment-seconds")
+    if writer.frames_written != segment.frames:  # the decoder dropped some (as it does in a single run)
+        log.debug("segment %d: %d frames decoded, %d packets", segment.index, writer.frames_written, segment.frames)
     return writer.frames_written
 
 
@@ -266,6 +261,14 @@ def part_encoder_options(config: ConvertConfig, part: Path) -> dict[str, str]:
     as keyframes forced at those frames in one stream, against 0.00096 with it; benchmarks/batch.py)."""
     codec = config.codec or default_codec(part)
     return {"x264-params": "mbtree=0"} if codec == "libx264" else {}
+
+
+def part_muxer_options(time_base: Fraction) -> dict[str, str]:
+    """The source's time base as the part's track and movie timescales. A part starts late, and MP4 says so
+    with an empty edit counted in the movie timescale (1/1000 by default): 10.4167 s became 10.416 s, 8
+    ticks early in 1/12288, so every frame of the part was stamped off the single run's."""
+    scale = str(time_base.denominator)
+    return {"video_track_timescale": scale, "movie_timescale": scale}
 
 
 def _copy_tags(source: dict, target) -> None:
@@ -291,8 +294,10 @@ def join_segments(src: str | Path, parts: list[Path], dst: str | Path, config: C
         extradata = template.codec_context.extradata
         video = out.add_stream_from_template(template)
         _copy_tags(dict(source.metadata), out.metadata)
-        _copy_tags(dict(source.streams.video[0].metadata), video.metadata)
-        copied = _copied_streams(source, out, config.copy_audio)
+        _copy_tags(dict(main_video(source).metadata), video.metadata)
+        dropped = _copy_chapters(src, out)
+        copied = _copied_streams(source, out, config.copy_audio, dropped)
+        report_left_out(dst, dropped)
         wanted = [s for s in source.streams if s.index in copied]  # demux() of nothing would mean everything
         others = ((packet, copied[packet.stream.index]) for packet in source.demux(*wanted)) if wanted else iter(())
         pending = next(others, None)
@@ -330,12 +335,34 @@ def _mux_copy(out, pending, others):
     return next(others, None)
 
 
-def _copied_streams(source, out, copy_audio: bool) -> dict:
-    """Output streams for the audio (when copied) and the subtitles this container holds, in the input's order."""
+def _copy_chapters(src: Path, out) -> list[str]:
+    """The source's chapters and attachments into `out` where it holds them; returns what the join leaves out
+    of the source."""
+    with VideoReader(src) as reader:
+        info = reader.info
+    dropped = list(info.left_out)
+    if info.alpha:
+        dropped.append("the alpha channel (--segment-seconds writes none: convert without it to keep it)")
+    if info.chapters and out.format.name in CHAPTER_FORMATS:
+        out.set_chapters(info.chapters)
+    elif info.chapters:
+        dropped.append(f"{len(info.chapters)} chapters ({Path(out.name).suffix} holds none)")
+    if info.covers and out.format.name not in COVER_FORMATS:
+        dropped.append("the cover picture (written to .mp4 and .m4v only)")
+    copy_attachments(info, out, dropped)
+    return dropped
+
+
+def _copied_streams(source, out, copy_audio: bool, dropped: list[str] | None = None) -> dict:
+    """Output streams for the audio (when copied), the subtitles and the cover pictures this container holds,
+    in the input's order."""
     takes = SUBTITLE_CODECS.get(out.format.name, set())
     copied = {}
     for stream in source.streams:
-        if stream.type == "audio" and copy_audio or stream.type == "subtitle" and stream.codec_context.name in takes:
+        if stream.type == "video" and is_cover(stream) and out.format.name in COVER_FORMATS:
+            copied[stream.index] = made = out.add_stream_from_template(stream)
+            made.disposition = stream.disposition
+        elif stream.type == "audio" and copy_audio or stream.type == "subtitle" and stream.codec_context.name in takes:
             copied[stream.index] = made = out.add_stream_from_template(stream)
             _copy_tags(dict(stream.metadata), made.metadata)
         elif stream.type == "subtitle":
@@ -398,14 +425,14 @@ def convert_segmented(src: str | Path, dst: str | Path, stylizer, config: Conver
     config = segment_config(config, dst)
     log.info("%s: %d segments of about %g s", src.name, len(segments), seconds)
     with claim_output(dst), parts_folder(dst) as folder:
-        parts = []
+        parts, written = [], 0
         for segment in segments:
             part = part_path(folder, segment)
-            stylize_segment(src, segment, part, stylizer, config,
-                            (lambda d, s=segment: progress(s.first + d, total)) if progress else None)
+            written += stylize_segment(src, segment, part, stylizer, config,
+                                       (lambda d, s=segment: progress(s.first + d, total)) if progress else None)
             parts.append(part)
         size = frame_size(parts[0])
-        return join_into(src, parts, dst, config, total, started, *size)
+        return join_into(src, parts, dst, config, written, started, *size)
 
 
 def frame_size(part: Path) -> tuple[int, int]:

@@ -159,4 +159,30 @@ def _load_torch(model: str | Path, style: StyleChoice, engine: EngineConfig):
     stylizer = TorchStylizer(built, _description(base.base_id, style, built.describe()),
                              conv_key=conv_key(base.weights, styles))
     stylizer.preserve_color = style.preserve_color
+    stylizer.stylize_image = _tiles_when_out_of_memory(stylizer, model, style)
     return stylizer
+
+
+def _tiles_when_out_of_memory(stylizer, model: str | Path, style: StyleChoice):
+    """A still picture whole on the engine, and where that runs out of memory (100 MP on a GPU), in tiles on
+    the lean path: bounded memory, the same style and norm statistics from a thumbnail (stylizers/tiles.py)."""
+    tiler = []
+
+    def stylize_image(image):
+        import torch
+
+        try:
+            return stylizer([image])[0]
+        except torch.OutOfMemoryError:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if not tiler:
+                lean = _load_lean(model, style, EngineConfig(device="cpu"))
+                if lean is None:
+                    raise
+                tiler.append(lean)
+        log.warning("%dx%d picture: out of memory on %s, stylized in tiles on the CPU instead",
+                    image.shape[1], image.shape[0], stylizer.device)
+        return tiler[0].stylize_image(image)
+
+    return stylize_image

@@ -32,7 +32,7 @@ from ..errors import InputError
 from ..io.video import check_writable
 from ..model.loader import TRAINING, add_trainable_adapter, load_base, trained_adapter
 from .config import TrainConfig
-from .data import ImageSet, RandomCrops, load_folder, outlier_report, to_tensor
+from .data import ImageSet, RandomCrops, crop_short_side, load_folder, outlier_report, to_tensor
 from .losses import FeatureNet, PerceptualLoss, gram, load_vgg
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,8 @@ def train(config: TrainConfig, progress: Progress | None = None, loss_network: F
     check_writable(config.out)
     torch.manual_seed(config.seed + rank)
     styles = load_folder(config.style_dir, min_count=config.min_style_images, what="style images")
-    contents = load_folder(config.content_dir, min_count=config.min_content_images, what="content images")
+    contents = load_folder(config.content_dir, min_count=config.min_content_images, what="content images",
+                           short_side=crop_short_side(config.size))
     base = load_base(config.model)
     net = base.build()
     base_state = {k: v.clone() for k, v in net.state_dict().items()}
