@@ -16,8 +16,7 @@ from rtstyle.io.video import VideoInfo
 
 
 def clip_info(path: Path, width: int, height: int, frames: int, fps: int = 30) -> VideoInfo:
-    return VideoInfo(path, width, height, Fraction(fps), Fraction(1, fps), frames, frames / fps, 0, 0,
-                     (width, height))
+    return VideoInfo(path, width, height, Fraction(fps), Fraction(1, fps), frames, frames / fps, 0, 0)
 
 
 def write_gif(path: Path, frames: int, width: int = 160, height: int = 96) -> GifWriter:

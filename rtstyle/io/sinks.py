@@ -73,7 +73,7 @@ class RecordSink(FileSink):
     def __init__(self, path: Path, size: tuple[int, int], fps: float, crf: int = 20):
         info = VideoInfo(path=path, width=size[0], height=size[1], rate=Fraction(fps).limit_denominator(1001),
                          time_base=self.TIME_BASE, frames=0, duration=0.0, rotation=0, audio_streams=0,
-                         source_size=size, color=default_color(size[1]))
+                         color=default_color(size[1]))
         super().__init__(VideoWriter(path, info, crf=crf, copy_audio=False))
         self._start: float | None = None
 

@@ -38,7 +38,6 @@ class VideoInfo:
     duration: float  # seconds
     rotation: int  # degrees counter-clockwise the decoded picture is turned to stand upright
     audio_streams: int
-    source_size: tuple[int, int]  # coded width, height
     mirrored: bool = False  # after the rotation, mirrored left to right (a display matrix with a flip)
     color: ColorInfo = ColorInfo()  # what the YUV samples mean; the output keeps it
     bit_depth: int = 8  # of the coded samples; above 8, frames are decoded as 16-bit RGB
@@ -219,7 +218,7 @@ class VideoReader:
             self._container.duration / 1e6 if self._container.duration else 0.0)
         frames = stream.frames or round(duration * rate)
         self.info = VideoInfo(self.path, width, height, Fraction(rate), Fraction(stream.time_base), int(frames),
-                              duration, rotation, len(self._container.streams.audio), coded, mirrored,
+                              duration, rotation, len(self._container.streams.audio), mirrored,
                               self._color, bit_depth, len(self._container.streams.subtitles),
                               dict(self._container.metadata), dict(stream.metadata), chroma_of(layout), alpha,
                               int(stream.codec_context.field_order or 0), _chapters(self._container),
