@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import sys
 import tempfile
@@ -14,6 +15,7 @@ from ..errors import InputError, OutputError
 from ..model.styles import StyleChoice
 from ..pipeline.convert import ConvertResult
 from .main import EXIT_INTERRUPTED
+from .overwrite import may_write
 
 
 def _engine_config(args: argparse.Namespace, live: bool = False) -> EngineConfig:
@@ -154,12 +156,8 @@ def stylize(args: argparse.Namespace) -> int:
     src = Path(args.input[0])
     choice = _style_choice(args)
     dst = Path(args.output) if args.output else _default_output(src, choice, bool(args.style_schedule))
-    if dst.exists() and not args.overwrite:
-        if args.no_overwrite:
-            print(f"rtstyle: {dst} exists; left as it is (-n)", file=sys.stderr)
-            return 0
-        if not _confirm_overwrite(dst):
-            raise OutputError(f"{dst} exists; -y replaces it, -n leaves it")
+    if not may_write(dst, args.overwrite, args.no_overwrite):
+        return 0
     if args.segment_seconds:
         result = _convert_segmented(src, dst, args, _config(args), args.quiet or args.json, choice, ray)
     else:
@@ -213,17 +211,6 @@ def stylize_batch(args: argparse.Namespace, ray=None) -> int:
     if batch.interrupted:
         return EXIT_INTERRUPTED
     return 1 if counts["failed"] else 0
-
-
-def _confirm_overwrite(dst: Path) -> bool:
-    """ffmpeg's habit: ask on a terminal, refuse anywhere else (scripts, pipes, CI)."""
-    if not (sys.stdin.isatty() and sys.stderr.isatty()):
-        return False
-    try:
-        answer = input(f"{dst} exists. Overwrite? [y/N] ")
-    except EOFError:
-        return False
-    return answer.strip().lower() in ("y", "yes")
 
 
 def _report(result: ConvertResult, as_json: bool) -> int:
@@ -283,6 +270,8 @@ def style_from_image(args: argparse.Namespace) -> int:
         raise OutputError(f"a style file ends in .safetensors: {out}")
     if not out.parent.is_dir():
         raise OutputError(f"cannot write {out}: no folder {out.parent}")
+    if not may_write(out, args.overwrite, args.no_overwrite):
+        return 0
     blend = parse_blend(args.picture) if "," in args.picture or ":" in Path(args.picture).name else {args.picture: 1}
     choice = StyleChoice(blend, args.strength)
     predictor = style_predictor()
@@ -382,6 +371,8 @@ def webcam(args: argparse.Namespace) -> int:
     record_path = Path(args.record) if args.record else None
     if record_path is not None:
         check_writable(record_path)
+        if not may_write(record_path, args.overwrite, args.no_overwrite):
+            return 0
     window = None if args.no_preview else Window("rtstyle", args.size)  # no display: fail before the camera
     base_id = read_base(args.model).base_id
     if args.style_dir:
@@ -473,6 +464,10 @@ def scale_hint(fps: float, source_fps: float, scale: float) -> str | None:
 
 
 def train(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("torch") is None:  # the lean install: one line, not a ModuleNotFoundError
+        raise InputError("train needs torch: pip install 'rtstyle[train]'")
+    if not args.report and not _may_train_into(Path(args.out), args):
+        return 0
     from tqdm import tqdm
 
     from ..train.losses import PerceptualWeights
@@ -509,6 +504,17 @@ def train(args: argparse.Namespace) -> int:
     print(f"wrote {result.adapter} ({result.steps} steps, {result.seconds:.0f} s, {result.images_per_second:.1f} "
           f"images/s); summary in {result.summary}")
     return 0
+
+
+def _may_train_into(out: Path, args: argparse.Namespace) -> bool:
+    """-y/-n for the adapter and, without --resume, for a checkpoint a run would start over (-y removes it)."""
+    checkpoint = out.with_suffix(".ckpt.pt")
+    if not args.resume:
+        if not may_write(checkpoint, args.overwrite, args.no_overwrite, "a training run to --resume",
+                         "--resume continues it, -y starts over"):
+            return False
+        checkpoint.unlink(missing_ok=True)  # starting over: a later --resume must not pick up the old run
+    return args.resume or may_write(out, args.overwrite, args.no_overwrite)
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from ..config import (
 )
 from ..errors import PipelineError, RtstyleError, StyleError
 from ..model.styles import DEFAULT_STYLE, MAX_STRENGTH
+from .overwrite import add_overwrite_options
 
 EXIT_FAILURE = 1  # the command ran and failed (a stage, a file of a batch, memory): not the user's arguments
 EXIT_USAGE = 2
@@ -173,11 +174,7 @@ def build_parser() -> Parser:
                                                 "batch, a folder (OUTDIR/) that mirrors the inputs' names")
     stylize.add_argument("--skip-existing", action="store_true",
                          help="batch: skip outputs that are complete (every frame decodes), redo the others")
-    existing = stylize.add_mutually_exclusive_group()
-    existing.add_argument("-y", "--overwrite", action="store_true", help="replace an existing output")
-    existing.add_argument("-n", "--no-overwrite", action="store_true",
-                          help="leave an existing output alone and do nothing (exit 0); without -y or -n, a "
-                               "terminal asks and anything else is refused")
+    add_overwrite_options(stylize)
     add_style_options(stylize)
     stylize.add_argument("--style-schedule", metavar="T:STYLE,...",
                          help="styles that change along a video: seconds:style pairs, e.g. 0:mosaic,8:starry-swirl "
@@ -241,6 +238,7 @@ def build_parser() -> Parser:
     group = webcam.add_argument_group("output")
     add_smooth_options(group)
     group.add_argument("--record", help="also record the stylized stream to this video file")
+    add_overwrite_options(group)
     group.add_argument("--no-preview", action="store_true", help="no window (record or measure only)")
     group.add_argument("--virtual-cam", nargs="?", const="", metavar="DEVICE",
                        help="also send the stylized stream to a virtual camera for call apps and OBS (pyvirtualcam; "
@@ -287,6 +285,7 @@ def build_parser() -> Parser:
     train.add_argument("--sample-every", type=int, default=200,
                        help="write a sample PNG every N steps (0: never; default: %(default)s)")
     train.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.pt")
+    add_overwrite_options(train)  # without --resume, an existing OUT or OUT.ckpt.pt
     train.add_argument("--stop-after", type=positive_int, help="stop this run after N steps (resume later)")
     train.add_argument("--report", action="store_true", help="only check the style folder for outlier images")
     train.add_argument("--device", choices=DEVICES, default="auto", help="default: cuda if available, else cpu")
@@ -298,6 +297,7 @@ def build_parser() -> Parser:
     from_image.add_argument("picture", help="the picture, or a blend: a.jpg:0.6,b.jpg:0.4")
     from_image.add_argument("-o", "--output", required=True, help="style file to write (NAME.safetensors)")
     from_image.add_argument("--strength", type=strength, default=1.0, help="bake this strength in (default: 1)")
+    add_overwrite_options(from_image)
 
     cameras = sub.add_parser("cameras", help="list the cameras: index, name and the sizes they give")
     cameras.add_argument("--json", action="store_true", help="print JSON")
