@@ -126,6 +126,7 @@ def test_the_file_systems_lock_outranks_an_expired_lease(tmp_path):
 def test_the_writer_renews_its_lease(tmp_path, monkeypatch):
     monkeypatch.setattr(locks, "RENEW_S", 0.05)
     with claim(tmp_path / "a.mp4"):
+        locks._wake.set()  # the renewing thread may be in a wait of the usual RENEW_S: start the short ones
         lock = tmp_path / f".a.mp4{LOCK}"
         then = time.time() - 10 * EXPIRES_S
         os.utime(lock, (then, then))

@@ -171,7 +171,7 @@ def stylize(args: argparse.Namespace) -> int:
 def stylize_batch(args: argparse.Namespace, ray=None) -> int:
     """Many files, one stylizer (per Ray worker with --ray), one progress bar; a failed file is one line and the
     batch goes on."""
-    from ..pipeline.batch import expand, run_batch
+    from ..pipeline.batch import expand, make_output_folder, run_batch
 
     if not args.output:
         raise OutputError("a batch needs -o OUTDIR/ for its outputs")
@@ -179,7 +179,7 @@ def stylize_batch(args: argparse.Namespace, ray=None) -> int:
     jobs = expand(args.input, out_dir)
     if not jobs:
         raise InputError("no video or image files in the inputs")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out_dir)
     choice = _style_choice(args)
     quiet = args.quiet or args.json
     if ray is None:
@@ -204,10 +204,9 @@ def stylize_batch(args: argparse.Namespace, ray=None) -> int:
         if result.status == "failed" and not args.json:
             print(f"rtstyle: failed: {result.error}", file=sys.stderr)
     counts = batch.counts()
-    if args.json:
-        print(json.dumps(batch.summary(), indent=2))
-    else:
-        print(f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed")
+    for line in batch.kept_partials():
+        print(f"rtstyle: interrupted: {line}", file=sys.stderr)
+    print(json.dumps(batch.summary(), indent=2) if args.json else batch.line())
     if batch.interrupted:
         return EXIT_INTERRUPTED
     return 1 if counts["failed"] else 0

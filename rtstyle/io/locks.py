@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import logging
 import os
@@ -58,12 +59,11 @@ class Writer:
 
     @classmethod
     def me(cls, token: str) -> Writer:
-        return cls(socket.gethostname(), _boot_id(), _pid_namespace(), os.getpid(), _start_time(os.getpid()), token)
+        return cls(_host(), _boot_id(), _pid_namespace(), os.getpid(), _my_start_time(os.getpid()), token)
 
     def same_machine(self) -> bool:
         """Same host, boot and pid namespace as this process: its pid means the same here."""
-        return bool(self.boot) and (self.host, self.boot, self.pidns) == (socket.gethostname(), _boot_id(),
-                                                                          _pid_namespace())
+        return bool(self.boot) and (self.host, self.boot, self.pidns) == (_host(), _boot_id(), _pid_namespace())
 
     def running(self) -> bool:
         """Only meaningful where `same_machine()`: its pid runs, and is the process that took the lock."""
@@ -81,15 +81,27 @@ def _read(path: str) -> str:
         return ""
 
 
+@functools.lru_cache(maxsize=1)
 def _boot_id() -> str:
     return _read("/proc/sys/kernel/random/boot_id")
 
 
+@functools.lru_cache(maxsize=1)
 def _pid_namespace() -> str:
     try:
         return os.readlink("/proc/self/ns/pid")
     except OSError:
         return ""
+
+
+@functools.lru_cache(maxsize=1)
+def _host() -> str:
+    return socket.gethostname()
+
+
+@functools.lru_cache(maxsize=4)
+def _my_start_time(pid: int) -> str:  # keyed by pid: a forked child has its own
+    return _start_time(pid)
 
 
 def _start_time(pid: int) -> str:
@@ -279,15 +291,12 @@ def claim(dst: Path) -> Iterator[str]:
         os.write(fd, json.dumps(writer.__dict__).encode())
         key = str(lock.absolute())
         _claims[key] = token
-        stop = threading.Event()
-        renewer = threading.Thread(target=_renew, args=(fd, lock, stop), name="rtstyle-lease", daemon=True)
-        renewer.start()
+        _renewing(fd, lock)
         try:
             remove_dead_partials(dst.parent)
             yield token
         finally:
-            stop.set()
-            renewer.join()
+            _renewing(fd, None)
             _claims.pop(key, None)
     finally:
         try:
@@ -298,11 +307,35 @@ def claim(dst: Path) -> Iterator[str]:
         os.close(fd)  # drops the flock
 
 
-def _renew(fd: int, lock: Path, stop: threading.Event) -> None:
-    """Touch the lock every RENEW_S (on NFS, the server's time) so other machines see its lease live."""
-    while not stop.wait(RENEW_S):
-        try:
-            os.utime(fd)
-        except OSError as exc:
-            log.warning("cannot renew the lease on %s (%s); another machine may take it over after %.0f s",
-                        lock.name, exc.strerror or exc, EXPIRES_S)
+_held: dict[int, Path] = {}  # fd -> lock file, of the claims this process holds
+_held_lock = threading.Lock()
+_wake = threading.Event()  # set: renew now (tests that shorten RENEW_S)
+_renewer: threading.Thread | None = None
+
+
+def _renewing(fd: int, lock: Path | None) -> None:
+    """Start (a lock) or stop (None) renewing the lease of `fd`: one thread renews every claim of the process
+    (a thread per claim would cost a batch of small files more than their conversions)."""
+    global _renewer
+    with _held_lock:  # also keeps a closed fd, perhaps reused by another file, from being touched
+        if lock is None:
+            _held.pop(fd, None)
+            return
+        _held[fd] = lock
+        if _renewer is None or not _renewer.is_alive():
+            _renewer = threading.Thread(target=_renew, name="rtstyle-lease", daemon=True)
+            _renewer.start()
+
+
+def _renew() -> None:
+    """Touch each held lock every RENEW_S (on NFS, with the server's time) so other machines see it live."""
+    while True:
+        _wake.wait(RENEW_S)
+        _wake.clear()
+        with _held_lock:
+            for fd, lock in _held.items():
+                try:
+                    os.utime(fd)
+                except OSError as exc:
+                    log.warning("cannot renew the lease on %s (%s); another machine may take it over after %.0f s",
+                                lock.name, exc.strerror or exc, EXPIRES_S)
