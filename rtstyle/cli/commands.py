@@ -154,6 +154,8 @@ def stylize(args: argparse.Namespace) -> int:
         raise InputError("--ray runs a batch (several inputs, or -o OUTDIR/) or the segments of one video "
                          "(--segment-seconds N)")
     src = Path(args.input[0])
+    if args.stats_json:
+        _check_stats_path(Path(args.stats_json))  # before the conversion, not after it
     choice = _style_choice(args)
     dst = Path(args.output) if args.output else _default_output(src, choice, bool(args.style_schedule))
     if not may_write(dst, args.overwrite, args.no_overwrite):
@@ -166,6 +168,15 @@ def stylize(args: argparse.Namespace) -> int:
         Path(args.stats_json).write_text(json.dumps(result.metrics or {"frames": result.frames,
                                                                         "seconds": result.seconds}, indent=2))
     return _report(result, args.json)
+
+
+def _check_stats_path(path: Path) -> None:
+    from ..io.video import check_writable
+
+    try:
+        check_writable(path)
+    except OutputError as exc:
+        raise OutputError(f"--stats-json: {exc}") from None
 
 
 def stylize_batch(args: argparse.Namespace, ray=None) -> int:
@@ -367,6 +378,8 @@ def webcam(args: argparse.Namespace) -> int:
             and args.virtual_cam is None):
         raise OutputError("--no-preview needs --record, --virtual-cam, --stats-json or --duration, "
                           "or nothing would happen")
+    if args.stats_json:
+        _check_stats_path(Path(args.stats_json))
     record_path = Path(args.record) if args.record else None
     if record_path is not None:
         check_writable(record_path)

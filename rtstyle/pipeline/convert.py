@@ -31,7 +31,7 @@ from ..io.sinks import FileSink
 from ..io.sources import FileSource
 from ..io.video import VIDEO_SUFFIXES, VideoReader, VideoWriter, check_writable
 from .pending import Stylizer
-from .runner import FrameFunction, Progress, StreamConfig, run_stream
+from .runner import FrameFunction, Progress, StreamConfig, engine_failure, run_stream
 from .scale import enlarge, shrink
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,8 @@ def convert_image(src: Path, dst: Path, stylizer: Stylizer | FrameFunction, conf
     rgb, alpha = read_image(src, config.max_side)
     stylize_image = getattr(stylizer, "stylize_image", None)  # tiles huge images in bounded memory
     small = shrink([rgb], config.scale)[0]
-    out = stylize_image(small) if stylize_image is not None else stylizer([small])[0]
+    with engine_failure("stylize"):
+        out = stylize_image(small) if stylize_image is not None else stylizer([small])[0]
     if config.scale < 1.0:
         out = enlarge([out], [rgb])[0]
     tmp = temporary_path(dst)
