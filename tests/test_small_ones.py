@@ -69,3 +69,40 @@ def test_an_engine_that_refuses_an_input_mid_stream_exits_1_in_one_line(capsys, 
     assert err.strip().splitlines() == [err.strip()] and "outside this TensorRT engine's profile" in err
     assert "internal error" not in err and not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_schedule_of_built_in_styles_and_a_picture_cross_fades_between_the_engines(tmp_path, capsys):
+    import av
+    import numpy as np
+    from PIL import Image
+
+    from rtstyle.api import load_scheduled_stylizer
+    from rtstyle.config import EngineConfig
+    from rtstyle.pipeline.schedule import CrossFadeStylizer, StyleSchedule
+
+    rng = np.random.default_rng(3)
+    picture = tmp_path / "photo.png"
+    Image.fromarray(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8)).resize((256, 192), Image.NEAREST).save(picture)
+    text = f"0:mosaic,1:starry-swirl,2:{picture}"
+    stylizer = load_scheduled_stylizer("arbitrary", StyleSchedule.parse(text), engine=EngineConfig(device="cpu"))
+    assert isinstance(stylizer, CrossFadeStylizer)
+    frame = rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    at = {}
+    for seconds in (1.0, 1.5, 2.0):
+        stylizer.before_batch(seconds)
+        at[seconds] = stylizer([frame])[0].astype(np.float64)
+    quality, arbitrary = stylizer.engines["quality"], stylizer.engines["arbitrary"]
+    quality.set_blend({"starry-swirl": 1.0})
+    arbitrary.set_blend({str(picture): 1.0})
+    starry, painted = quality([frame])[0].astype(np.float64), arbitrary([frame])[0].astype(np.float64)
+    assert np.abs(starry - painted).mean() > 20  # two different looks...
+    assert np.array_equal(at[1.0], starry) and np.array_equal(at[2.0], painted)  # ...each exact at its key
+    assert np.abs(at[1.5] - (starry + painted) / 2).max() <= 1  # half way: the even cross-fade
+
+    # The whole way through the CLI, smoothing included: every frame made, in time order.
+    clip = write_clip(tmp_path / "in.mp4", seconds=3.0, width=96, height=64, fps=8)
+    out = tmp_path / "out.mp4"
+    assert main(["stylize", str(clip), "-o", str(out), "--style-schedule", text, "--smooth", "ema", "-q",
+                 "--device", "cpu"]) == 0, capsys.readouterr().err
+    with av.open(str(out)) as video:
+        assert sum(1 for _ in video.decode(video=0)) == 24
