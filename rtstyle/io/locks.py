@@ -315,7 +315,8 @@ _renewer: threading.Thread | None = None
 
 def _renewing(fd: int, lock: Path | None) -> None:
     """Start (a lock) or stop (None) renewing the lease of `fd`: one thread renews every claim of the process
-    (a thread per claim would cost a batch of small files more than their conversions)."""
+    (a thread per claim would cost a batch of small files more than their conversions), and ends when a
+    renewal period passes with none held."""
     global _renewer
     with _held_lock:  # also keeps a closed fd, perhaps reused by another file, from being touched
         if lock is None:
@@ -329,10 +330,14 @@ def _renewing(fd: int, lock: Path | None) -> None:
 
 def _renew() -> None:
     """Touch each held lock every RENEW_S (on NFS, with the server's time) so other machines see it live."""
+    global _renewer
     while True:
         _wake.wait(RENEW_S)
         _wake.clear()
         with _held_lock:
+            if not _held:  # idle for a renewal period: gone until the next claim
+                _renewer = None
+                return
             for fd, lock in _held.items():
                 try:
                     os.utime(fd)
