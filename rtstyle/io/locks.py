@@ -287,7 +287,10 @@ def claim(dst: Path) -> Iterator[str]:
     else:
         raise OutputError(f"cannot claim {dst}: {lock.name} keeps reappearing")
     try:
-        _flock(fd)
+        for _ in range(100):  # another run judging this new lock holds its flock for a moment: wait that out
+            if _flock(fd) is not False:
+                break
+            time.sleep(0.01)
         os.write(fd, json.dumps(writer.__dict__).encode())
         key = str(lock.absolute())
         _claims[key] = token
