@@ -221,3 +221,27 @@ def test_the_cost_of_a_batch_grows_with_the_number_of_files_not_its_square(tmp_p
     few, many = calls_for(tmp_path, small), calls_for(tmp_path, 4 * small)
     # Linear: 4x the files, 4x the calls (plus a little). Quadratic work would give about 16x.
     assert many / few < 4.6, (few, many)
+
+
+def test_a_really_full_disk_stops_the_batch(tmp_path):
+    """The same on a real 200 KB file system (a tmpfs in a user and mount namespace of its own, where the
+    machine allows one): the second file fills it."""
+    import shutil
+
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("no user and mount namespaces here for a small file system")
+    src, mount = tmp_path / "in", tmp_path / "small"
+    src.mkdir()
+    mount.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        write_clip(src / name, seconds=2, width=320, height=180, fps=24)  # about 140 KB stylized
+    script = (f"mount -t tmpfs -o size=200k tmpfs {mount} && {sys.executable} -m rtstyle.cli.main stylize {src} "
+              f"-o {mount}/out/ --model fast --device cpu --json; code=$?; ls -A {mount}/out; exit $code")
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 1, done.stderr
+    printed, _, listing = done.stdout.rpartition("}")
+    summary = json.loads(printed + "}")
+    assert statuses(summary, src) == {"a.mp4": "done", "b.mp4": "failed", "c.mp4": "not tried"}
+    assert "no space left" in summary["files"][1]["error"] and summary["stopped"]
+    assert listing.split() == ["a.mp4"]  # the file that did not fit is not left taking the space
