@@ -99,3 +99,14 @@ def test_y_never_replaces_the_input_reached_by_another_path(capsys, tmp_path, cl
     assert code == 2 and "would overwrite the input" in err, err
     assert src.read_bytes() == before and os.path.samefile(src, out)
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_demo_and_export_copies_follow_the_overwrite_rule(capsys, tmp_path, umask_022):
+    out = tmp_path / "demo.mp4"
+    check_rule(capsys, ["demo", "-o", out, "--seconds", "1", "--model", "fast", "--device", "cpu"], out)
+    folder = tmp_path / "graphs"
+    folder.mkdir()
+    argv = ["export", "woodcut", "--model", "fast", "--backend", "onnx", "--device", "cpu", "-o", folder]
+    assert run(capsys, *argv)[0] == 0
+    (copy,) = folder.iterdir()
+    check_rule(capsys, argv, copy)

@@ -106,3 +106,11 @@ def test_a_schedule_of_built_in_styles_and_a_picture_cross_fades_between_the_eng
                  "--device", "cpu"]) == 0, capsys.readouterr().err
     with av.open(str(out)) as video:
         assert sum(1 for _ in video.decode(video=0)) == 24
+
+
+def test_stats_json_on_a_batch_is_refused_rather_than_left_unused(capsys, tmp_path, clip):
+    code = main(["stylize", str(clip), str(clip), "-o", f"{tmp_path / 'out'}/", "--stats-json",
+                 str(tmp_path / "s.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--stats-json writes one file's timings" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

@@ -186,6 +186,8 @@ def stylize_batch(args: argparse.Namespace, ray=None) -> int:
 
     if not args.output:
         raise OutputError("a batch needs -o OUTDIR/ for its outputs")
+    if args.stats_json:  # not left unused without a word
+        raise InputError("--stats-json writes one file's timings; for a batch, --json prints each file's")
     out_dir = Path(args.output)
     jobs = expand(args.input, out_dir)
     if not jobs:
@@ -263,6 +265,8 @@ def styles(args: argparse.Namespace) -> int:
 def demo(args: argparse.Namespace) -> int:
     from ..io.synthetic import write_clip
 
+    if not may_write(Path(args.output), args.overwrite, args.no_overwrite):
+        return 0
     with tempfile.TemporaryDirectory(prefix="rtstyle-demo-") as folder:
         clip = write_clip(Path(folder) / "sample.mp4", seconds=args.seconds)
         config = ConvertConfig(smooth=getattr(args, "smooth", "none"),
@@ -359,6 +363,8 @@ def export(args: argparse.Namespace) -> int:
         if out_dir is not None and artefact is not None:
             label = "+".join(Path(name).stem for name in blend)
             target = out_dir / f"{label}-{args.model}{Path(artefact).suffix}"
+            if not may_write(target, args.overwrite, args.no_overwrite):
+                continue
             standalone = getattr(stylizer.engine, "standalone", None)  # an ONNX graph takes its style in
             target.write_bytes(standalone() if standalone else read_cached(artefact))  # a plain .onnx / .plan
     return 0

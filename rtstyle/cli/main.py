@@ -218,6 +218,7 @@ def build_parser() -> Parser:
     demo = sub.add_parser("demo", help="make a sample clip with audio and stylize it (no files needed)")
     demo.add_argument("-o", "--output", default="rtstyle-demo.mp4", help="default: rtstyle-demo.mp4")
     demo.add_argument("--seconds", type=positive_int, default=4)
+    add_overwrite_options(demo)
     add_style_options(demo)
     add_engine_options(demo)
     webcam = sub.add_parser("webcam", help="stylize a webcam live in a preview window",
@@ -309,6 +310,7 @@ def build_parser() -> Parser:
     export.add_argument("styles", nargs="+", help="style names or adapter files (a blend counts as one: a:0.5,b:0.5)")
     export.add_argument("--strength", type=strength, default=1.0)
     export.add_argument("-o", "--output-dir", help="also copy each exported ONNX graph here")
+    add_overwrite_options(export)  # for the copies in --output-dir
     add_engine_options(export)
 
     serve = sub.add_parser("serve", help="a web page that stylizes the browser's camera over WebRTC",

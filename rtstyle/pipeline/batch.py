@@ -256,7 +256,7 @@ def job_totals(jobs: list[Job]) -> list[int]:
     for job in jobs:
         try:
             totals.append(expected_frames(job.source))
-        except RtstyleError:
+        except Exception:  # noqa: BLE001 - whatever is wrong with it is reported when its turn comes
             totals.append(1)
     return totals
 
