@@ -202,7 +202,8 @@ def test_a_failing_stage_stops_everything_and_leaves_nothing(clip, tmp_path, fas
         convert_file(clip, out, ExplodingStylizer(fast_stylizer, 3), ConvertConfig(batch=2))
     assert time.perf_counter() - start < 10
     assert not out.exists() and not leftovers(tmp_path)
-    assert not [t for t in threading.enumerate() if t.name.startswith("rtstyle-")]
+    # (rtstyle-lease is the process's one thread renewing every output lock it holds, not this conversion's.)
+    assert not [t for t in threading.enumerate() if t.name.startswith("rtstyle-") and t.name != "rtstyle-lease"]
 
 
 def test_avi_output_header_says_what_it_holds(clip, tmp_path, fast_stylizer):

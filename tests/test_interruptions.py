@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 
 from rtstyle.config import ConvertConfig
 from rtstyle.errors import OutputError
+from rtstyle.io.locks import Writer, claim
 from rtstyle.io.synthetic import write_clip
 from rtstyle.jobs.convert import LOCK, PARTIAL, convert_file
 
@@ -98,13 +100,15 @@ def test_two_runs_with_one_output_do_not_mix(long_clip, tmp_path, fast_stylizer)
 def test_files_left_by_a_killed_run_are_removed_by_the_next(clip, tmp_path, fast_stylizer):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a pid that no longer exists
-    (tmp_path / f".old.{dead.pid}-abc123{PARTIAL}.mp4").write_bytes(b"half a file")
-    (tmp_path / f".out.mp4{LOCK}").write_text(str(dead.pid))
-    alive = tmp_path / f".other.{os.getpid()}-def456{PARTIAL}.mp4"  # a live writer's: kept
-    alive.write_bytes(b"in progress")
-    result = convert_file(clip, tmp_path / "out.mp4", fast_stylizer, ConvertConfig())
-    assert result.frames == 48
-    assert leftovers(tmp_path) == [alive.name]
+    (tmp_path / f".old.{dead.pid}-abc123{PARTIAL}.mp4").write_bytes(b"half a file")  # no lock: its run is over
+    lock = tmp_path / f".out.mp4{LOCK}"
+    lock.write_text(json.dumps({**Writer.me("f00d").__dict__, "pid": dead.pid, "started": "1"}))  # this machine's
+    with claim(tmp_path / "other.mp4") as token:  # a live writer's temporary file: kept
+        alive = tmp_path / f".other.{token}-def456{PARTIAL}.mp4"
+        alive.write_bytes(b"in progress")
+        result = convert_file(clip, tmp_path / "out.mp4", fast_stylizer, ConvertConfig())
+        assert result.frames == 48
+        assert leftovers(tmp_path) == sorted([alive.name, f".other.mp4{LOCK}"])
 
 
 def test_interrupted_in_process_cuts_the_audio_too(long_clip, tmp_path, fast_stylizer):

@@ -215,3 +215,50 @@ def test_two_process_ddp_on_cpu(folders, tmp_path):
     assert all(torch.equal(first[name], second[name]) for name in first)
     started_at_zero = [p for name, p in first.items() if "lora_B" in name or ".scale." in name or ".shift." in name]
     assert started_at_zero and all(float(p.abs().max()) > 0 for p in started_at_zero)  # they did train
+
+
+DDP_RESUME = '''
+import sys
+from pathlib import Path
+
+import torch
+
+from rtstyle.train.trainer import TrainConfig, train
+
+styles, content, out = map(Path, sys.argv[1:4])
+def config(name, **changes):
+    return TrainConfig(style_dir=styles, content_dir=content, out=out / name, mode="distill", model="fast", steps=4,
+                       batch=1, size=64, pool=8, checkpoint_every=2, sample_every=0, device="cpu", warmup=1, **changes)
+train(config("straight.safetensors"))
+train(config("resumed.safetensors", stop_after=2))
+train(config("resumed.safetensors", resume=True))
+'''
+
+
+def test_after_a_ddp_resume_each_rank_draws_its_own_crops(tmp_path):
+    """Two processes, stopped after 2 of 4 steps and resumed, end where an uninterrupted run does: each rank
+    restored its own random state (rank 0's for both would give both ranks the same crops)."""
+    from PIL import Image
+
+    styles, content = tmp_path / "styles", tmp_path / "content"
+    for folder, seed in ((styles, 0), (content, 100)):
+        folder.mkdir()
+        for i in range(5):
+            rng = np.random.default_rng(seed + i)
+            Image.fromarray(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8)).resize((96, 80), Image.NEAREST).save(
+                folder / f"{i}.png")
+    script = tmp_path / "ddp_resume.py"
+    script.write_text(DDP_RESUME)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port, str(script),
+           str(styles), str(content), str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = torch.load(tmp_path / "resumed.ckpt.pt", weights_only=True)
+    ranks = state["rank_rng"]
+    assert len(ranks) == 2 and not torch.equal(ranks[0]["data_rng"], ranks[1]["data_rng"])
+    a, b = Adapter.load(tmp_path / "straight.safetensors"), Adapter.load(tmp_path / "resumed.safetensors")
+    for layer in a.lora:
+        torch.testing.assert_close(a.lora[layer][1], b.lora[layer][1], atol=1e-6, rtol=1e-5)

@@ -262,13 +262,12 @@ def frame_bar(quiet: bool):
     return bar, progress
 
 
-def confirm_overwrite(dst: Path) -> bool:
-    """ffmpeg's habit: ask on a terminal, refuse anywhere else (scripts, pipes, CI)."""
-    if not (sys.stdin.isatty() and sys.stderr.isatty()):
-        return False
-    try:
-        answer = input(f"{dst} exists. Overwrite? [y/N] ")
-    except EOFError:
-        return False
-    return answer.strip().lower() in ("y", "yes")
+def check_stats_path(path: Path) -> None:
+    """--stats-json checked before the work, not after it."""
+    from ..errors import OutputError
+    from ..io.video import check_writable
 
+    try:
+        check_writable(path)
+    except OutputError as exc:
+        raise OutputError(f"--stats-json: {exc}") from None

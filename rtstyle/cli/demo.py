@@ -15,6 +15,7 @@ from .common import (
     positive_int,
     style_options,
 )
+from .overwrite import add_overwrite_options, may_write
 from .stylize import convert, report
 
 
@@ -22,6 +23,7 @@ def add_parser(sub) -> None:
     demo = sub.add_parser("demo", help="make a sample clip with audio and stylize it (no files needed)")
     demo.add_argument("-o", "--output", default="rtstyle-demo.mp4", help="default: rtstyle-demo.mp4")
     demo.add_argument("--seconds", type=positive_int, default=4)
+    add_overwrite_options(demo)
     add_style_options(demo)
     add_engine_options(demo)
     add_smooth_options(demo.add_argument_group("smoothing"))
@@ -30,6 +32,8 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..io.synthetic import write_clip
 
+    if not may_write(Path(args.output), args.overwrite, args.no_overwrite):
+        return 0
     with tempfile.TemporaryDirectory(prefix="rtstyle-demo-") as folder:
         clip = write_clip(Path(folder) / "sample.mp4", seconds=args.seconds)
         config = ConvertConfig(smooth=args.smooth, smooth_strength=args.smooth_strength)

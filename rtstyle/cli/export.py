@@ -13,6 +13,7 @@ from .common import (
     strength,
     style_options,
 )
+from .overwrite import add_overwrite_options, may_write
 
 
 def add_parser(sub) -> None:
@@ -21,6 +22,7 @@ def add_parser(sub) -> None:
     export.add_argument("styles", nargs="+", help="style names or adapter files (a blend counts as one: a:0.5,b:0.5)")
     export.add_argument("--strength", type=strength, default=1.0)
     export.add_argument("-o", "--output-dir", help="also copy each exported ONNX graph here")
+    add_overwrite_options(export)  # for the copies in --output-dir
     add_engine_options(export)
 
 
@@ -42,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         if out_dir is not None and artefact is not None:
             label = "+".join(Path(name).stem for name in blend)
             target = out_dir / f"{label}-{model}{Path(artefact).suffix}"
+            if not may_write(target, args.overwrite, args.no_overwrite):
+                continue
             standalone = getattr(stylizer.engine, "standalone", None)  # an ONNX graph takes its style in
             target.write_bytes(standalone() if standalone else read_cached(artefact))  # a plain .onnx / .plan
     return 0

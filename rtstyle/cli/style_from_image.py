@@ -11,6 +11,7 @@ from ..model.styles import StyleChoice
 from .common import (
     strength,
 )
+from .overwrite import add_overwrite_options, may_write
 
 
 def add_parser(sub) -> None:
@@ -20,6 +21,7 @@ def add_parser(sub) -> None:
     from_image.add_argument("picture", help="the picture, or a blend: a.jpg:0.6,b.jpg:0.4")
     from_image.add_argument("-o", "--output", required=True, help="style file to write (NAME.safetensors)")
     from_image.add_argument("--strength", type=strength, default=1.0, help="bake this strength in (default: 1)")
+    add_overwrite_options(from_image)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
         raise OutputError(f"a style file ends in .safetensors: {out}")
     if not out.parent.is_dir():
         raise OutputError(f"cannot write {out}: no folder {out.parent}")
+    if not may_write(out, args.overwrite, args.no_overwrite):
+        return 0
     blend = parse_blend(args.picture) if "," in args.picture or ":" in Path(args.picture).name else {args.picture: 1}
     choice = StyleChoice(blend, args.strength)
     predictor = style_predictor()

@@ -19,7 +19,7 @@ from .common import (
     add_engine_options,
     add_smooth_options,
     add_style_options,
-    confirm_overwrite,
+    check_stats_path,
     engine_config,
     file_scale,
     frame_bar,
@@ -27,6 +27,7 @@ from .common import (
     positive_int,
     style_options,
 )
+from .overwrite import add_overwrite_options, may_write
 
 if TYPE_CHECKING:
     from ..jobs.cluster import RayConfig
@@ -45,11 +46,7 @@ def add_parser(sub) -> None:
                                                 "batch, a folder (OUTDIR/) that mirrors the inputs' names")
     stylize.add_argument("--skip-existing", action="store_true",
                          help="batch: skip outputs that are complete (every frame decodes), redo the others")
-    existing = stylize.add_mutually_exclusive_group()
-    existing.add_argument("-y", "--overwrite", action="store_true", help="replace an existing output")
-    existing.add_argument("-n", "--no-overwrite", action="store_true",
-                          help="leave an existing output alone and do nothing (exit 0); without -y or -n, a "
-                               "terminal asks and anything else is refused")
+    add_overwrite_options(stylize)
     add_style_options(stylize)
     stylize.add_argument("--style-schedule", metavar="T:STYLE,...",
                          help="styles that change along a video: seconds:style pairs, e.g. 0:mosaic,8:starry-swirl "
@@ -216,14 +213,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--ray runs a batch (several inputs, or -o OUTDIR/) or the segments of one video "
                          "(--segment-seconds N)")
     src = Path(request.inputs[0])
+    if request.stats_json:
+        check_stats_path(Path(request.stats_json))  # before the conversion, not after it
     choice = request.styles.choice
     dst = Path(request.output) if request.output else _default_output(src, choice, bool(request.styles.schedule))
-    if dst.exists() and not request.overwrite:
-        if request.keep_existing:
-            print(f"rtstyle: {dst} exists; left as it is (-n)", file=sys.stderr)
-            return 0
-        if not confirm_overwrite(dst):
-            raise OutputError(f"{dst} exists; -y replaces it, -n leaves it")
+    if not may_write(dst, request.overwrite, request.keep_existing):
+        return 0
     if request.segment_seconds:
         result = _convert_segmented(src, dst, request)
     else:
@@ -237,15 +232,17 @@ def run(args: argparse.Namespace) -> int:
 def stylize_batch(request: StylizeRequest) -> int:
     """Many files, one stylizer (per Ray worker with --ray), one progress bar; a failed file is one line and the
     batch goes on."""
-    from ..jobs.batch import expand, run_batch
+    from ..jobs.batch import expand, make_output_folder, run_batch
 
     if not request.output:
         raise OutputError("a batch needs -o OUTDIR/ for its outputs")
+    if request.stats_json:  # not left unused without a word
+        raise InputError("--stats-json writes one file's timings; for a batch, --json prints each file's")
     out_dir = Path(request.output)
     jobs = expand(list(request.inputs), out_dir)
     if not jobs:
         raise InputError("no video or image files in the inputs")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out_dir)
     ray, quiet = request.ray, request.quiet
     if ray is None:
         stylizer = load(request.styles, request.engine)
@@ -269,10 +266,9 @@ def stylize_batch(request: StylizeRequest) -> int:
         if result.status == "failed" and not request.json:
             print(f"rtstyle: failed: {result.error}", file=sys.stderr)
     counts = batch.counts()
-    if request.json:
-        print(json.dumps(batch.summary(), indent=2))
-    else:
-        print(f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed")
+    for line in batch.kept_partials():
+        print(f"rtstyle: interrupted: {line}", file=sys.stderr)
+    print(json.dumps(batch.summary(), indent=2) if request.json else batch.line())
     if batch.interrupted:
         return EXIT_INTERRUPTED
     return 1 if counts["failed"] else 0

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
 from ..config import DEVICES
+from ..errors import InputError
 from ..train.config import DEFAULT_LR, MODES, PerceptualWeights, TrainConfig
 from .common import (
     positive_float,
     positive_int,
 )
+from .overwrite import add_overwrite_options, may_write
 
 
 def add_parser(sub) -> None:
@@ -61,6 +64,7 @@ def add_parser(sub) -> None:
     train.add_argument("--sample-every", type=int, default=TrainConfig.sample_every,
                        help="write a sample PNG every N steps (0: never; default: %(default)s)")
     train.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.pt")
+    add_overwrite_options(train)  # without --resume, an existing OUT or OUT.ckpt.pt
     train.add_argument("--stop-after", type=positive_int, help="stop this run after N steps (resume later)")
     train.add_argument("--report", action="store_true", help="only check the style folder for outlier images")
     train.add_argument("--device", choices=DEVICES, default=TrainConfig.device,
@@ -69,6 +73,10 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("torch") is None:  # the lean install: one line, not a ModuleNotFoundError
+        raise InputError("train needs torch: pip install 'rtstyle[train]'")
+    if not args.report and not _may_train_into(Path(args.out), args):
+        return 0
     from tqdm import tqdm
 
     from ..train.trainer import style_report
@@ -105,3 +113,14 @@ def run(args: argparse.Namespace) -> int:
           f"images/s); summary in {result.summary}")
     return 0
 
+
+
+def _may_train_into(out: Path, args: argparse.Namespace) -> bool:
+    """-y/-n for the adapter and, without --resume, for a checkpoint a run would start over (-y removes it)."""
+    checkpoint = out.with_suffix(".ckpt.pt")
+    if not args.resume:
+        if not may_write(checkpoint, args.overwrite, args.no_overwrite, "a training run to --resume",
+                         "--resume continues it, -y starts over"):
+            return False
+        checkpoint.unlink(missing_ok=True)  # starting over: a later --resume must not pick up the old run
+    return args.resume or may_write(out, args.overwrite, args.no_overwrite)

@@ -13,11 +13,13 @@ from .common import (
     add_scale_option,
     add_smooth_options,
     add_style_options,
+    check_stats_path,
     engine_config,
     frame_size,
     positive_float,
     style_options,
 )
+from .overwrite import add_overwrite_options, may_write
 
 
 def add_parser(sub) -> None:
@@ -39,6 +41,7 @@ def add_parser(sub) -> None:
     group = webcam.add_argument_group("output")
     add_smooth_options(group)
     group.add_argument("--record", help="also record the stylized stream to this video file")
+    add_overwrite_options(group)
     group.add_argument("--no-preview", action="store_true", help="no window (record or measure only)")
     group.add_argument("--virtual-cam", nargs="?", const="", metavar="DEVICE",
                        help="also send the stylized stream to a virtual camera for call apps and OBS (pyvirtualcam; "
@@ -63,9 +66,13 @@ def run(args: argparse.Namespace) -> int:
             and args.virtual_cam is None):
         raise OutputError("--no-preview needs --record, --virtual-cam, --stats-json or --duration, "
                           "or nothing would happen")
+    if args.stats_json:
+        check_stats_path(Path(args.stats_json))
     record_path = Path(args.record) if args.record else None
     if record_path is not None:
         check_writable(record_path)
+        if not may_write(record_path, args.overwrite, args.no_overwrite):
+            return 0
     window = None if args.no_preview else Window("rtstyle", args.size)  # no display: fail before the camera
     options = style_options(args)
     first = options.style or (next(iter(parse_blend(options.blend))) if options.blend else None)

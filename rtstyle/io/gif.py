@@ -33,6 +33,36 @@ PALETTE_SAMPLES = 16  # frames the palette is made from
 TICK = Fraction(1, 100)  # GIF's unit of time
 
 
+def keeps(previous: float | None, seconds: float) -> bool:
+    """Whether a frame at `seconds` is kept after one kept at `previous`: GIFs play at up to MAX_FPS."""
+    return previous is None or seconds - previous >= 1.0 / MAX_FPS - 1e-6
+
+
+def kept_times(times: list[float]) -> list[float]:
+    """The times of the frames a GIF keeps from frames at `times` (in order)."""
+    kept: list[float] = []
+    for seconds in times:
+        if keeps(kept[-1] if kept else None, seconds):
+            kept.append(seconds)
+    return kept
+
+
+def gif_ticks(times: list[float], rate: float) -> list[int]:
+    """Each kept frame's start in hundredths, and the end of the last. GIF counts hundredths: rounding
+    the timestamps, not each duration, keeps the clip's length (66.7 ms frames become 70, 60, 70, ...)."""
+    ticks = [round(t * 100) for t in times]
+    ticks.append(ticks[-1] + max(2, round(100 / min(MAX_FPS, rate))))
+    for i in range(1, len(ticks)):  # at least 2 hundredths a frame: players stretch shorter ones to 10
+        ticks[i] = max(ticks[i], ticks[i - 1] + 2)
+    return ticks
+
+
+def durations_ms(times: list[float], rate: float) -> list[int]:
+    """Each kept frame's duration in the GIF that `GifWriter` writes."""
+    ticks = gif_ticks(times, rate)
+    return [10 * (end - start) for start, end in zip(ticks, ticks[1:])]
+
+
 class GifWriter:
     """The VideoWriter interface for .gif: frames are spooled losslessly to a temporary file and
     paletted on close."""
@@ -65,7 +95,7 @@ class GifWriter:
 
         seconds = float(pts * self.info.time_base) if pts is not None else self.frames_written / float(self.info.rate)
         self.frames_written += 1
-        if self._times and seconds - self._times[-1] < 1.0 / MAX_FPS - 1e-6:
+        if not keeps(self._times[-1] if self._times else None, seconds):
             return  # faster than a GIF plays: dropped
         image = image if image.dtype == np.uint8 else (image >> 8).astype(np.uint8)
         if len(self._times) % self._sample_step == 0:
@@ -99,15 +129,6 @@ class GifWriter:
         self._sample.clear()
         return Image.fromarray(sample).quantize(colors=256, method=Image.Quantize.MEDIANCUT)
 
-    def _ticks(self) -> list[int]:
-        """Each kept frame's start in hundredths, and the end of the last. GIF counts hundredths: rounding
-        the timestamps, not each duration, keeps the clip's length (66.7 ms frames become 70, 60, 70, ...)."""
-        ticks = [round(t * 100) for t in self._times]
-        ticks.append(ticks[-1] + max(2, round(100 / min(MAX_FPS, float(self.info.rate)))))
-        for i in range(1, len(ticks)):  # at least 2 hundredths a frame: players stretch shorter ones to 10
-            ticks[i] = max(ticks[i], ticks[i - 1] + 2)
-        return ticks
-
     def _write_gif(self, palette) -> None:
         import av
         from PIL import Image
@@ -116,7 +137,7 @@ class GifWriter:
         argb = np.zeros((256, 4), np.uint8)
         argb[:, 0] = 255  # opaque: PyAV takes each entry as A, R, G, B
         argb[:len(colours), 1:] = colours
-        ticks = self._ticks()
+        ticks = gif_ticks(self._times, float(self.info.rate))
         following = dict(zip(ticks, ticks[1:]))
         try:
             out = av.open(str(self.path), "w", format="gif")

@@ -5,18 +5,17 @@ when complete, so an error never leaves partial garbage under the output name. C
 and SIGHUP are the exception: they drain the frames already decoded, close the file properly
 and keep it.
 
-Two runs with the same output do not mix: each writes its own temporary file (named with its
-pid), and a lock file claims the output for one run at a time; the second is refused in one
-line. Temporary files and locks left by a killed run (SIGKILL, power loss) are removed by the
-next run in that folder once their pid is gone.
+Two runs with the same output do not mix: a lock file claims the output for one run at a time
+(the second is refused in one line), and each run's temporary file names its claim. Temporary
+files and locks left by a killed run (SIGKILL, power loss) are removed by the next run in that
+folder once their writer is provably gone: on this machine by the file system's lock and the
+pid, from another machine by a lease the writer renews (io/locks.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,18 +23,19 @@ from pathlib import Path
 
 from ..config import ConvertConfig
 from ..errors import InputError, OutputError
+from ..io.files import same_file
 from ..io.gif import GIF_MAX_SIDE, GifWriter
 from ..io.images import is_image_path, probe_image, read_image, write_image
+from ..io.locks import LOCK, PARTIAL, claim, remove_dead_partials, temporary_name  # noqa: F401 - LOCK, PARTIAL
 from ..io.sinks import FileSink
 from ..io.sources import FileSource
 from ..io.video import VIDEO_SUFFIXES, VideoReader, VideoWriter, check_writable
-from ..pipeline.runner import FrameFunction, Progress, StreamConfig, run_stream
+from ..pipeline.runner import FrameFunction, Progress, StreamConfig, engine_failure, run_stream
 from ..pipeline.scale import enlarge, shrink
 from ..stylizers.base import Stylizer
 from .animation import animates, convert_animation
 
 log = logging.getLogger(__name__)
-PARTIAL, LOCK = ".rtstyle-partial", ".rtstyle-lock"
 
 
 @dataclass(frozen=True)
@@ -55,53 +55,20 @@ class ConvertResult:
 
 
 def temporary_path(dst: Path) -> Path:
-    """A hidden name beside `dst`, unique to this process and call: `.NAME.PID-RANDOM.rtstyle-partial.EXT`."""
-    return dst.with_name(f".{dst.stem}.{os.getpid()}-{secrets.token_hex(3)}{PARTIAL}{dst.suffix}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
+    """A hidden name beside `dst`, unique to this call, naming the claim on `dst` that it belongs to."""
+    return temporary_name(dst)
 
 
 def remove_stale_partials(folder: Path) -> None:
-    """Delete temporary files whose writer is provably dead (its pid, in the name, is gone)."""
-    for path in folder.glob(f".*{PARTIAL}*"):
-        pid = path.name.rsplit(PARTIAL, 1)[0].rsplit(".", 1)[-1].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            log.info("removing %s, left by a run that no longer exists (pid %s)", path.name, pid)
-            path.unlink(missing_ok=True)
+    """Delete temporary files whose writer is provably over (io/locks.py says how that is proved)."""
+    remove_dead_partials(folder, force=True)
 
 
 @contextlib.contextmanager
 def claim_output(dst: Path) -> Iterator[None]:
-    """Hold `dst` for this process: a lock file made with O_EXCL, taken over only from a dead pid."""
-    lock = dst.with_name(f".{dst.name}{LOCK}")
-    remove_stale_partials(dst.parent)
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            owner = lock.read_text().strip() if lock.exists() else ""
-            if owner.isdigit() and _alive(int(owner)) and int(owner) != os.getpid():
-                raise OutputError(f"another rtstyle run (pid {owner}) is writing {dst}; wait for it or choose "
-                                  "another output") from None
-            lock.unlink(missing_ok=True)  # left by a dead run
-            continue
-        with os.fdopen(fd, "w") as handle:
-            handle.write(str(os.getpid()))
-        break
-    else:
-        raise OutputError(f"cannot claim {dst}: {lock.name} keeps reappearing")
-    try:
+    """Hold `dst` for this process (io/locks.py): a second run is refused, a dead one's claim taken over."""
+    with claim(dst):
         yield
-    finally:
-        lock.unlink(missing_ok=True)
 
 
 def check_paths(src: Path, dst: Path, probe: bool = True) -> None:
@@ -112,8 +79,9 @@ def check_paths(src: Path, dst: Path, probe: bool = True) -> None:
     """
     if not src.exists():
         raise InputError(f"input not found: {src}")
-    if src.resolve() == dst.resolve():
-        raise OutputError("output would overwrite the input; choose another output path")
+    if same_file(src, dst):
+        raise OutputError(f"output would overwrite the input ({dst} is {src} by another path); choose another "
+                          "output path")
     if is_image_path(src) != is_image_path(dst):
         kind = "an image" if is_image_path(src) else "a video"
         raise OutputError(f"input is {kind}, so the output needs a matching extension, got {dst.name!r}")
@@ -153,7 +121,8 @@ def convert_image(src: Path, dst: Path, stylizer: Stylizer | FrameFunction, conf
     rgb, alpha = read_image(src, config.max_side)
     stylize_image = getattr(stylizer, "stylize_image", None)  # tiles huge images in bounded memory
     small = shrink([rgb], config.scale)[0]
-    out = stylize_image(small) if stylize_image is not None else stylizer([small])[0]
+    with engine_failure("stylize"):
+        out = stylize_image(small) if stylize_image is not None else stylizer([small])[0]
     if config.scale < 1.0:
         out = enlarge([out], [rgb])[0]
     del rgb, small  # the input is not needed while the output is encoded (100 MP: 300 MB less at the peak)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AdapterError
+from ..io.files import usual_permissions
 
 FORMAT = "rtstyle-adapter/1"
 
@@ -70,6 +71,7 @@ class Adapter:
         path = Path(path)
         tmp = path.with_name(f".{path.name}.tmp")
         save_file(tensors, str(tmp), metadata=metadata)
+        usual_permissions(tmp)  # safetensors makes it 0600: other users (their Ray workers) could not read it
         tmp.replace(path)
 
     @classmethod

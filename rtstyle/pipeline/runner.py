@@ -20,18 +20,19 @@ systemd, Docker and job schedulers send, so it gets the same care as Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import PipelineError, RtstyleError
+from ..errors import BackendError, PipelineError, RtstyleError
 from ..io.sinks import Sink
 from ..io.sources import Frame, Source
 from ..stylizers.base import IN_FLIGHT, PendingBatch, Stylizer
@@ -82,7 +83,8 @@ def run_stream(source: Source, stylize: Stylizer | FrameFunction, sink: Sink, co
     warm_up = getattr(stylize, "warm_up", None)
     if warm_up is not None and source.size[0] > 0:
         width, height = working_size(*source.size, scale)
-        warm_up(config.batch, height, width)  # compile and capture before the clock
+        with engine_failure("warm-up"):
+            warm_up(config.batch, height, width)  # compile and capture before the clock
     metrics = metrics or Metrics()
     metrics.scale = scale
     metrics.start()
@@ -171,6 +173,8 @@ def run_stream(source: Source, stylize: Stylizer | FrameFunction, sink: Sink, co
         stages.join()
     except BaseException as exc:
         sink.abort()
+        if isinstance(exc, BackendError):  # the engine failed on this input (outside a TensorRT profile, ...):
+            raise PipelineError(f"{stages.failed_stage} stage failed: {exc}") from exc  # a failure, not usage
         if isinstance(exc, RtstyleError | KeyboardInterrupt):
             raise
         raise PipelineError(f"{stages.failed_stage} stage failed: {exc.__class__.__name__}: {exc}") from exc
@@ -181,6 +185,15 @@ def run_stream(source: Source, stylize: Stylizer | FrameFunction, sink: Sink, co
         sink.end_early()
     sink.close()
     return RunResult(metrics.summary(), interrupted, signals.received)
+
+
+@contextlib.contextmanager
+def engine_failure(stage: str) -> Iterator[None]:
+    """An engine's BackendError on this input ends the run as a failure (exit 1), not as a usage error."""
+    try:
+        yield
+    except BackendError as exc:
+        raise PipelineError(f"{stage} stage failed: {exc}") from exc
 
 
 def _first_of(pending: PendingBatch, captured: queue.Queue, stages: Stages, poll: float = 0.001) -> bool:

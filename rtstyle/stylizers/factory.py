@@ -124,7 +124,17 @@ def restyle(stylizer, model: str | Path, style: StyleChoice) -> bool:
 
 def load_scheduled_stylizer(model: str | Path, schedule: StyleSchedule, strength: float = 1.0,
                             engine: EngineConfig | None = None, preserve_color: bool = False) -> ScheduledStylizer:
-    """One engine whose style follows `schedule` along a video (see stylizers/schedule.py)."""
+    """One engine whose style follows `schedule` along a video, or one per base, cross-faded, where the schedule
+    mixes built-in styles and pictures (see stylizers/schedule.py)."""
+    bases = _schedule_bases(model, schedule)
+    if len(set(bases.values())) > 1:
+        from .schedule import CrossFadeStylizer
+
+        engines = {}
+        for base in dict.fromkeys(bases.values()):
+            keys = tuple((at, name) for at, name in schedule.keys if bases[name] == base)
+            engines[base] = load_scheduled_stylizer(base, StyleSchedule(keys), strength, engine, preserve_color)
+        return CrossFadeStylizer(schedule, engines, bases)
     first = StyleChoice(schedule.blend_at(0.0), strength, preserve_color)
     stylizer = load_stylizer(model, first, engine)
     norms = {}
@@ -139,6 +149,21 @@ def load_scheduled_stylizer(model: str | Path, schedule: StyleSchedule, strength
     names = " -> ".join(f"{Path(name).name} at {at:g} s" for at, name in schedule.keys)
     stylizer.description = f"{_base_weights(str(model)).base_id} model, {names}, {stylizer.describe()}"
     return scheduled
+
+
+def _schedule_bases(model: str | Path, schedule: StyleSchedule) -> dict[str, str]:
+    """The base each style of `schedule` runs on: pictures on the arbitrary model; built-in styles and
+    adapter files on `model`, or on the quality model where `model` is the arbitrary one (which has none)."""
+    from ..model.adapters import adapter_base_id
+    from ..model.arbitrary import BASE_ID, is_picture
+    from ..model.weights import builtin_models
+
+    styled = "quality" if Path(str(model)).stem == BASE_ID else str(model)
+    bases = {}
+    for _, name in schedule.keys:
+        own = adapter_base_id(name) if name.endswith(".safetensors") and Path(name).is_file() else None
+        bases[name] = BASE_ID if is_picture(name) else own if own in builtin_models() else styled
+    return bases
 
 
 def _load_torch(model: str | Path, style: StyleChoice, engine: EngineConfig):

@@ -150,7 +150,8 @@ def train(config: TrainConfig, progress: Progress | None = None, loss_network: F
     checkpoint = config.out.with_suffix(".ckpt.pt")
     step, history = 0, []
     if config.resume:
-        step, history = _load_checkpoint(checkpoint, net, optimizer, schedule, distiller, crops)
+        step, history = _load_checkpoint(checkpoint, net, optimizer, schedule, distiller, crops, rank, world,
+                                         config.seed)
     model = nn.parallel.DistributedDataParallel(net) if world > 1 else net
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     samples = RandomCrops(contents.images[:1], config.size, augment=False, seed=config.seed).batch(1)
@@ -179,8 +180,10 @@ def train(config: TrainConfig, progress: Progress | None = None, loss_network: F
         rate = done_images / (time.perf_counter() - started)
         if progress is not None and rank == 0:
             progress(step, config.steps, values, rate)
-        if rank == 0 and (step % config.checkpoint_every == 0 or step == last):
-            _save_checkpoint(checkpoint, step, history, net, optimizer, schedule, distiller, crops, config)
+        if step % config.checkpoint_every == 0 or step == last:  # every rank: each hands in its random state
+            rng = _gathered_rng_states(world, distiller, crops)
+            if rank == 0:
+                _save_checkpoint(checkpoint, step, history, net, optimizer, schedule, rng, config)
         if rank == 0 and config.sample_every and (step % config.sample_every == 0 or step == config.steps):
             _save_samples(net, samples, device, config.out.with_suffix(".samples") / f"step_{step:06d}.png")
     seconds = time.perf_counter() - started
@@ -226,19 +229,35 @@ def _objective(config: TrainConfig, styles: ImageSet, contents: ImageSet, device
     return (lambda output, inputs, targets: perceptual(output, inputs)), None, crops
 
 
+def _rng_state(distiller: Distiller | None, crops: RandomCrops | None) -> dict:
+    """This process's random state: torch's, and its data stream's (which crops, flips and targets it draws)."""
+    generator = distiller.generator if distiller else crops.generator
+    return {"torch_rng": torch.get_rng_state(), "data_rng": generator.get_state()}
+
+
+def _gathered_rng_states(world: int, distiller: Distiller | None, crops: RandomCrops | None) -> list[dict]:
+    """Every rank's random state, in rank order (a collective call: every rank makes it)."""
+    mine = _rng_state(distiller, crops)
+    if world == 1:
+        return [mine]
+    states: list = [None] * world
+    torch.distributed.all_gather_object(states, mine)
+    return states
+
+
 def _save_checkpoint(path: Path, step: int, history: list[float], net: nn.Module, optimizer, schedule,
-                     distiller: Distiller | None, crops: RandomCrops | None, config: TrainConfig) -> None:
+                     rng: list[dict], config: TrainConfig) -> None:
     adapter_state = {k: v for k, v in net.state_dict().items() if ADAPTER in k.split(".")}
     state = {"step": step, "history": history, "adapter": adapter_state, "optimizer": optimizer.state_dict(),
-             "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(),
-             "data_rng": (distiller.generator if distiller else crops.generator).get_state(),
+             "schedule": schedule.state_dict(), **rng[0], "rank_rng": rng,
              "config": {k: str(v) for k, v in asdict(config).items()}}
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
     tmp.replace(path)
 
 
-def _load_checkpoint(path: Path, net: nn.Module, optimizer, schedule, distiller, crops) -> tuple[int, list[float]]:
+def _load_checkpoint(path: Path, net: nn.Module, optimizer, schedule, distiller, crops, rank: int = 0,
+                     world: int = 1, seed: int = 0) -> tuple[int, list[float]]:
     if not path.is_file():
         raise InputError(f"nothing to resume: {path} does not exist")
     try:
@@ -251,8 +270,17 @@ def _load_checkpoint(path: Path, net: nn.Module, optimizer, schedule, distiller,
         schedule.load_state_dict(state["schedule"])
     except (KeyError, RuntimeError, ValueError) as exc:
         raise InputError(f"{path} does not match this training setup ({exc.__class__.__name__}: {exc})") from exc
-    torch.set_rng_state(state["torch_rng"])
-    (distiller.generator if distiller else crops.generator).set_state(state["data_rng"])
+    generator = distiller.generator if distiller else crops.generator
+    ranks = state.get("rank_rng") or [{"torch_rng": state["torch_rng"], "data_rng": state["data_rng"]}]
+    if len(ranks) == world or world == 1:
+        torch.set_rng_state(ranks[rank]["torch_rng"])  # each rank its own: rank 0's would give all the same crops
+        generator.set_state(ranks[rank]["data_rng"])
+    else:  # saved by another number of processes: a stream of its own for each rank, from the seed and step
+        if rank == 0:
+            log.warning("%s was saved by %d training processes, resumed by %d: each starts a fresh random stream",
+                        path.name, len(ranks), world)
+        torch.manual_seed(seed + rank + 7919 * state["step"])
+        generator.manual_seed(seed + 1000 * rank + 7919 * state["step"])
     log.info("resumed from step %d", state["step"])
     return state["step"], list(state["history"])
 
