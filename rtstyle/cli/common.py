@@ -265,7 +265,7 @@ def frame_bar(quiet: bool):
 def check_stats_path(path: Path) -> None:
     """--stats-json checked before the work, not after it."""
     from ..errors import OutputError
-    from ..io.video import check_writable
+    from ..io.files import check_writable
 
     try:
         check_writable(path)

@@ -54,8 +54,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..api import stylize_live
+    from ..io.files import check_writable
     from ..io.sinks import Window
-    from ..io.video import check_writable
     from ..live.outputs import open_live_outputs, open_live_source
     from ..live.styles import live_styles
     from ..model.styles import parse_blend

@@ -1,9 +1,13 @@
-"""Small facts about files that several writers need: is it the same file, and the usual permissions."""
+"""Small facts about files that several writers need: can it be written, is it the same file, and the usual
+permissions."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
+
+from ..errors import OutputError
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -36,3 +40,17 @@ def usual_permissions(path: Path) -> None:
     which other users, their Ray workers among them, cannot read.
     """
     os.chmod(path, 0o666 & ~umask())
+
+
+def check_writable(path: Path) -> None:
+    """Fail before any work if `path` cannot be created: try to create a file beside it."""
+    if path.is_dir():
+        raise OutputError(f"output is a directory: {path}")
+    parent = path.parent
+    if not parent.is_dir():
+        raise OutputError(f"output folder does not exist: {parent}")
+    try:  # a unique name: several processes (torchrun) may check the same output at once
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{path.name}.", suffix=".rtstyle-probe"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"cannot write to {parent}: {exc.strerror or exc}") from None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -307,20 +306,6 @@ class VideoReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def check_writable(path: Path) -> None:
-    """Fail before any work if `path` cannot be created: try to create a file beside it."""
-    if path.is_dir():
-        raise OutputError(f"output is a directory: {path}")
-    parent = path.parent
-    if not parent.is_dir():
-        raise OutputError(f"output folder does not exist: {parent}")
-    try:  # a unique name: several processes (torchrun) may check the same output at once
-        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{path.name}.", suffix=".rtstyle-probe"):
-            pass
-    except OSError as exc:
-        raise OutputError(f"cannot write to {parent}: {exc.strerror or exc}") from None
 
 
 def _encoder_formats(codec: str) -> set[str]:

@@ -23,13 +23,13 @@ from pathlib import Path
 
 from ..config import ConvertConfig
 from ..errors import InputError, OutputError
-from ..io.files import same_file
+from ..io.files import check_writable, same_file
 from ..io.gif import GIF_MAX_SIDE, GifWriter
 from ..io.images import is_image_path, probe_image, read_image, write_image
 from ..io.locks import LOCK, PARTIAL, claim, remove_dead_partials, temporary_name  # noqa: F401 - LOCK, PARTIAL
 from ..io.sinks import FileSink
 from ..io.sources import FileSource
-from ..io.video import VIDEO_SUFFIXES, VideoReader, VideoWriter, check_writable
+from ..io.video import VIDEO_SUFFIXES, VideoReader, VideoWriter
 from ..pipeline.runner import FrameFunction, Progress, StreamConfig, engine_failure, run_stream
 from ..pipeline.scale import enlarge, shrink
 from ..stylizers.base import Stylizer

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..backends.base import resolve_device
 from ..errors import InputError
-from ..io.video import check_writable
+from ..io.files import check_writable
 from ..model.loader import TRAINING, add_trainable_adapter, load_base, trained_adapter
 from .config import TrainConfig
 from .data import ImageSet, RandomCrops, crop_short_side, load_folder, outlier_report, to_tensor
