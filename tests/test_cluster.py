@@ -167,16 +167,35 @@ def test_a_worker_killed_mid_file_is_restarted_and_the_file_retried(tmp_path, po
     assert all(is_complete(job) for job in jobs)
 
 
-def test_a_file_that_kills_its_worker_every_time_fails_and_the_batch_goes_on(tmp_path, pools):
+class HeldOnTheFirstFile(cluster.StylizeWorker):
+    """Holds every try of the first file HOLD_AT frames in, so that each try is killed mid-file, whatever the
+    progress board's lag; other files run through."""
+
+    def _reporter(self, key):
+        import ray as ray_in_worker
+
+        report = super()._reporter(key)
+
+        def held(done: int) -> None:
+            report(done)
+            if key == 0 and done == HOLD_AT:
+                ray_in_worker.get(self.board.update.remote(key, done))
+                time.sleep(60)  # killed long before (else the test's assertions fail)
+
+        return held
+
+
+def test_a_file_that_kills_its_worker_every_time_fails_and_the_batch_goes_on(tmp_path, pools, monkeypatch):
+    monkeypatch.setattr(cluster.WorkerPool, "worker_class", HeldOnTheFirstFile)
     src = tmp_path / "in"
     src.mkdir()
-    for name, seconds in (("a", 4.0), ("b", 1.0), ("c", 1.0)):  # a: long enough to be caught on every try
+    for name, seconds in (("a", 4.0), ("b", 1.0), ("c", 1.0)):
         write_clip(src / f"{name}.mp4", seconds=seconds, width=160, height=96, fps=24)
     killed_on = set()
 
     def kill_whoever_has_the_first_file(done: int, total: int) -> None:
         frames, attempts = ray.get(pools[0].board.snapshot.remote())
-        if frames.get(0, 0) > 0 and attempts[0] not in killed_on:
+        if frames.get(0, 0) == HOLD_AT and attempts[0] not in killed_on:
             killed_on.add(attempts[0])
             for actor in pools[0].actors:
                 ray.kill(actor, no_restart=False)

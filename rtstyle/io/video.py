@@ -9,7 +9,6 @@ and audio all come from one place.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -448,8 +447,10 @@ def report_left_out(path: Path, dropped: list[str]) -> None:
     """One warning line for everything of the input that `path` does not get (named as the output is,
     not as its temporary file)."""
     if dropped:
-        named = re.match(r"^\.(.+)\.\d+-[0-9a-f]+\.rtstyle-partial(\.\w+)$", path.name)
-        log.warning("%s leaves out %s", "".join(named.groups()) if named else path.name, "; ".join(dropped))
+        from .locks import PARTIAL, partial_token
+
+        name = partial_token(path)[0] if path.name.startswith(".") and PARTIAL in path.name else path.name
+        log.warning("%s leaves out %s", name, "; ".join(dropped))
 
 
 def copy_attachments(info: VideoInfo, out, dropped: list[str]) -> None:
