@@ -4,7 +4,8 @@ For each model (fast, quality) and each of its 26 built-in styles, the frames of
 ../shared/data (frames/* and a window of video/*) are stylized one by one on the lean path (ONNX
 Runtime on the CPU), then each smoother runs over them with the host smoothers the lean path uses:
 none, ema, adaptive, the flow smoother as it was before issue 26 ("flow-old", loaded from git at
-BASELINE) and the current one ("flow"). Reported per style and smoother:
+BASELINE), the current one ("flow", at several strengths) and the current one without its drift cap
+("flow-uncapped"). Reported per style and smoother:
 
 * warp error (Lai et al. 2018): mean over consecutive pairs of the occlusion-masked squared change
   of the output along the *input's* flow. The flow is OpenCV's Farneback (an estimator the smoothers
@@ -115,6 +116,8 @@ def old_host_module():
 def smoother_for(name: str, strength: float, old):
     if name == "flow-old":
         return old.make_host_smoother("flow", strength)
+    if name == "flow-uncapped":
+        return make_host_smoother("flow", strength, drift_cap=False)
     return make_host_smoother(name, strength)
 
 
@@ -136,7 +139,8 @@ def drift(out: list[np.ndarray], per_frame: list[np.ndarray]) -> float:
 
 def run_styles(args, clips, flows, cut_frames, cut_at, old) -> tuple[list[dict], dict]:
     rows, strip = [], {}
-    settings = [("none", 0.0), ("ema", STRENGTH), ("adaptive", STRENGTH), ("flow-old", STRENGTH)]
+    settings = [("none", 0.0), ("ema", STRENGTH), ("adaptive", STRENGTH), ("flow-old", STRENGTH),
+                ("flow-uncapped", STRENGTH)]
     settings += [("flow", s) for s in args.strengths]
     for model in args.models:
         stylizer = load_stylizer(model, StyleChoice({args.styles[0] if args.styles else "mosaic": 1.0}),
@@ -156,7 +160,7 @@ def run_styles(args, clips, flows, cut_frames, cut_at, old) -> tuple[list[dict],
                                  "drift": drift(out, per_frame), "ms_per_frame": 1000 * seconds})
                     if (model, style, clip) == (args.models[0], args.strip_style, args.strip_clip):
                         strip[(kind, strength)] = out[-1]
-                strip.setdefault("per-frame", per_frame[-1])
+                        strip["per-frame"] = per_frame[-1]
             cut_styled = stylizer(cut_frames)
             for kind, strength in settings:
                 out, _ = smooth(cut_frames, cut_styled, smoother_for(kind, strength, old))

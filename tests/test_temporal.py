@@ -29,7 +29,7 @@ def test_warping_error_zero_for_steady_output_and_high_for_flicker():
 def test_ema_blends_with_previous_output_and_zero_strength_is_identity():
     content = moving_scene(2)
     a, b = torch.zeros(3, 64, 96), torch.ones(3, 64, 96)
-    ema = make_smoother("ema", 0.25)
+    ema = make_smoother("ema", 0.25, drift_cap=False)  # the blend itself; the cap has its own test
     assert torch.equal(ema(content[0], a), a)
     torch.testing.assert_close(ema(content[1], b), torch.full_like(b, 0.75))
     still = make_smoother("flow", 0.0)
@@ -43,7 +43,7 @@ def test_adaptive_follows_motion_and_holds_static_areas():
     moved[:, :48] = 255 - moved[:, :48]  # left half changes, right half does not
     # Half the picture inverted is a scene cut to the detector (which would pass the frame through
     # whole): the adaptive weight alone is what this checks.
-    smoother = make_smoother("adaptive", 0.8, cuts=False)
+    smoother = make_smoother("adaptive", 0.8, cuts=False, drift_cap=False)
     smoother(frame, torch.zeros(3, 64, 96))
     out = smoother(moved, torch.ones(3, 64, 96))
     assert out[:, :, :40].mean() > 0.95  # changed input: take the new stylization
@@ -153,7 +153,9 @@ def test_every_smoother_restarts_at_a_hard_cut(kind, path, shared_data):
     assert levels[cut] <= 1.0
     if kind != "none":
         assert smoother.cuts_seen == 1
-        assert min(levels[1:cut]) > 10  # before the cut it does blend: the reset is what made the difference
+        # Before the cut it does blend (up to the drift cap, 0.0315 x 255 = 8 levels at 0.9): the reset
+        # is what made the difference.
+        assert min(levels[1:cut]) > 4
         assert levels[cut + 1] > 3  # and it blends again inside the new shot (flow: 8, measured)
     without = (make_host_smoother if path == "host" else make_smoother)(kind, 0.9, cuts=False)
     assert without.cuts is None
@@ -220,3 +222,39 @@ def test_flow_confidence_falls_where_content_changes(path, shared_data):
     # The forward-backward check alone lets much of the changed patch through: brightness constancy
     # is what rejects it.
     assert confidence(False)[44:84, 64:116].mean() > inside.mean() + 0.3  # measured 0.63
+
+
+@pytest.mark.parametrize("path", ["torch", "host"])
+@pytest.mark.parametrize("kind", ["ema", "adaptive", "flow"])
+def test_strength_is_a_drift_budget_whatever_the_flicker(kind, path):
+    """A calm and a wildly flickering stylization of the same clip: at the same strength neither frame
+    moves further from its own stylization than SMOOTH_DRIFT_PER_STRENGTH x strength; the calm one,
+    well inside the budget, is blended exactly as without the cap."""
+    from rtstyle.config import SMOOTH_DRIFT_PER_STRENGTH
+    from rtstyle.temporal.host import make_host_smoother
+
+    frames = moving_scene(6, 160, 96)
+    rng = np.random.default_rng(1)
+    # A "style" that follows the picture (the input, dimmed), plus a little or a lot of flicker.
+    base = [f.astype(np.float32) / 510 + 0.25 for f in frames]
+    calm = [b + rng.normal(0, 0.005, b.shape).astype(np.float32) for b in base]
+    wild = [np.clip(b + rng.normal(0, 0.2, b.shape), 0, 1).astype(np.float32) for b in base]
+
+    def run(stylized, cap):
+        if path == "host":
+            smoother = make_host_smoother(kind, 0.7, drift_cap=cap)
+            return [smoother(f, s).copy() for f, s in zip(frames, stylized)]
+        smoother = make_smoother(kind, 0.7, drift_cap=cap)
+        return [smoother(f, torch.from_numpy(s).permute(2, 0, 1)).permute(1, 2, 0).numpy()
+                for f, s in zip(frames, stylized)]
+
+    def drifts(out, stylized):
+        return [float(np.abs(o - s).mean()) for o, s in zip(out, stylized)]
+
+    budget = SMOOTH_DRIFT_PER_STRENGTH * 0.7
+    wild_capped, wild_free = drifts(run(wild, True), wild), drifts(run(wild, False), wild)
+    assert max(wild_capped) < 1.05 * budget  # estimated on 1/16 of the pixels
+    assert np.mean(wild_free[1:]) > 2 * budget  # without the cap it would drift much further
+    calm_capped, calm_free = run(calm, True), run(calm, False)
+    assert max(drifts(calm_capped, calm)) < budget / 2
+    np.testing.assert_allclose(np.stack(calm_capped), np.stack(calm_free), atol=1e-6)

@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 import cv2
 import numpy as np
 
-from ..config import SMOOTHERS, check_smooth_strength
+from ..config import SMOOTH_DRIFT_PER_STRENGTH, SMOOTHERS, check_smooth_strength
 from ..errors import InputError
 from .cuts import CutDetector
 from .flow import PRESETS, valid_mask_warped
@@ -28,9 +28,12 @@ class HostSmoother(ABC):
     #: True only where the smoother returns its input unchanged, so callers can skip it.
     passthrough = False
 
-    def __init__(self, strength: float, cuts: bool = True):
+    def __init__(self, strength: float, cuts: bool = True, drift_cap: bool = True):
         self.strength = check_smooth_strength(strength)
         self.previous: np.ndarray | None = None
+        # The most a frame may move from its own stylization (mean |output - stylized|): strength
+        # means the same drift in every style (config.SMOOTH_DRIFT_PER_STRENGTH).
+        self.drift_budget = SMOOTH_DRIFT_PER_STRENGTH * self.strength if drift_cap else None
         # A scene cut restarts the blend: the first frame of a shot is its own stylization.
         self.cuts = CutDetector() if cuts else None
         self.cuts_seen = 0
@@ -77,6 +80,23 @@ class HostSmoother(ABC):
     def _blend(self, content: np.ndarray, stylized: np.ndarray, out: np.ndarray) -> None:
         """Write the smoothed frame into `out`; `self.previous` is the last output."""
 
+    def _lerp(self, start: np.ndarray, end: np.ndarray, weight: float | np.ndarray, out: np.ndarray) -> np.ndarray:
+        """start + weight * (end - start) into `out`, the weight scaled down where the frame would
+        drift from `start` by more than the budget on average.
+
+        The drift is exactly mean(weight * |end - start|), estimated on every 4th pixel each way.
+        """
+        np.subtract(end, start, out=out)
+        if self.drift_budget is not None:
+            sample = np.abs(out[::DRIFT_STRIDE, ::DRIFT_STRIDE])
+            sample *= weight if np.isscalar(weight) else weight[::DRIFT_STRIDE, ::DRIFT_STRIDE]
+            drift = float(sample.mean())
+            if drift > self.drift_budget:
+                weight = weight * np.float32(self.drift_budget / drift)
+        out *= weight
+        out += start
+        return out
+
 
 class HostNoSmoothing(HostSmoother):
     passthrough = True
@@ -95,14 +115,14 @@ class HostEma(HostSmoother):
     """A fixed blend with the previous output."""
 
     def _blend(self, content: np.ndarray, stylized: np.ndarray, out: np.ndarray) -> None:
-        _lerp(stylized, self.previous, self.strength, out)
+        self._lerp(stylized, self.previous, self.strength, out)
 
 
 class HostAdaptive(HostSmoother):
     """Blend weight strength * exp(-change / scale), change = blurred per-pixel input difference."""
 
-    def __init__(self, strength: float, scale: float = 0.03, cuts: bool = True):
-        super().__init__(strength, cuts)
+    def __init__(self, strength: float, scale: float = 0.03, cuts: bool = True, drift_cap: bool = True):
+        super().__init__(strength, cuts, drift_cap)
         self.scale = scale
         self._last_input: np.ndarray | None = None
         self._diff: np.ndarray | None = None
@@ -130,8 +150,11 @@ class HostAdaptive(HostSmoother):
         weight *= -1.0 / self.scale
         np.exp(weight, out=weight)
         weight *= self.strength
-        _lerp(stylized, self.previous, weight[..., None], out)
+        self._lerp(stylized, self.previous, weight[..., None], out)
 
+
+#: Every DRIFT_STRIDE-th pixel each way estimates a frame's drift (1/16 of the pixels).
+DRIFT_STRIDE = 4
 
 #: DIS preset of the flow smoother. "fast" at half the frame's size against "ultrafast" at up to
 #: 480 (before issue 26): warp error 0.28 of per-frame against 0.40 at about the same drift and
@@ -151,8 +174,8 @@ class HostFlow(HostSmoother):
     """
 
     def __init__(self, strength: float, flow_side: int | None = None, cuts: bool = True,
-                 brightness: bool = True, preset: str = FLOW_PRESET):
-        super().__init__(strength, cuts)
+                 brightness: bool = True, preset: str = FLOW_PRESET, drift_cap: bool = True):
+        super().__init__(strength, cuts, drift_cap)
         self.flow_side = flow_side
         self.brightness = brightness
         self._dis = cv2.DISOpticalFlow_create(PRESETS[preset])
@@ -194,7 +217,7 @@ class HostFlow(HostSmoother):
             backward[..., 1] *= scale[1]
         np.add(self._grid, backward, out=self._maps)
         confidence *= self.strength
-        _lerp(stylized, remap(self.previous, self._maps, self._moved), confidence[..., None], out)
+        self._lerp(stylized, remap(self.previous, self._maps, self._moved), confidence[..., None], out)
 
 
 def flow_side(height: int, width: int) -> int:
@@ -254,17 +277,10 @@ def remap(image: np.ndarray, maps: np.ndarray, dst: np.ndarray | None = None) ->
     return cv2.remap(image, maps, None, interpolation=cv2.INTER_LINEAR, dst=dst, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _lerp(start: np.ndarray, end: np.ndarray, weight: float | np.ndarray, out: np.ndarray) -> np.ndarray:
-    """start + weight * (end - start) into `out` (torch.lerp), without temporaries."""
-    np.subtract(end, start, out=out)
-    out *= weight
-    out += start
-    return out
-
-
-def make_host_smoother(kind: str, strength: float, cuts: bool = True) -> HostSmoother:
-    """The host twin of `smoothers.make_smoother`: same kinds, same errors. `cuts`: reset at scene cuts."""
+def make_host_smoother(kind: str, strength: float, cuts: bool = True, drift_cap: bool = True) -> HostSmoother:
+    """The host twin of `smoothers.make_smoother`: same kinds, same errors. `cuts`: reset at scene cuts;
+    `drift_cap`: hold the mean drift from the stylization to `SMOOTH_DRIFT_PER_STRENGTH` x strength."""
     kinds = {"none": HostNoSmoothing, "ema": HostEma, "adaptive": HostAdaptive, "flow": HostFlow}
     if kind not in kinds:
         raise InputError(f"unknown smoother {kind!r}; use one of {', '.join(SMOOTHERS)}")
-    return kinds[kind](strength, cuts=cuts)
+    return kinds[kind](strength, cuts=cuts, drift_cap=drift_cap)

@@ -27,19 +27,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import SMOOTHERS, check_smooth_strength
+from ..config import SMOOTH_DRIFT_PER_STRENGTH, SMOOTHERS, check_smooth_strength
 from ..errors import InputError
 from .cuts import CutDetector
 from .flow import PRESETS, to_gray
-from .host import BRIGHTNESS_HIGH, BRIGHTNESS_LOW, FLOW_PRESET, flow_side, small_size
+from .host import BRIGHTNESS_HIGH, BRIGHTNESS_LOW, DRIFT_STRIDE, FLOW_PRESET, flow_side, small_size
 
 
 class Smoother(ABC):
     passthrough = False  # True where apply_batch changes nothing, so callers can skip it
 
-    def __init__(self, strength: float, cuts: bool = True):
+    def __init__(self, strength: float, cuts: bool = True, drift_cap: bool = True):
         self.strength = check_smooth_strength(strength)
         self.previous: torch.Tensor | None = None
+        # The most a frame may move from its own stylization (config.SMOOTH_DRIFT_PER_STRENGTH).
+        self.drift_budget = SMOOTH_DRIFT_PER_STRENGTH * self.strength if drift_cap else None
         # A scene cut restarts the blend: the first frame of a shot is its own stylization. The
         # detector works on the host frame, which every caller has.
         self.cuts = CutDetector() if cuts else None
@@ -80,6 +82,17 @@ class Smoother(ABC):
     def _blend(self, content: np.ndarray, content_on_device: torch.Tensor, stylized: torch.Tensor
                ) -> torch.Tensor: ...
 
+    def _lerp(self, start: torch.Tensor, end: torch.Tensor, weight: float | torch.Tensor) -> torch.Tensor:
+        """`host.HostSmoother._lerp` on the device: torch.lerp with the weight scaled down to the drift
+        budget. The scale stays a tensor, so nothing waits for the device."""
+        if self.drift_budget is None:
+            return torch.lerp(start, end, weight)
+        step = end - start
+        sample = step[:, ::DRIFT_STRIDE, ::DRIFT_STRIDE].abs()
+        sample = sample * (weight if isinstance(weight, float) else weight[:, ::DRIFT_STRIDE, ::DRIFT_STRIDE])
+        scale = (self.drift_budget / sample.mean().clamp_min(1e-12)).clamp(max=1.0)
+        return start + step * (weight * scale)
+
     def apply_batch(self, images: list[np.ndarray], inputs: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
         """A stylized batch (N, 3, H, W), smoothed frame by frame in order (a `frames.DeviceStep`)."""
         return torch.stack([self(image, out, content) for image, out, content in zip(images, outputs, inputs)])
@@ -100,14 +113,14 @@ class NoSmoothing(Smoother):
 
 class EmaSmoother(Smoother):
     def _blend(self, content: np.ndarray, content_on_device: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
-        return torch.lerp(stylized, self.previous, self.strength)
+        return self._lerp(stylized, self.previous, float(self.strength))
 
 
 class AdaptiveSmoother(Smoother):
     """Blend weight strength * exp(-change / scale), change = blurred per-pixel input difference."""
 
-    def __init__(self, strength: float, scale: float = 0.03, cuts: bool = True):
-        super().__init__(strength, cuts)
+    def __init__(self, strength: float, scale: float = 0.03, cuts: bool = True, drift_cap: bool = True):
+        super().__init__(strength, cuts, drift_cap)
         self.scale = scale
         self._last_input: torch.Tensor | None = None
 
@@ -119,7 +132,7 @@ class AdaptiveSmoother(Smoother):
         change = F.avg_pool2d(change, 7, stride=1, padding=3)[0]
         self._last_input = content_on_device
         weight = self.strength * torch.exp(-change / self.scale)
-        return torch.lerp(stylized, self.previous, weight)
+        return self._lerp(stylized, self.previous, weight)
 
 
 class FlowSmoother(Smoother):
@@ -132,8 +145,8 @@ class FlowSmoother(Smoother):
     """
 
     def __init__(self, strength: float, flow_side: int | None = None, cuts: bool = True,
-                 brightness: bool = True, preset: str = FLOW_PRESET):
-        super().__init__(strength, cuts)
+                 brightness: bool = True, preset: str = FLOW_PRESET, drift_cap: bool = True):
+        super().__init__(strength, cuts, drift_cap)
         self.flow_side = flow_side
         self.brightness = brightness
         self._dis = cv2.DISOpticalFlow_create(PRESETS[preset])
@@ -180,7 +193,7 @@ class FlowSmoother(Smoother):
             backward = torch.stack([full[..., 0] * (width / self._small[0]), full[..., 1] * (height / self._small[1])],
                                    dim=-1)
         moved = warp_tensor(self.previous, backward, self._grid)
-        return torch.lerp(stylized, moved, (self.strength * confidence).to(stylized.dtype))
+        return self._lerp(stylized, moved, (self.strength * confidence).to(stylized.dtype))
 
 
 def flow_confidence_tensor(gray: torch.Tensor, last_gray: torch.Tensor, backward: torch.Tensor,
@@ -237,9 +250,10 @@ def warp_tensor(image: torch.Tensor, flow: torch.Tensor, grid: torch.Tensor | No
     return F.grid_sample(image[None], sample_at, mode="bilinear", padding_mode="border", align_corners=True)[0]
 
 
-def make_smoother(kind: str, strength: float, cuts: bool = True) -> Smoother:
-    """A smoother of `kind`; `cuts`: reset at scene cuts (`cuts.CutDetector`)."""
+def make_smoother(kind: str, strength: float, cuts: bool = True, drift_cap: bool = True) -> Smoother:
+    """A smoother of `kind`; `cuts`: reset at scene cuts (`cuts.CutDetector`); `drift_cap`: hold the
+    mean drift from the stylization to `config.SMOOTH_DRIFT_PER_STRENGTH` x strength."""
     kinds = {"none": NoSmoothing, "ema": EmaSmoother, "adaptive": AdaptiveSmoother, "flow": FlowSmoother}
     if kind not in kinds:
         raise InputError(f"unknown smoother {kind!r}; use one of {', '.join(SMOOTHERS)}")
-    return kinds[kind](strength, cuts=cuts)
+    return kinds[kind](strength, cuts=cuts, drift_cap=drift_cap)
