@@ -18,6 +18,7 @@ from ..config import (
     DEVICES,
     MAX_SMOOTH_STRENGTH,
     PRECISIONS,
+    SMOOTH_DRIFT_PER_STRENGTH,
     SMOOTH_STRENGTH,
     SMOOTHERS,
     ConvertConfig,
@@ -151,8 +152,9 @@ def add_smooth_options(group) -> None:
     group.add_argument("--smooth", choices=SMOOTHERS, default="none",
                        help="temporal smoothing against flicker: flow is steadiest (default: none)")
     group.add_argument("--smooth-strength", type=smooth_strength, default=SMOOTH_STRENGTH,
-                       help=f"0..{MAX_SMOOTH_STRENGTH:g}, the most weight the previous frame gets "
-                            f"(default: {SMOOTH_STRENGTH})")
+                       help=f"0..{MAX_SMOOTH_STRENGTH:g}: the most weight the previous frame gets, and no frame "
+                            f"moves further than {SMOOTH_DRIFT_PER_STRENGTH:g} x this from its own stylization, in "
+                            f"every style (default: {SMOOTH_STRENGTH}; docs/smoothing.md)")
 
 
 def build_parser() -> Parser:
@@ -278,6 +280,9 @@ def build_parser() -> Parser:
     train.add_argument("--pixel-loss", choices=("mse", "l1"), default="mse", help="distill: pixel loss to the teacher")
     train.add_argument("--feature-weight", type=float, default=0.0,
                        help="distill: VGG feature loss weight (default: %(default)s)")
+    train.add_argument("--temporal-weight", type=float, default=0.0,
+                       help="temporal loss on synthetic motion against flicker; about doubles a step's cost "
+                            "(default: %(default)s)")
     train.add_argument("--vgg", choices=("vgg16", "vgg19"), default="vgg16", help="loss network (default: %(default)s)")
     train.add_argument("--vgg-weights", help="ImageNet VGG state dict file (else torchvision's cache)")
     train.add_argument("--pool", type=positive_int, default=1024,
