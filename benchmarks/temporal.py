@@ -20,7 +20,7 @@ BASELINE), the current one ("flow", at several strengths) and the current one wi
 A second part times the lean path at 640x480 (stylize + smoother, fast model) with flow-old and
 flow in one run, frame by frame alternately, so both see the same machine.
 
-Run: python benchmarks/temporal.py [--quick]   (2 CPU cores: --quick about 3 min, full about 15 min)
+Run: python benchmarks/temporal.py [--quick]   (2 shared CPU cores: --quick about 3 min, full about 20 min)
 Writes benchmarks/results/temporal.{json,md,png} and temporal_strip.png.
 """
 
