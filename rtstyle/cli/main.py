@@ -281,7 +281,7 @@ def build_parser() -> Parser:
     train.add_argument("--feature-weight", type=float, default=0.0,
                        help="distill: VGG feature loss weight (default: %(default)s)")
     train.add_argument("--temporal-weight", type=float, default=0.0,
-                       help="temporal loss on synthetic motion against flicker; about doubles a step's cost "
+                       help="temporal loss on synthetic motion against flicker; a step takes 2-3x as long "
                             "(default: %(default)s)")
     train.add_argument("--vgg", choices=("vgg16", "vgg19"), default="vgg16", help="loss network (default: %(default)s)")
     train.add_argument("--vgg-weights", help="ImageNet VGG state dict file (else torchvision's cache)")

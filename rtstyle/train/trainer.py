@@ -65,7 +65,8 @@ class TrainConfig:
     pixel_weight: float = 1.0
     feature_weight: float = 0.0  # distill: VGG feature loss to the teacher (needs VGG weights)
     # Both modes: temporal loss on pairs of frames made by synthetic motion (losses.temporal_loss).
-    # Each step then stylizes a second, moved batch: about twice the cost of a step without it.
+    # Each step then stylizes a second, moved batch: 2.6x the time of a step without it (CPU, measured
+    # by benchmarks/temporal_training.py).
     temporal_weight: float = 0.0
     vgg: str = "vgg16"
     vgg_weights: Path | None = None
