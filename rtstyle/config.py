@@ -14,6 +14,12 @@ MAX_SMOOTH_STRENGTH = 0.95  # beyond it the output barely follows the input any 
 LEAST_SCALE = 0.25  # of the frame's width and height that a stream may be stylized at (pipeline/scale.py)
 #: A scale setting that asks for `pipeline.scale.fitted_scale` at the start of a stream.
 AUTO = "auto"
+#: A smoother moves no frame further than this times the strength from its own stylization (mean
+#: |output - stylized| in 0..1): the default 0.7 allows 0.0294, so a clip's mean drift stays under
+#: 0.03. The busy styles would drift up to twice as far at the same blend weight, the calm ones
+#: never reach it (benchmarks/temporal.py); the cap gives a strength one meaning in every style.
+#: See docs/smoothing.md.
+SMOOTH_DRIFT_PER_STRENGTH = 0.042
 
 
 def check_smooth_strength(strength: float) -> float:

@@ -262,3 +262,38 @@ def test_after_a_ddp_resume_each_rank_draws_its_own_crops(tmp_path):
     a, b = Adapter.load(tmp_path / "straight.safetensors"), Adapter.load(tmp_path / "resumed.safetensors")
     for layer in a.lora:
         torch.testing.assert_close(a.lora[layer][1], b.lora[layer][1], atol=1e-6, rtol=1e-5)
+
+
+def test_temporal_loss_is_zero_for_a_static_clip_and_positive_for_a_flickering_one():
+    from rtstyle.train.losses import synthetic_motion, temporal_loss
+
+    torch.manual_seed(0)
+    frames = torch.rand(2, 3, 48, 64)
+    still, grid, valid = synthetic_motion(frames, max_shift=0, max_zoom=0, max_turn=0)
+    torch.testing.assert_close(still, frames)
+    assert temporal_loss(frames, still, grid, valid) == 0  # a static clip: the identical output
+    flicker = (frames + 0.1 * torch.randn_like(frames)).clamp(0, 1)
+    assert temporal_loss(frames, flicker, grid, valid) > 0.005
+
+
+def test_synthetic_motion_moves_the_picture_by_its_own_grid():
+    """The second frame is the first moved along the returned grid, so an output that follows the
+    motion exactly scores zero where valid, and one that ignores it does not."""
+    from rtstyle.train.losses import synthetic_motion, temporal_loss
+
+    generator = torch.Generator().manual_seed(3)
+    frames = torch.nn.functional.avg_pool2d(torch.rand(2, 3, 66, 82), 3, stride=1)  # smooth, like a photo
+    moved, grid, valid = synthetic_motion(frames, generator=generator)
+    assert 0.8 < valid.mean() < 1.0  # a pan leaves a disoccluded border
+    assert temporal_loss(frames, moved, grid, valid) < 1e-10
+    assert temporal_loss(frames, frames, grid, valid) > 1e-4  # ignores the motion: penalized
+
+
+def test_training_with_the_temporal_term_records_it(folders, tmp_path):
+    cfg = config(folders, tmp_path / "t.safetensors", steps=3, temporal_weight=10.0)
+    seen = []
+    result = train(cfg, progress=lambda step, total, terms, rate: seen.append(terms))
+    assert all(t["temporal"] > 0 and t["total"] > t["pixel"] for t in seen)
+    assert Adapter.load(result.adapter).training["loss_weights"]["temporal"] == 10.0
+    with pytest.raises(InputError):
+        config(folders, tmp_path / "t.safetensors", temporal_weight=-1.0)

@@ -13,6 +13,7 @@ from ..config import (
     DEVICES,
     MAX_SMOOTH_STRENGTH,
     PRECISIONS,
+    SMOOTH_DRIFT_PER_STRENGTH,
     SMOOTH_STRENGTH,
     SMOOTHERS,
     EngineConfig,
@@ -158,8 +159,9 @@ def add_smooth_options(group) -> None:
     group.add_argument("--smooth", choices=SMOOTHERS, default="none",
                        help="temporal smoothing against flicker: flow is steadiest (default: none)")
     group.add_argument("--smooth-strength", type=smooth_strength, default=SMOOTH_STRENGTH,
-                       help=f"0..{MAX_SMOOTH_STRENGTH:g}, the most weight the previous frame gets "
-                            f"(default: {SMOOTH_STRENGTH})")
+                       help=f"0..{MAX_SMOOTH_STRENGTH:g}: the most weight the previous frame gets, and no frame "
+                            f"moves further than {SMOOTH_DRIFT_PER_STRENGTH:g} x this from its own stylization, in "
+                            f"every style (default: {SMOOTH_STRENGTH}; docs/smoothing.md)")
 
 
 @dataclass(frozen=True)

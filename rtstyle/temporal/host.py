@@ -16,9 +16,10 @@ from abc import ABC, abstractmethod
 import cv2
 import numpy as np
 
-from ..config import SMOOTHERS, check_smooth_strength
+from ..config import SMOOTH_DRIFT_PER_STRENGTH, SMOOTHERS, check_smooth_strength
 from ..errors import InputError
-from .flow import FlowEstimator, valid_mask_warped
+from .cuts import CutDetector
+from .flow import PRESETS, valid_mask_warped
 
 
 class HostSmoother(ABC):
@@ -27,13 +28,21 @@ class HostSmoother(ABC):
     #: True only where the smoother returns its input unchanged, so callers can skip it.
     passthrough = False
 
-    def __init__(self, strength: float):
+    def __init__(self, strength: float, cuts: bool = True, drift_cap: bool = True):
         self.strength = check_smooth_strength(strength)
         self.previous: np.ndarray | None = None
+        # The most a frame may move from its own stylization (mean |output - stylized|): strength
+        # means the same drift in every style (config.SMOOTH_DRIFT_PER_STRENGTH).
+        self.drift_budget = SMOOTH_DRIFT_PER_STRENGTH * self.strength if drift_cap else None
+        # A scene cut restarts the blend: the first frame of a shot is its own stylization.
+        self.cuts = CutDetector() if cuts else None
+        self.cuts_seen = 0
 
     def reset(self) -> None:
         """Forget the past (a cut, a new style)."""
         self.previous = None
+        if self.cuts is not None:
+            self.cuts.reset()
 
     def __call__(self, content: np.ndarray, stylized: np.ndarray) -> np.ndarray:
         """`content`: the input frame (H, W, 3) uint8; `stylized`: its stylization (H, W, 3) float32.
@@ -51,6 +60,9 @@ class HostSmoother(ABC):
         return result
 
     def _step(self, content: np.ndarray, stylized: np.ndarray, out: np.ndarray) -> np.ndarray:
+        if self.cuts is not None and self.cuts(content):
+            self.previous = None
+            self.cuts_seen += 1
         if self.previous is None or self.previous.shape != stylized.shape:
             np.copyto(out, stylized)
             self._start(content, stylized)
@@ -67,6 +79,23 @@ class HostSmoother(ABC):
     @abstractmethod
     def _blend(self, content: np.ndarray, stylized: np.ndarray, out: np.ndarray) -> None:
         """Write the smoothed frame into `out`; `self.previous` is the last output."""
+
+    def _lerp(self, start: np.ndarray, end: np.ndarray, weight: float | np.ndarray, out: np.ndarray) -> np.ndarray:
+        """start + weight * (end - start) into `out`, the weight scaled down where the frame would
+        drift from `start` by more than the budget on average.
+
+        The drift is exactly mean(weight * |end - start|), estimated on every 4th pixel each way.
+        """
+        np.subtract(end, start, out=out)
+        if self.drift_budget is not None:
+            sample = np.abs(out[::DRIFT_STRIDE, ::DRIFT_STRIDE])
+            sample *= weight if np.isscalar(weight) else weight[::DRIFT_STRIDE, ::DRIFT_STRIDE]
+            drift = float(sample.mean())
+            if drift > self.drift_budget:
+                weight = weight * np.float32(self.drift_budget / drift)
+        out *= weight
+        out += start
+        return out
 
 
 class HostNoSmoothing(HostSmoother):
@@ -86,14 +115,14 @@ class HostEma(HostSmoother):
     """A fixed blend with the previous output."""
 
     def _blend(self, content: np.ndarray, stylized: np.ndarray, out: np.ndarray) -> None:
-        _lerp(stylized, self.previous, self.strength, out)
+        self._lerp(stylized, self.previous, self.strength, out)
 
 
 class HostAdaptive(HostSmoother):
     """Blend weight strength * exp(-change / scale), change = blurred per-pixel input difference."""
 
-    def __init__(self, strength: float, scale: float = 0.03):
-        super().__init__(strength)
+    def __init__(self, strength: float, scale: float = 0.03, cuts: bool = True, drift_cap: bool = True):
+        super().__init__(strength, cuts, drift_cap)
         self.scale = scale
         self._last_input: np.ndarray | None = None
         self._diff: np.ndarray | None = None
@@ -121,39 +150,115 @@ class HostAdaptive(HostSmoother):
         weight *= -1.0 / self.scale
         np.exp(weight, out=weight)
         weight *= self.strength
-        _lerp(stylized, self.previous, weight[..., None], out)
+        self._lerp(stylized, self.previous, weight[..., None], out)
+
+
+#: Every DRIFT_STRIDE-th pixel each way estimates a frame's drift (1/16 of the pixels).
+DRIFT_STRIDE = 4
+
+#: DIS preset of the flow smoother. "fast" at half the frame's size against "ultrafast" at up to
+#: 480 (before issue 26): warp error 0.28 of per-frame against 0.40 at about the same drift and
+#: cost (3 styles x 3 clips, benchmarks/temporal.py); "medium" is slightly better again but costs
+#: 15 ms a flow at 320x240 on this CPU, against 3 ms.
+FLOW_PRESET = "fast"
 
 
 class HostFlow(HostSmoother):
-    """Warp the previous output along the input's optical flow, blend where the flow holds."""
+    """Warp the previous output along the input's optical flow, blend where the flow holds.
 
-    def __init__(self, strength: float, flow_max_side: int = 480):
-        super().__init__(strength)
-        self.flow = FlowEstimator("ultrafast", flow_max_side)
-        self._gray: np.ndarray | None = None
-        self._last_gray: np.ndarray | None = None
+    The flow and its confidence are computed at `flow.flow_side` of the frame (or `flow_side`):
+    confidence is the forward-backward check (occlusions, disocclusions, motion boundaries), times
+    the input's own brightness constancy (the gray input of t-1 warped onto t must match t: where it
+    does not, the flow is wrong or the content changed, so the past is a ghost), times "the pixel came
+    from inside the frame". It is scaled up to the frame with the flow.
+    """
+
+    def __init__(self, strength: float, flow_side: int | None = None, cuts: bool = True,
+                 brightness: bool = True, preset: str = FLOW_PRESET, drift_cap: bool = True):
+        super().__init__(strength, cuts, drift_cap)
+        self.flow_side = flow_side
+        self.brightness = brightness
+        self._dis = cv2.DISOpticalFlow_create(PRESETS[preset])
+        self._small: tuple[int, int] | None = None
+        self._last_small: np.ndarray | None = None
+        self._small_grid: np.ndarray | None = None
         self._grid: np.ndarray | None = None
         self._maps: np.ndarray | None = None
         self._moved: np.ndarray | None = None
 
     def _start(self, content: np.ndarray, stylized: np.ndarray) -> None:
         height, width = content.shape[:2]
-        self._last_gray = cv2.cvtColor(content, cv2.COLOR_RGB2GRAY)
-        self._gray = np.empty_like(self._last_gray)
+        side = self.flow_side or flow_side(height, width)
+        self._small = small_size(height, width, side)
+        self._last_small = self._gray_small(content)
+        self._small_grid = identity_grid(self._small[1], self._small[0])
         self._grid = identity_grid(height, width)
         self._maps = np.empty_like(self._grid)
         self._moved = np.empty_like(stylized)
 
+    def _gray_small(self, content: np.ndarray) -> np.ndarray:
+        gray = cv2.cvtColor(content, cv2.COLOR_RGB2GRAY)
+        if gray.shape[::-1] != self._small:
+            gray = cv2.resize(gray, self._small, interpolation=cv2.INTER_AREA)
+        return gray
+
     def _blend(self, content: np.ndarray, stylized: np.ndarray, out: np.ndarray) -> None:
-        gray = cv2.cvtColor(content, cv2.COLOR_RGB2GRAY, dst=self._gray)
-        backward = self.flow(gray, self._last_gray)
-        forward = self.flow(self._last_gray, gray)
-        self._gray, self._last_gray = self._last_gray, gray
-        # Both warps sample at x + backward(x): one map serves the mask and the output.
+        gray = self._gray_small(content)
+        backward = self._dis.calc(gray, self._last_small, None)
+        forward = self._dis.calc(self._last_small, gray, None)
+        confidence = flow_confidence(gray, self._last_small, backward, forward, self._small_grid, self.brightness)
+        self._last_small = gray
+        height, width = content.shape[:2]
+        if (width, height) != self._small:
+            scale = np.float32(width / self._small[0]), np.float32(height / self._small[1])
+            confidence = cv2.resize(confidence, (width, height), interpolation=cv2.INTER_LINEAR)
+            backward = cv2.resize(backward, (width, height), interpolation=cv2.INTER_LINEAR)
+            backward[..., 0] *= scale[0]
+            backward[..., 1] *= scale[1]
         np.add(self._grid, backward, out=self._maps)
-        weight = valid_mask_warped(backward, remap(forward, self._maps))
-        weight *= self.strength
-        _lerp(stylized, remap(self.previous, self._maps, self._moved), weight[..., None], out)
+        confidence *= self.strength
+        self._lerp(stylized, remap(self.previous, self._maps, self._moved), confidence[..., None], out)
+
+
+def flow_side(height: int, width: int) -> int:
+    """Long side of the flow estimate for a frame: half the frame's, at least 256 and at most 480.
+
+    DIS's cost follows the pixel count, while a smoother only needs the motion of regions a few
+    pixels wide: at 640x480 the flow runs on 320x240, a quarter of the pixels.
+    """
+    long = max(height, width)
+    return min(long, max(256, min(480, long // 2)))
+
+
+def small_size(height: int, width: int, side: int) -> tuple[int, int]:
+    """(width, height) of the flow estimate with long side `side` (the frame's own when smaller)."""
+    scale = min(1.0, side / max(height, width))
+    return max(8, round(width * scale)), max(8, round(height * scale))
+
+
+#: Brightness constancy: a gray difference (0..255) after warping up to LOW is trusted fully,
+#: from HIGH on not at all, linearly between. Sensor noise and compression sit well below LOW;
+#: a wrong flow or new content moves gray levels by tens.
+BRIGHTNESS_LOW, BRIGHTNESS_HIGH = 16.0, 48.0
+
+
+def flow_confidence(gray: np.ndarray, last_gray: np.ndarray, backward: np.ndarray, forward: np.ndarray,
+                    grid: np.ndarray, brightness: bool = True) -> np.ndarray:
+    """(h, w) float32 0..1: how far to trust the backward flow at each pixel of `gray` (frame t).
+
+    Forward-backward check and motion boundaries (Ruder et al. 2016), inside-the-frame, and the
+    input's own brightness constancy after warping. All at the flow's resolution.
+    """
+    maps = grid + backward
+    confidence = valid_mask_warped(backward, remap(forward, maps))
+    height, width = gray.shape
+    inside = (maps[..., 0] >= 0) & (maps[..., 0] <= width - 1) & (maps[..., 1] >= 0) & (maps[..., 1] <= height - 1)
+    confidence *= inside
+    if brightness:
+        moved = remap(last_gray.astype(np.float32), maps)
+        error = cv2.absdiff(gray.astype(np.float32), moved)
+        confidence *= np.clip((BRIGHTNESS_HIGH - error) * (1.0 / (BRIGHTNESS_HIGH - BRIGHTNESS_LOW)), 0.0, 1.0)
+    return confidence
 
 
 def identity_grid(height: int, width: int) -> np.ndarray:
@@ -172,17 +277,10 @@ def remap(image: np.ndarray, maps: np.ndarray, dst: np.ndarray | None = None) ->
     return cv2.remap(image, maps, None, interpolation=cv2.INTER_LINEAR, dst=dst, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _lerp(start: np.ndarray, end: np.ndarray, weight: float | np.ndarray, out: np.ndarray) -> np.ndarray:
-    """start + weight * (end - start) into `out` (torch.lerp), without temporaries."""
-    np.subtract(end, start, out=out)
-    out *= weight
-    out += start
-    return out
-
-
-def make_host_smoother(kind: str, strength: float) -> HostSmoother:
-    """The host twin of `smoothers.make_smoother`: same kinds, same errors."""
+def make_host_smoother(kind: str, strength: float, cuts: bool = True, drift_cap: bool = True) -> HostSmoother:
+    """The host twin of `smoothers.make_smoother`: same kinds, same errors. `cuts`: reset at scene cuts;
+    `drift_cap`: hold the mean drift from the stylization to `SMOOTH_DRIFT_PER_STRENGTH` x strength."""
     kinds = {"none": HostNoSmoothing, "ema": HostEma, "adaptive": HostAdaptive, "flow": HostFlow}
     if kind not in kinds:
         raise InputError(f"unknown smoother {kind!r}; use one of {', '.join(SMOOTHERS)}")
-    return kinds[kind](strength)
+    return kinds[kind](strength, cuts=cuts, drift_cap=drift_cap)

@@ -7,9 +7,13 @@ All work on float tensors (3, H, W) in 0..1 on the engine's device, frame by fra
 * ``adaptive``: the blend weight falls where the *input* changed, so static areas are steady
   and moving ones follow the new frame.
 * ``flow``: the previous output is first moved along the optical flow of the inputs (DIS on a
-  downscaled copy), then blended where the flow is trustworthy (forward-backward check). Only
-  the flow estimation runs on the host; the low-resolution flows go to the device, where they
-  are scaled up and the warp, the mask and the blend are computed.
+  downscaled copy), then blended as far as the flow is trusted (forward-backward check,
+  brightness constancy of the input, inside the frame). Only the flow estimation runs on the
+  host; the low-resolution flows and gray frames go to the device, where the confidence, the
+  scaling up, the warp and the blend are computed.
+
+Every smoother restarts at a scene cut (`cuts.CutDetector`, on the host frame), so the first
+frame of a shot is its own stylization and no ghost of the last shot is blended into it.
 
 A smoother belongs to one stream (the runner makes one per stream), not to a stylizer.
 """
@@ -18,25 +22,36 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import SMOOTHERS, check_smooth_strength
+from ..config import SMOOTH_DRIFT_PER_STRENGTH, SMOOTHERS, check_smooth_strength
 from ..errors import InputError
-from .flow import FlowEstimator, to_gray
+from .cuts import CutDetector
+from .flow import PRESETS, to_gray
+from .host import BRIGHTNESS_HIGH, BRIGHTNESS_LOW, DRIFT_STRIDE, FLOW_PRESET, flow_side, small_size
 
 
 class Smoother(ABC):
     passthrough = False  # True where apply_batch changes nothing, so callers can skip it
 
-    def __init__(self, strength: float):
+    def __init__(self, strength: float, cuts: bool = True, drift_cap: bool = True):
         self.strength = check_smooth_strength(strength)
         self.previous: torch.Tensor | None = None
+        # The most a frame may move from its own stylization (config.SMOOTH_DRIFT_PER_STRENGTH).
+        self.drift_budget = SMOOTH_DRIFT_PER_STRENGTH * self.strength if drift_cap else None
+        # A scene cut restarts the blend: the first frame of a shot is its own stylization. The
+        # detector works on the host frame, which every caller has.
+        self.cuts = CutDetector() if cuts else None
+        self.cuts_seen = 0
 
     def reset(self) -> None:
         """Forget the past (a cut, a new style)."""
         self.previous = None
+        if self.cuts is not None:
+            self.cuts.reset()
 
     def __call__(self, content: np.ndarray, stylized: torch.Tensor, content_on_device: torch.Tensor | None = None
                  ) -> torch.Tensor:
@@ -48,6 +63,9 @@ class Smoother(ABC):
         if content_on_device is None:
             content_on_device = torch.from_numpy(content).to(stylized.device).permute(2, 0, 1).div(255.0)
         content_on_device = content_on_device.to(stylized.dtype)
+        if self.cuts is not None and self.cuts(content):
+            self.previous = None
+            self.cuts_seen += 1
         if self.previous is None or self.previous.shape != stylized.shape:
             out = stylized
             self._start(content, content_on_device, stylized)
@@ -63,6 +81,17 @@ class Smoother(ABC):
     @abstractmethod
     def _blend(self, content: np.ndarray, content_on_device: torch.Tensor, stylized: torch.Tensor
                ) -> torch.Tensor: ...
+
+    def _lerp(self, start: torch.Tensor, end: torch.Tensor, weight: float | torch.Tensor) -> torch.Tensor:
+        """`host.HostSmoother._lerp` on the device: torch.lerp with the weight scaled down to the drift
+        budget. The scale stays a tensor, so nothing waits for the device."""
+        if self.drift_budget is None:
+            return torch.lerp(start, end, weight)
+        step = end - start
+        sample = step[:, ::DRIFT_STRIDE, ::DRIFT_STRIDE].abs()
+        sample = sample * (weight if isinstance(weight, float) else weight[:, ::DRIFT_STRIDE, ::DRIFT_STRIDE])
+        scale = (self.drift_budget / sample.mean().clamp_min(1e-12)).clamp(max=1.0)
+        return start + step * (weight * scale)
 
     def apply_batch(self, images: list[np.ndarray], inputs: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
         """A stylized batch (N, 3, H, W), smoothed frame by frame in order (a `frames.DeviceStep`)."""
@@ -84,14 +113,14 @@ class NoSmoothing(Smoother):
 
 class EmaSmoother(Smoother):
     def _blend(self, content: np.ndarray, content_on_device: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
-        return torch.lerp(stylized, self.previous, self.strength)
+        return self._lerp(stylized, self.previous, float(self.strength))
 
 
 class AdaptiveSmoother(Smoother):
     """Blend weight strength * exp(-change / scale), change = blurred per-pixel input difference."""
 
-    def __init__(self, strength: float, scale: float = 0.03):
-        super().__init__(strength)
+    def __init__(self, strength: float, scale: float = 0.03, cuts: bool = True, drift_cap: bool = True):
+        super().__init__(strength, cuts, drift_cap)
         self.scale = scale
         self._last_input: torch.Tensor | None = None
 
@@ -103,41 +132,84 @@ class AdaptiveSmoother(Smoother):
         change = F.avg_pool2d(change, 7, stride=1, padding=3)[0]
         self._last_input = content_on_device
         weight = self.strength * torch.exp(-change / self.scale)
-        return torch.lerp(stylized, self.previous, weight)
+        return self._lerp(stylized, self.previous, weight)
 
 
 class FlowSmoother(Smoother):
-    """Warp the previous output along the input's optical flow, blend where the flow holds."""
+    """Warp the previous output along the input's optical flow, blend as far as the flow is trusted.
 
-    def __init__(self, strength: float, flow_max_side: int = 480):
-        super().__init__(strength)
-        self.flow = FlowEstimator("ultrafast", flow_max_side)
-        self._last_gray: np.ndarray | None = None
+    The twin of `host.HostFlow`: the same flow (DIS on the host, at `host.flow_side` of the frame)
+    and the same confidence (forward-backward check, inside-the-frame, the input's brightness
+    constancy), computed here on the device at the flow's resolution and scaled up with the flow.
+    Only the two small gray frames and the two small flows cross to the device.
+    """
+
+    def __init__(self, strength: float, flow_side: int | None = None, cuts: bool = True,
+                 brightness: bool = True, preset: str = FLOW_PRESET, drift_cap: bool = True):
+        super().__init__(strength, cuts, drift_cap)
+        self.flow_side = flow_side
+        self.brightness = brightness
+        self._dis = cv2.DISOpticalFlow_create(PRESETS[preset])
+        self._small: tuple[int, int] | None = None
+        self._last_small: np.ndarray | None = None
+        self._last_small_device: torch.Tensor | None = None
+        self._small_grid: torch.Tensor | None = None
         self._grid: torch.Tensor | None = None
 
     def _start(self, content: np.ndarray, content_on_device: torch.Tensor, stylized: torch.Tensor) -> None:
-        self._last_gray = to_gray(content)
-        self._grid = identity_grid(*stylized.shape[-2:], stylized.device)
+        height, width = stylized.shape[-2:]
+        self._small = small_size(height, width, self.flow_side or flow_side(height, width))
+        self._last_small = self._gray_small(content)
+        self._last_small_device = self._upload(self._last_small, stylized.device)
+        self._small_grid = identity_grid(self._small[1], self._small[0], stylized.device)
+        self._grid = identity_grid(height, width, stylized.device)
+
+    def _gray_small(self, content: np.ndarray) -> np.ndarray:
+        gray = to_gray(content)
+        if gray.shape[::-1] != self._small:
+            gray = cv2.resize(gray, self._small, interpolation=cv2.INTER_AREA)
+        return gray
+
+    @staticmethod
+    def _upload(array: np.ndarray, device: torch.device) -> torch.Tensor:
+        return torch.from_numpy(array).to(device, non_blocking=True)
 
     def _blend(self, content: np.ndarray, content_on_device: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
-        gray = to_gray(content)
-        backward = self._flow_on_device(gray, self._last_gray, stylized.device)
-        forward = self._flow_on_device(self._last_gray, gray, stylized.device)
-        self._last_gray = gray
-        mask = valid_mask_tensor(backward, forward, self._grid)
+        gray = self._gray_small(content)
+        backward = self._upload(self._dis.calc(gray, self._last_small, None), stylized.device)
+        forward = self._upload(self._dis.calc(self._last_small, gray, None), stylized.device)
+        gray_device = self._upload(gray, stylized.device)
+        confidence = flow_confidence_tensor(gray_device, self._last_small_device, backward, forward,
+                                            self._small_grid, self.brightness)
+        self._last_small, self._last_small_device = gray, gray_device
+        height, width = stylized.shape[-2:]
+        if (width, height) != self._small:
+            # Bilinear with half-pixel centres, as cv2.resize does on the host path.
+            confidence = F.interpolate(confidence[None], size=(height, width), mode="bilinear",
+                                       align_corners=False)[0]
+            full = F.interpolate(backward.permute(2, 0, 1)[None], size=(height, width), mode="bilinear",
+                                 align_corners=False)[0].permute(1, 2, 0)
+            # Python-number scales: a scale tensor built here would be a host-to-device copy every frame.
+            backward = torch.stack([full[..., 0] * (width / self._small[0]), full[..., 1] * (height / self._small[1])],
+                                   dim=-1)
         moved = warp_tensor(self.previous, backward, self._grid)
-        return torch.lerp(stylized, moved, (self.strength * mask).to(stylized.dtype))
+        return self._lerp(stylized, moved, (self.strength * confidence).to(stylized.dtype))
 
-    def _flow_on_device(self, frame: np.ndarray, previous: np.ndarray, device: torch.device) -> torch.Tensor:
-        """Full-size (H, W, 2) float32 flow on `device`, from a low-resolution estimate uploaded as is."""
-        small, scale = self.flow.small(frame, previous)
-        flow = torch.from_numpy(small).to(device, non_blocking=True)
-        height, width = frame.shape[:2]
-        if scale == 1.0:
-            return flow
-        # Bilinear with half-pixel centres, as cv2.resize does on the host path.
-        full = F.interpolate(flow.permute(2, 0, 1)[None], size=(height, width), mode="bilinear", align_corners=False)
-        return full[0].permute(1, 2, 0).mul_(1.0 / scale)
+
+def flow_confidence_tensor(gray: torch.Tensor, last_gray: torch.Tensor, backward: torch.Tensor,
+                           forward: torch.Tensor, grid: torch.Tensor, brightness: bool = True) -> torch.Tensor:
+    """`host.flow_confidence` on tensors: (1, h, w) float32 0..1. `gray`, `last_gray`: (h, w) uint8."""
+    confidence = valid_mask_tensor(backward, forward, grid)
+    height, width = gray.shape
+    moved_at = grid + backward
+    inside = ((moved_at[..., 0] >= 0) & (moved_at[..., 0] <= width - 1) & (moved_at[..., 1] >= 0)
+              & (moved_at[..., 1] <= height - 1))
+    confidence = confidence * inside
+    if brightness:
+        moved = warp_tensor(last_gray.to(torch.float32)[None], backward, grid)
+        error = (gray.to(torch.float32)[None] - moved).abs()
+        confidence = confidence * ((BRIGHTNESS_HIGH - error) * (1.0 / (BRIGHTNESS_HIGH - BRIGHTNESS_LOW))).clamp(0, 1)
+    return confidence
 
 
 def valid_mask_tensor(backward: torch.Tensor, forward: torch.Tensor, grid: torch.Tensor | None = None
@@ -178,8 +250,10 @@ def warp_tensor(image: torch.Tensor, flow: torch.Tensor, grid: torch.Tensor | No
     return F.grid_sample(image[None], sample_at, mode="bilinear", padding_mode="border", align_corners=True)[0]
 
 
-def make_smoother(kind: str, strength: float) -> Smoother:
+def make_smoother(kind: str, strength: float, cuts: bool = True, drift_cap: bool = True) -> Smoother:
+    """A smoother of `kind`; `cuts`: reset at scene cuts (`cuts.CutDetector`); `drift_cap`: hold the
+    mean drift from the stylization to `config.SMOOTH_DRIFT_PER_STRENGTH` x strength."""
     kinds = {"none": NoSmoothing, "ema": EmaSmoother, "adaptive": AdaptiveSmoother, "flow": FlowSmoother}
     if kind not in kinds:
         raise InputError(f"unknown smoother {kind!r}; use one of {', '.join(SMOOTHERS)}")
-    return kinds[kind](strength)
+    return kinds[kind](strength, cuts=cuts, drift_cap=drift_cap)

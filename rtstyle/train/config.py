@@ -42,6 +42,10 @@ class TrainConfig:
     pixel_loss: str = "mse"  # distill: mse (what PSNR measures) or l1 to the teacher
     pixel_weight: float = 1.0
     feature_weight: float = 0.0  # distill: VGG feature loss to the teacher (needs VGG weights)
+    # Both modes: temporal loss on pairs of frames made by synthetic motion (losses.temporal_loss).
+    # Each step then stylizes a second, moved batch: 2.6x the time of a step without it (CPU, measured
+    # by benchmarks/temporal_training.py).
+    temporal_weight: float = 0.0
     vgg: str = "vgg16"
     vgg_weights: Path | None = None
     pool: int = 1024  # distill: (content, teacher output) pairs made up front
@@ -62,6 +66,8 @@ class TrainConfig:
                                   ("rank", self.rank, 1)):
             if value < low:
                 raise InputError(f"{label} must be at least {low}, got {value}")
+        if not self.temporal_weight >= 0:
+            raise InputError(f"temporal weight must be 0 or more, got {self.temporal_weight}")
         if self.pixel_loss not in ("mse", "l1"):
             raise InputError(f"unknown pixel loss {self.pixel_loss!r}; use mse or l1")
         if self.lr is None:

@@ -149,3 +149,41 @@ class PerceptualLoss(nn.Module):
         pos = (out @ positives.T / temperature).logsumexp(1)
         every = torch.cat([out @ positives.T, out @ negatives.T], 1) / temperature
         return (every.logsumexp(1) - pos).mean()
+
+
+def synthetic_motion(images: torch.Tensor, max_shift: float = 0.03, max_zoom: float = 0.03,
+                     max_turn: float = 0.02, generator: torch.Generator | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A second frame for each image, moved by a small random similarity transform with known motion.
+
+    Returns the moved images (N, 3, H, W), the sampling grid (N, H, W, 2; where each pixel of the
+    second frame was in the first, in grid_sample's -1..1 coordinates: the backward flow) and the
+    valid mask (N, 1, H, W; 0 where that point lies outside the first frame, i.e. disoccluded).
+    Shift is a fraction of the frame, zoom a relative scale, turn radians (a camera pan, push-in
+    and roll between two consecutive frames).
+    """
+    n = len(images)
+    rand = torch.rand(n, 4, generator=generator).to(images.device) * 2 - 1
+    scale = 1 + max_zoom * rand[:, 0]
+    angle = max_turn * rand[:, 1]
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, 2 * max_shift * rand[:, 2]], 1),
+                         torch.stack([sin, cos, 2 * max_shift * rand[:, 3]], 1)], 1).to(images.dtype)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    moved = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    valid = (grid.abs() <= 1).all(-1, keepdim=True).permute(0, 3, 1, 2).to(images.dtype)
+    return moved, grid, valid
+
+
+def temporal_loss(first: torch.Tensor, second: torch.Tensor, grid: torch.Tensor, valid: torch.Tensor
+                  ) -> torch.Tensor:
+    """Short-term temporal loss (Ruder et al. 2016; ReCoNet, Gao et al. 2018): the stylized second frame
+    against the stylized first warped by the known motion, mean squared difference where it is valid.
+
+    Zero for a network that follows the motion (a static clip gives identical outputs); positive for
+    one whose output flickers between the frames.
+    """
+    warped = F.grid_sample(first.float(), grid.float(), mode="bilinear", padding_mode="border",
+                           align_corners=False)
+    squared = (second.float() - warped).square() * valid
+    return squared.sum() / (valid.sum() * first.shape[1]).clamp_min(1.0)

@@ -33,7 +33,7 @@ from ..io.files import check_writable
 from ..model.loader import TRAINING, add_trainable_adapter, load_base, trained_adapter
 from .config import TrainConfig
 from .data import ImageSet, RandomCrops, crop_short_side, load_folder, outlier_report, to_tensor
-from .losses import FeatureNet, PerceptualLoss, gram, load_vgg
+from .losses import FeatureNet, PerceptualLoss, gram, load_vgg, synthetic_motion, temporal_loss
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,8 @@ def train(config: TrainConfig, progress: Progress | None = None, loss_network: F
     model = nn.parallel.DistributedDataParallel(net) if world > 1 else net
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     samples = RandomCrops(contents.images[:1], config.size, augment=False, seed=config.seed).batch(1)
+    # The synthetic motion draws from the data's generator, which checkpoints save and resume.
+    motion = distiller.generator if distiller is not None else crops.generator
     started, done_images = time.perf_counter(), 0
     last = config.steps if config.stop_after is None else min(config.steps, step + config.stop_after)
     while step < last:
@@ -166,6 +168,8 @@ def train(config: TrainConfig, progress: Progress | None = None, loss_network: F
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
             output = model(inputs)
         terms = loss_fn(output.float(), inputs, None if targets is None else targets.to(device))
+        if config.temporal_weight > 0:
+            terms = _with_temporal(terms, model, inputs, output, config.temporal_weight, motion, device)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(terms["total"]).backward()
         scaler.unscale_(optimizer)
@@ -199,6 +203,17 @@ def train(config: TrainConfig, progress: Progress | None = None, loss_network: F
                                        "first_loss": history[0] if history else None,
                                        "final_loss": history[-1] if history else None, **training}, indent=2))
     return TrainResult(config.out, step, seconds, done_images / max(seconds, 1e-9), history, summary)
+
+
+def _with_temporal(terms: dict[str, torch.Tensor], model: nn.Module, inputs: torch.Tensor, output: torch.Tensor,
+                   weight: float, motion: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    """Add the temporal term: the batch moved by a known motion, stylized, against the output warped."""
+    moved, grid, valid = synthetic_motion(inputs, generator=motion)
+    with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+        second = model(moved)
+    terms["temporal"] = temporal_loss(output, second.float(), grid, valid)
+    terms["total"] = terms["total"] + weight * terms["temporal"]
+    return terms
 
 
 def _objective(config: TrainConfig, styles: ImageSet, contents: ImageSet, device: torch.device, rank: int,
@@ -314,9 +329,10 @@ def _training_metadata(config: TrainConfig, styles: ImageSet, contents: ImageSet
             "content_images": len(contents.images), "content_skipped": len(contents.skipped),
             "style_dir": str(config.style_dir), "content_dir": str(config.content_dir)}
     if config.mode == "perceptual":
-        meta["loss_weights"] = asdict(config.perceptual)
+        meta["loss_weights"] = {**asdict(config.perceptual), "temporal": config.temporal_weight}
     else:
-        meta["loss_weights"] = {"pixel": config.pixel_weight, "feature": config.feature_weight}
+        meta["loss_weights"] = {"pixel": config.pixel_weight, "feature": config.feature_weight,
+                                "temporal": config.temporal_weight}
         meta["pixel_loss"] = config.pixel_loss
         meta["style_vector"] = [round(float(v), 5) for v in distiller.style_vector]
     return meta
