@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,11 @@ import torch
 from rtstyle.backends.base import create_engine
 from rtstyle.config import EngineConfig
 from rtstyle.errors import BackendError
-from rtstyle.model.loader import attach, fuse, load_base, set_mix
+from rtstyle.model.loader import fuse, load_base, set_mix
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from lora_unfused import attach  # noqa: E402  (the unmerged path this benchmark times)
+
 from rtstyle.model.styles import load_style
 from rtstyle.runtime_info import runtime_info
 

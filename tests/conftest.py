@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ import torch
 from rtstyle.io.synthetic import write_clip
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+# Build-time code and references that left the package (tools/: the CPU graph rewrites, the unmerged LoRA
+# path) are imported by the tests that check them, as their scripts import them.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from lora_unfused import attach  # tools/, on the path from conftest
 from torch import nn
 
 from rtstyle.errors import AdapterError
 from rtstyle.model.adapters import Adapter
-from rtstyle.model.loader import BaseModel, adapter_layers, attach, fuse, inject_adapter_layers, set_mix
+from rtstyle.model.loader import BaseModel, adapter_layers, fuse, inject_adapter_layers, set_mix
 from rtstyle.model.lora import LoRAConv2d
 from rtstyle.model.network import NetworkSpec, StyleNet
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lora_unfused import attach, strip_adapters  # tools/, on the path from conftest
 
 from rtstyle.errors import AdapterError, InputError
-from rtstyle.model.loader import attach, fuse, load_base, set_mix, strip_adapters
+from rtstyle.model.loader import fuse, load_base, set_mix
 from rtstyle.model.spec import BUILTIN_SPECS
 from rtstyle.model.styles import StyleChoice, load_style
 from rtstyle.model.templates import has_template, template_bytes, template_path
@@ -29,8 +30,6 @@ CHOICES = {
 
 def build_templates_tool():
     """tools/build_onnx_templates.py, loaded as its script would be (the rewrites it imports sit beside it)."""
-    if str(ROOT / "tools") not in sys.path:
-        sys.path.insert(0, str(ROOT / "tools"))
     spec = importlib.util.spec_from_file_location("build_onnx_templates", ROOT / "tools" / "build_onnx_templates.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
+from torch_rewrites import SpaceToDepthConv, outer_convs_space_to_depth  # tools/ (a build-time experiment)
 
 from rtstyle.model.loader import fuse, load_base
 from rtstyle.model.styles import StyleChoice
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from torch_rewrites import SpaceToDepthConv, outer_convs_space_to_depth  # noqa: E402  (a build-time experiment)
 
 
 @pytest.mark.parametrize("block", [2, 4])

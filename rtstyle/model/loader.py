@@ -91,32 +91,10 @@ def adapter_layers(net: nn.Module) -> dict[str, AdapterLayer]:
     return {name: m for name, m in net.named_modules() if isinstance(m, AdapterLayer)}
 
 
-def attach(net: nn.Module, adapter: Adapter, key: str | None = None) -> str:
-    """Add `adapter` to a network (wrapping layers as needed); returns the name it lives under."""
-    key = key or adapter.name
-    inject_adapter_layers(net, list(adapter.lora), list(adapter.norm))
-    layers = adapter_layers(net)
-    for target, (a, b) in adapter.lora.items():
-        layers[target].load_adapter(key, torch.from_numpy(a), torch.from_numpy(b), adapter.alpha)
-    for target, (scale, shift) in adapter.norm.items():
-        layers[target].load_adapter(key, torch.from_numpy(scale), torch.from_numpy(shift))
-    return key
-
-
 def set_mix(net: nn.Module, mix: dict[str, float]) -> None:
     """Activate adapters by name with weights; layers without a named adapter ignore it."""
     for layer in adapter_layers(net).values():
         layer.set_weights({name: w for name, w in mix.items() if name in layer.adapter_names})
-
-
-def strip_adapters(net: nn.Module) -> nn.Module:
-    """Merge the active mix and replace every adapter layer by its plain base layer."""
-    for name, layer in adapter_layers(net).items():
-        layer.merge()
-        parent_name, _, child = name.rpartition(".")
-        parent = net.get_submodule(parent_name) if parent_name else net
-        setattr(parent, child, layer.base)
-    return net
 
 
 def fuse(base: BaseModel, styles: list[tuple[Adapter, float]]) -> StyleNet:

@@ -12,7 +12,7 @@ et al. 2017.
 Each wrapped layer keeps any number of named adapters. ``set_weights`` chooses how much of
 each one is active (blending and strength are both just weights); ``merge`` folds the active
 mix into the base parameters and ``unmerge`` takes it out again. Merging is done in float32 even
-for half-precision weights. These layers serve training (and `loader.strip_adapters`); inference
+for half-precision weights. These layers serve training (and the unmerged reference, tools/lora_unfused.py); inference
 fuses saved adapters in numpy with the same math (`weights.fuse_weights`), which the tests hold
 equal to this merge.
 """
