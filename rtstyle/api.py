@@ -22,6 +22,7 @@ from .io.sources import Source
 from .model.styles import StyleChoice, builtin_styles
 from .pipeline.controls import LiveControls, StyleSwitcher
 from .pipeline.convert import ConvertResult, Progress, convert_file
+from .pipeline.faces import FaceStage, keep_faces, parse_faces  # noqa: F401 - keep_faces: for photos in memory
 from .pipeline.metrics import Metrics
 from .pipeline.runner import RunResult, StreamConfig, run_stream
 from .pipeline.schedule import ScheduledStylizer, StyleSchedule
@@ -182,10 +183,11 @@ def stylize_live(source: Source, model: str | Path = "quality", styles: list[str
                  strength: float = 1.0, engine: EngineConfig | None = None, smooth: str = "none",
                  smooth_strength: float = SMOOTH_STRENGTH, record: Sink | None = None, window: Window | None = None,
                  preview: bool = True, config: StreamConfig | None = None, duration: float | None = None,
-                 preserve_color: bool = False) -> RunResult:
+                 preserve_color: bool = False, faces: float | str = 0.0) -> RunResult:
     """Stylize a live source (camera, synthetic scene) into a preview window and/or a recording.
 
     `styles` is the list the n / p keys cycle through (default: every built-in style of the model).
+    `faces`: keep, soft, off or 0..1, how much of the original comes back in faces (pipeline/faces.py).
     """
     from .model.weights import read_base
 
@@ -206,7 +208,8 @@ def stylize_live(source: Source, model: str | Path = "quality", styles: list[str
     try:
         return run_stream(source, switcher, sink, config or StreamConfig(batch=1, live=True),
                           quit_event=controls.quit, metrics=metrics,
-                          smoother=switcher.make_smoother(smooth, smooth_strength))
+                          smoother=switcher.make_smoother(smooth, smooth_strength),
+                          faces=FaceStage(faces, live=True) if parse_faces(faces) > 0 else None)
     finally:
         if timer is not None:
             timer.cancel()

@@ -66,12 +66,15 @@ class ConvertConfig:
     smooth: str = "none"  # temporal smoother: none, ema, adaptive, flow
     smooth_strength: float = SMOOTH_STRENGTH
     scale: float = 1.0  # stylize at this fraction of the (resized) frame and enlarge back: larger strokes
+    faces: float = 0.0  # how much of the original comes back in faces, 0..1 (pipeline/faces.py)
 
     def __post_init__(self) -> None:
         from .errors import InputError
+        from .pipeline.faces import parse_faces
         from .pipeline.scale import check_scale
 
         check_scale(self.scale)
+        parse_faces(self.faces)
 
         if self.batch is not None and not 1 <= self.batch <= 256:
             raise InputError(f"batch must be between 1 and 256, got {self.batch}")

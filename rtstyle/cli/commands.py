@@ -76,7 +76,7 @@ def _convert(src: Path, dst: Path, args: argparse.Namespace, config: ConvertConf
 def _config(args: argparse.Namespace) -> ConvertConfig:
     return ConvertConfig(batch=args.batch, max_side=args.max_side, crf=args.crf, preset=args.preset,
                          copy_audio=not args.no_audio, codec=args.codec, pix_fmt=args.pix_fmt, smooth=args.smooth,
-                         smooth_strength=args.smooth_strength, scale=args.scale)
+                         smooth_strength=args.smooth_strength, scale=args.scale, faces=args.faces)
 
 
 def _is_batch(args: argparse.Namespace) -> bool:
@@ -429,7 +429,8 @@ def webcam(args: argparse.Namespace) -> int:
     stream = StreamConfig(batch=1, live=True, scale=fixed, fit_scale=auto)
     result = stylize_live(source, args.model, styles, args.strength, _engine_config(args, live=True), args.smooth,
                           args.smooth_strength, record=record, window=window, preview=not args.no_preview,
-                          config=stream, duration=args.duration, preserve_color=args.preserve_color)
+                          config=stream, duration=args.duration, preserve_color=args.preserve_color,
+                          faces=args.faces)
     stats = result.metrics
     latency = stats["latency_ms"]
     fitted = " at --scale {:g} (auto: stylized at {}x{})".format(
@@ -531,7 +532,7 @@ def serve(args: argparse.Namespace) -> int:
     else:
         styles = tuple(args.styles.split(",")) if args.styles else ()
     config = ServeConfig(model=args.model, styles=styles, style=args.style, strength=args.strength,
-                         smooth=args.smooth, smooth_strength=args.smooth_strength, scale=args.scale,
+                         smooth=args.smooth, smooth_strength=args.smooth_strength, scale=args.scale, faces=args.faces,
                          engine=_engine_config(args, live=True), host=args.host, port=args.port, token=token,
                          max_viewers=args.max_viewers, cert_file=args.cert_file, key_file=args.key_file)
 

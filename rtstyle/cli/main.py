@@ -155,6 +155,21 @@ def add_smooth_options(group) -> None:
                             f"(default: {SMOOTH_STRENGTH})")
 
 
+def add_faces_option(group) -> None:
+    group.add_argument("--faces", type=faces, default=0.0, metavar="keep|soft|off|S",
+                       help="keep faces recognisable: the original blended back into each face found, under a "
+                            "feathered ellipse; keep (1), soft (0.5), off (0, the default) or a strength 0..1")
+
+
+def faces(text: str) -> float:
+    from ..pipeline.faces import parse_faces
+
+    try:
+        return parse_faces(text)
+    except RtstyleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="rtstyle", description="Real-time style transfer for video files, images and webcams.")
     parser.add_argument("--version", action="version", version=f"rtstyle {__version__}")
@@ -202,6 +217,7 @@ def build_parser() -> Parser:
     group.add_argument("--pix-fmt", help="pixel format to encode, e.g. yuv420p or yuv420p10le (default: the "
                                          "input's depth: 10-bit input gives 10-bit output)")
     add_smooth_options(group)
+    add_faces_option(group)
     group.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
     group.add_argument("--stats-json", help="write per-stage timings and throughput here")
     group.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -240,6 +256,7 @@ def build_parser() -> Parser:
     add_scale_option(add_engine_options(webcam))
     group = webcam.add_argument_group("output")
     add_smooth_options(group)
+    add_faces_option(group)
     group.add_argument("--record", help="also record the stylized stream to this video file")
     group.add_argument("--no-preview", action="store_true", help="no window (record or measure only)")
     group.add_argument("--virtual-cam", nargs="?", const="", metavar="DEVICE",
@@ -331,6 +348,7 @@ def build_parser() -> Parser:
     serve.add_argument("--style-dir", help="a folder of pictures for the picker (the arbitrary model)")
     add_scale_option(add_engine_options(serve))
     add_smooth_options(serve.add_argument_group("smoothing"))
+    add_faces_option(serve)
     return parser
 
 

@@ -29,6 +29,7 @@ from ..io.images import is_image_path, probe_image, read_image, write_image
 from ..io.sinks import FileSink
 from ..io.sources import FileSource
 from ..io.video import VIDEO_SUFFIXES, VideoReader, VideoWriter, check_writable
+from .faces import FaceStage, keep_faces
 from .pending import Stylizer
 from .runner import FrameFunction, Progress, StreamConfig, run_stream
 from .scale import enlarge, shrink
@@ -146,6 +147,8 @@ def convert_image(src: Path, dst: Path, stylizer: Stylizer | FrameFunction, conf
     out = stylize_image(small) if stylize_image is not None else stylizer([small])[0]
     if config.scale < 1.0:
         out = enlarge([out], [rgb])[0]
+    if config.faces > 0:
+        out = keep_faces(rgb, out, config.faces)
     tmp = temporary_path(dst)
     try:
         write_image(tmp, out, alpha)
@@ -177,7 +180,8 @@ def convert_video(src: Path, dst: Path, stylizer: Stylizer | FrameFunction, conf
     try:
         make = getattr(stylizer, "make_smoother", None)
         smoother = make(config.smooth, config.smooth_strength) if make is not None else None
-        result = run_stream(source, stylizer, FileSink(writer), stream, progress, smoother=smoother)
+        faces = FaceStage(config.faces) if config.faces > 0 else None
+        result = run_stream(source, stylizer, FileSink(writer), stream, progress, smoother=smoother, faces=faces)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -37,6 +37,7 @@ except ImportError as exc:  # the extra is optional; the CLI turns this into one
                        "pip install 'rtstyle[serve]'") from None
 
 from ..model.styles import DEFAULT_STYLE, MAX_STRENGTH
+from ..pipeline.faces import parse_faces
 from ..pipeline.scale import AUTO, check_scale_setting
 from .engine import DEFAULT_VIEWERS_CPU, DEFAULT_VIEWERS_GPU, SharedEngine, Thumbnails
 from .viewer import StylizedTrack, Viewer, ViewerOptions
@@ -56,6 +57,7 @@ class ServeConfig:
     smooth: str = "none"
     smooth_strength: float = SMOOTH_STRENGTH
     scale: float | str = AUTO  # the size frames are stylized at until a viewer picks another (pipeline/scale.py)
+    faces: float = 0.0  # faces kept until a viewer picks otherwise, 0..1 (pipeline/faces.py)
     engine: EngineConfig = field(default_factory=EngineConfig)
     host: str = "127.0.0.1"
     port: int = 8080
@@ -73,6 +75,7 @@ class ServeConfig:
         if self.smooth not in SMOOTHERS:
             raise InputError(f"unknown smoother {self.smooth!r}; use one of {', '.join(SMOOTHERS)}")
         check_scale_setting(self.scale)
+        parse_faces(self.faces)
 
 
 def is_loopback(host: str) -> bool:
@@ -210,7 +213,8 @@ class StyleServer:
         return web.json_response({
             "styles": self.styles, "style": self.first_style, "strength": config.strength,
             "max_strength": MAX_STRENGTH, "smoothers": list(SMOOTHERS), "smooth": config.smooth,
-            "smooth_strength": config.smooth_strength, "scale": config.scale, "engine": self.description,
+            "smooth_strength": config.smooth_strength, "scale": config.scale, "faces": config.faces,
+            "engine": self.description,
             "viewers": len(self.sessions), "max_viewers": self.max_viewers})
 
     async def _thumbnail(self, request: web.Request) -> web.Response:
@@ -225,7 +229,7 @@ class StyleServer:
             message = await request.json()
             offer = RTCSessionDescription(sdp=message["sdp"], type=message["type"])
             defaults = ViewerOptions(self.first_style, self.config.strength, self.config.smooth,
-                                     self.config.smooth_strength, scale=self.config.scale)
+                                     self.config.smooth_strength, scale=self.config.scale, faces=self.config.faces)
             options = ViewerOptions.parse(message, [s["name"] for s in self.styles], defaults)
         except (ValueError, KeyError, TypeError, RtstyleError) as exc:
             return web.json_response({"error": f"bad offer: {exc}"}, status=400)

@@ -30,6 +30,7 @@ from ..errors import InputError
 from ..io.color import ColorInfo, color_of
 from ..model.styles import MAX_STRENGTH
 from ..pipeline.controls import LiveControls, StyleSwitcher
+from ..pipeline.faces import FaceStage, parse_faces
 from ..pipeline.scale import AUTO, check_scale_setting, enlarge, fitted_scale, shrink
 from .engine import SharedEngine
 from .stamp import read_stamp, sent_color, strip_rows, write_stamp
@@ -83,6 +84,7 @@ class ViewerOptions:
     smooth_strength: float = SMOOTH_STRENGTH
     stamped: bool = False  # the page paints a frame counter under each frame (stamp.py)
     scale: float | str = AUTO  # stylize at this fraction of the frame's size, or fitted (pipeline/scale.py)
+    faces: float = 0.0  # how much of the original comes back in faces, 0..1 (pipeline/faces.py)
 
     @classmethod
     def parse(cls, message: dict, styles: list[str], defaults: ViewerOptions) -> ViewerOptions:
@@ -101,8 +103,9 @@ class ViewerOptions:
         smooth = message.get("smooth", defaults.smooth)
         if smooth not in SMOOTHERS:
             raise InputError(f"unknown smoother {smooth!r}; use one of {', '.join(SMOOTHERS)}")
+        faces = parse_faces(message.get("faces", defaults.faces))
         return cls(style, round(round(strength / STRENGTH_STEP) * STRENGTH_STEP, 2), smooth, smooth_strength,
-                   bool(message.get("stamp", defaults.stamped)), scale)
+                   bool(message.get("stamp", defaults.stamped)), scale, faces)
 
 
 class ViewerStats:
@@ -152,6 +155,7 @@ class Viewer:
         self.color: ColorInfo | None = None  # how the browser made its YUV, once a stamp has said
         self._fitted: dict[tuple[int, int], float] = {}  # --scale auto: the scale fitted per frame size
         self.scale_used = 1.0
+        self._faces: FaceStage | None = None  # made when the viewer first asks for faces kept
 
     def start(self) -> None:
         """Build the first stylizer (blocking: run it off the event loop)."""
@@ -173,6 +177,10 @@ class Viewer:
         scale = self._scale_for(picture)
         styled = self.switcher.submit(shrink([picture], scale), after).result()
         styled = (enlarge(styled, [picture]) if scale < 1.0 else styled)[0]
+        if self.options.faces > 0 or self._faces is not None:
+            self._faces = self._faces or FaceStage(self.options.faces, live=True)
+            self._faces.strength = self.options.faces  # off: the stage resets, and costs nothing
+            styled = self._faces.apply(picture, styled)
         if rows:
             out = np.empty_like(image)
             out[: len(picture)] = styled
@@ -252,7 +260,7 @@ class Viewer:
         showing = self.controls.active or (style, strength)  # differs from the choice while a stylizer builds
         return {"type": "stats", "style": style, "strength": strength,
                 "showing": {"style": showing[0], "strength": showing[1]}, "smooth": self.options.smooth,
-                "scale": self.options.scale, "scale_used": self.scale_used,
+                "faces": self.options.faces, "scale": self.options.scale, "scale_used": self.scale_used,
                 "notice": self.controls.recent_notice(), "fps": round(self.stats.fps(), 2),
                 "stylize_ms": round(self.stats.stylize_ms(), 1),
                 "received": self.stats.received, "stylized": self.stats.stylized,
