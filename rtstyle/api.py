@@ -198,8 +198,10 @@ def stylize_live(source: Source, model: str | Path = "quality", styles: list[str
         lambda stylizer, name, s: restyle(stylizer, model, StyleChoice({name: 1.0}, s, preserve_color)))
     metrics = Metrics()
     sinks: list[Sink] = [record] if record is not None else []
+    # With a preview there is always a face stage, off unless asked for: its k key turns it on.
+    stage = FaceStage(faces, live=True) if preview or parse_faces(faces) > 0 else None
     if preview:
-        sinks.insert(0, PreviewSink(controls, metrics, window))
+        sinks.insert(0, PreviewSink(controls, metrics, window, faces=stage))
     sink = TeeSink(*sinks) if len(sinks) > 1 else (sinks[0] if sinks else NullSink())
     timer = threading.Timer(duration, controls.quit.set) if duration else None
     if timer is not None:
@@ -209,7 +211,7 @@ def stylize_live(source: Source, model: str | Path = "quality", styles: list[str
         return run_stream(source, switcher, sink, config or StreamConfig(batch=1, live=True),
                           quit_event=controls.quit, metrics=metrics,
                           smoother=switcher.make_smoother(smooth, smooth_strength),
-                          faces=FaceStage(faces, live=True) if parse_faces(faces) > 0 else None)
+                          faces=stage)
     finally:
         if timer is not None:
             timer.cancel()

@@ -284,3 +284,34 @@ def test_blend_keeps_the_stylized_picture_where_no_face_is():
     picture = np.zeros((50, 60, 3), np.uint8)
     out = blend(picture, picture + 7, [], 1.0)
     assert (out == 7).all()
+
+
+def test_the_preview_k_key_turns_faces_off_soft_and_kept():
+    from rtstyle.io.sinks import PreviewSink
+    from rtstyle.pipeline.controls import LiveControls
+    from rtstyle.pipeline.metrics import Metrics
+
+    class Window:
+        closed = False
+
+        def show(self, rgb):
+            return -1
+
+        def close(self):
+            pass
+
+    stage = FaceStage(0.0, live=True)
+    preview = PreviewSink(LiveControls(["mosaic"]), Metrics(), Window(), faces=stage)
+    seen = []
+    for _ in range(3):
+        assert preview.handle_key(ord("k")) == "faces"
+        seen.append((stage.strength, stage.describe()))
+    assert seen == [(0.5, "faces soft"), (1.0, "faces keep"), (0.0, "")]
+    assert stage._detectors is None  # never turned on long enough to detect: no model loaded
+
+
+def test_webcam_cli_with_faces(tmp_path):
+    done = run_cli(["webcam", "--synthetic", "--size", "160x120", "--fps", "10", "--no-preview", "--duration", "1.5",
+                    "--record", "live.mp4", "--faces", "keep", "--model", "fast"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "live.mp4").stat().st_size > 0

@@ -241,8 +241,8 @@ def build_parser() -> Parser:
     add_engine_options(demo)
     webcam = sub.add_parser("webcam", help="stylize a webcam live in a preview window",
                             description="Live preview. Keys: q/Esc quit (or close the window), n/p next/previous "
-                                        "style, [ ] strength, o original / side by side, m mirror, f fullscreen, "
-                                        "s snapshot, h help.")
+                                        "style, [ ] strength, o original / side by side, m mirror, k faces "
+                                        "off / soft / kept, f fullscreen, s snapshot, h help.")
     webcam.add_argument("--camera", default="0",
                         help="camera index, name (see `rtstyle cameras`) or device path/URL (default: 0)")
     webcam.add_argument("--synthetic", action="store_true", help="use a generated moving scene instead of a camera")

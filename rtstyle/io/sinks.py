@@ -242,6 +242,7 @@ PREVIEW_KEYS = (
     (("[", "]"), "strength", "weaker / stronger style"),
     (("o",), "view", "stylized / side by side / original"),
     (("m",), "mirror", "mirror the preview"),
+    (("k",), "faces", "faces stylized / soft / kept"),
     (("f",), "fullscreen", "fullscreen on / off"),
     (("s",), "snapshot", "save a snapshot PNG"),
     (("h",), "help", "show / hide this help"),
@@ -261,15 +262,18 @@ class PreviewSink(Sink):
     """Shows the stylized stream with an fps/latency overlay and handles the keys of PREVIEW_KEYS:
 
     q / Esc (or the window's close button) quit, n / p next / previous style, [ / ] strength down / up,
-    o stylized -> side by side -> original, m mirror, f fullscreen, s save a snapshot PNG, h help.
+    o stylized -> side by side -> original, m mirror, k faces off -> soft -> kept (with a face stage),
+    f fullscreen, s save a snapshot PNG, h help.
     Mirroring is for the preview only (a self-view); snapshots and other sinks get the picture as is.
     """
 
     KEYS = _key_codes()
 
     def __init__(self, controls, metrics, window: Window | None = None, snapshot_dir: Path | None = None,
-                 title: str = "rtstyle"):
+                 title: str = "rtstyle", faces=None):
+        """`faces`: the stream's face stage (pipeline/faces.py), which the k key turns off, soft or kept."""
         self.controls = controls
+        self.faces = faces
         self.metrics = metrics
         self.window = window or Window(title)
         self.snapshot_dir = snapshot_dir or Path.cwd()
@@ -313,8 +317,9 @@ class PreviewSink(Sink):
         style, strength = self.controls.state()
         loading = "" if self.controls.active in (None, (style, strength)) else " (loading)"
         size = f"  at {self.metrics.scale:g}x" if self.metrics.scale < 1 else ""
+        faces = f"  {self.faces.describe()}" if self.faces is not None and self.faces.describe() else ""
         lines = [f"{self.metrics.live_fps():.1f} fps  {self.metrics.last_latency_ms():.0f} ms  "
-                 f"drops {self.metrics.drops}{size}", f"{style} x{strength:.1f}{loading}   h: help"]
+                 f"drops {self.metrics.drops}{size}", f"{style} x{strength:.1f}{loading}{faces}   h: help"]
         notice = self.controls.recent_notice()
         if notice:  # a style left out, for a few seconds; short, so the text above keeps its size
             lines.append(notice if len(notice) <= 48 else notice[:47] + "...")
@@ -367,6 +372,8 @@ class PreviewSink(Sink):
             self.controls.cycle_view()
         elif action == "mirror":
             self.mirror = not self.mirror
+        elif action == "faces" and self.faces is not None:
+            self.faces.cycle()
         elif action == "help":
             self.help = not self.help
         elif action == "fullscreen" and hasattr(self.window, "toggle_fullscreen"):

@@ -277,7 +277,7 @@ class FaceStage:
         self.strength = parse_faces(strength)
         self.live = live
         self.every = every or (3 if live else 1)
-        self.detectors = detectors or [shared_detector(m) for m in ((SHORT,) if live else (SHORT, FULL))]
+        self._detectors = detectors  # loaded at the first detection: a stage that stays off costs nothing
         self.tracker = FaceTracker()
         self._frame = 0
         self.last: list[Track] = []
@@ -297,12 +297,29 @@ class FaceStage:
         self.last = self.tracker.update(found)
         return blend(original, stylized, self.last, self.strength)
 
+    @property
+    def detectors(self) -> list[FaceDetector]:
+        if self._detectors is None:
+            self._detectors = [shared_detector(m) for m in ((SHORT,) if self.live else (SHORT, FULL))]
+        return self._detectors
+
     def detect(self, rgb: np.ndarray) -> list[Face]:
         found = [face for detector in self.detectors for face in detector.detect(rgb)]
         return _weighted_nms(found) if len(self.detectors) > 1 else found
 
     def apply_batch(self, originals: list[np.ndarray], images: list[np.ndarray]) -> list[np.ndarray]:
         return [self.apply(o, s) for o, s in zip(originals, images)]
+
+    def cycle(self) -> float:
+        """The preview's k key: off -> soft -> keep -> off (a strength in between goes to the next step)."""
+        steps = sorted(FACES_MODES.values())
+        self.strength = next((s for s in steps if s > self.strength + 1e-6), steps[0])
+        return self.strength
+
+    def describe(self) -> str:
+        """For the preview's overlay: empty when off."""
+        names = {v: k for k, v in FACES_MODES.items()}
+        return "" if self.strength <= 0 else f"faces {names.get(self.strength, f'{self.strength:g}')}"
 
     def reset(self) -> None:
         """A new stream (a new viewer, a new file): no track carries over."""
