@@ -315,3 +315,43 @@ def test_webcam_cli_with_faces(tmp_path):
                     "--record", "live.mp4", "--faces", "keep", "--model", "fast"], tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "live.mp4").stat().st_size > 0
+
+
+def test_the_torch_engine_with_its_submit_path_keeps_faces_too(shared_data):
+    """The stage sits after the engine: the torch path (submit, smoother on its device) is no different."""
+    from rtstyle.api import load_stylizer
+    from rtstyle.config import EngineConfig
+    from rtstyle.io.sinks import Sink
+    from rtstyle.io.sources import Frame, Source
+    from rtstyle.io.synthetic import panned_frame
+    from rtstyle.model.styles import StyleChoice
+    from rtstyle.pipeline.runner import StreamConfig, run_stream
+
+    astronaut = photo(shared_data, "astronaut")
+    stylizer = load_stylizer("fast", StyleChoice({"mosaic": 1.0}), EngineConfig(backend="torch", device="cpu"))
+
+    class Panned(Source):
+        size, fps, live, expected_frames = (320, 240), 30.0, False, 4
+
+        def frames(self):
+            for index in range(4):
+                yield Frame(panned_frame(astronaut, index, 320, 240, 30, ON_FACE), index, index)
+
+    class Keep(Sink):
+        layout = "yuv420p"  # what a file sink asks for: the face stage needs RGB, and gets it
+
+        def __init__(self):
+            self.pairs = []
+
+        def write(self, frame, image):
+            self.pairs.append((frame.image, image))
+
+    sink = Keep()
+    run_stream(Panned(), stylizer, sink, StreamConfig(batch=2), smoother=stylizer.make_smoother("ema", 0.5),
+               faces=FaceStage(1.0))
+    assert len(sink.pairs) == 4
+    for original, out in sink.pairs:
+        assert out.shape == original.shape
+        face = shared_detector(FULL).detect(original)[0]
+        x, y = round(face.cx), round(face.cy)
+        assert np.abs(out[y - 8:y + 8, x - 8:x + 8].astype(int) - original[y - 8:y + 8, x - 8:x + 8]).mean() < 3

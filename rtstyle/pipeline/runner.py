@@ -133,13 +133,12 @@ def run_stream(source: Source, stylize: Stylizer | FrameFunction, sink: Sink, co
             images = pending.result()
             if scale < 1.0:
                 images = enlarge(images, [frame.image for frame in batch])
-            if faces is not None:
-                started_faces = time.perf_counter()
-                images = faces.apply_batch([frame.image for frame in batch], images)
-                metrics.stage("faces", time.perf_counter() - started_faces, len(batch))
             now = time.perf_counter()
             metrics.stage("stylize", now - started, len(batch))  # submitted -> pixels on the host
             metrics.stage("stylize_wait", now - waited, len(batch))  # of which the host sat waiting
+            if faces is not None:
+                images = faces.apply_batch([frame.image for frame in batch], images)
+                metrics.stage("faces", time.perf_counter() - now, len(batch))
             for frame, image in zip(batch, images):
                 stages.put(stylized, (frame, image))
 
