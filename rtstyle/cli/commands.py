@@ -485,7 +485,7 @@ def train(args: argparse.Namespace) -> int:
         model=args.model, rank=args.rank, alpha=args.alpha, steps=args.steps, batch=args.batch, size=args.size,
         lr=args.lr, perceptual=PerceptualWeights(args.content_weight, args.style_weight, args.tv_weight,
                                                  args.contrastive_weight),
-        pixel_loss=args.pixel_loss, feature_weight=args.feature_weight, vgg=args.vgg,
+        pixel_loss=args.pixel_loss, feature_weight=args.feature_weight, face_weight=args.face_weight, vgg=args.vgg,
         vgg_weights=Path(args.vgg_weights) if args.vgg_weights else None, pool=args.pool,
         checkpoint_every=args.checkpoint_every, sample_every=args.sample_every, resume=args.resume,
         stop_after=args.stop_after,

@@ -295,6 +295,9 @@ def build_parser() -> Parser:
     train.add_argument("--pixel-loss", choices=("mse", "l1"), default="mse", help="distill: pixel loss to the teacher")
     train.add_argument("--feature-weight", type=float, default=0.0,
                        help="distill: VGG feature loss weight (default: %(default)s)")
+    train.add_argument("--face-weight", type=float, default=0.0,
+                       help="the face term: faces found in the crops keep their shape, so the adapter leaves "
+                            "them recognisable (try 1-5; default: 0, off)")
     train.add_argument("--vgg", choices=("vgg16", "vgg19"), default="vgg16", help="loss network (default: %(default)s)")
     train.add_argument("--vgg-weights", help="ImageNet VGG state dict file (else torchvision's cache)")
     train.add_argument("--pool", type=positive_int, default=1024,

@@ -339,6 +339,19 @@ def shared_detector(model: FaceModel) -> FaceDetector:
         return _detectors[model.file]
 
 
+def face_masks(images: np.ndarray) -> np.ndarray:
+    """Masks (B x H x W float32, 0..1) of the faces in a batch of RGB pictures, for training's face term."""
+    stage = FaceStage(1.0)
+    masks = np.zeros(images.shape[:3], np.float32)
+    for index, image in enumerate(images):
+        tracks = [Track(face) for face in stage.detect(image)]
+        found = face_mask(image.shape, tracks) if tracks else None
+        if found is not None:
+            mask, region = found
+            masks[index][region] = mask
+    return masks
+
+
 def keep_faces(original: np.ndarray, stylized: np.ndarray, strength: float = 1.0) -> np.ndarray:
     """A photo: its faces found (full-range model) and the original blended back there."""
     stage = FaceStage(strength, live=False)
