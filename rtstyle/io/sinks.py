@@ -121,7 +121,8 @@ class Window:
         self._pygame = pygame = _import_pygame()
         try:
             pygame.display.init()  # the display alone: no audio, so no sound-system messages
-            self.screen: tuple[int, int] | None = tuple(pygame.display.get_desktop_sizes()[0])
+            desktops = pygame.display.get_desktop_sizes()  # the first is the one new windows open on
+            self.screen: tuple[int, int] | None = tuple(desktops[0]) if desktops else None
             opening = fit_to_screen(size, self.screen) if size else (640, 480)
             self._window = pygame.Window(title, opening, resizable=True, allow_high_dpi=True, hidden=True)
             # SDL makes a new X window at the first surface: get it now, so the window seen is the final one.
