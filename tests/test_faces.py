@@ -265,6 +265,7 @@ def test_webcam_live_with_faces_through_the_api(shared_data, tmp_path):
 
 
 def test_serve_viewers_pick_faces_and_bad_values_are_refused():
+    pytest.importorskip("aiortc")  # the serve extra
     from rtstyle.serve.server import ServeConfig
     from rtstyle.serve.viewer import ViewerOptions
 
@@ -319,6 +320,7 @@ def test_webcam_cli_with_faces(tmp_path):
 
 def test_the_torch_engine_with_its_submit_path_keeps_faces_too(shared_data):
     """The stage sits after the engine: the torch path (submit, smoother on its device) is no different."""
+    pytest.importorskip("torch")
     from rtstyle.api import load_stylizer
     from rtstyle.config import EngineConfig
     from rtstyle.io.sinks import Sink
