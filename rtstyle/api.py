@@ -15,10 +15,11 @@ from pathlib import Path
 from .config import ConvertConfig
 from .jobs.convert import ConvertResult, Progress, convert_file
 from .live.session import stylize_live
+from .pipeline.faces import keep_faces
 from .stylizers.factory import fused_style, lean_path_reason, load_scheduled_stylizer, load_stylizer, restyle
 
-__all__ = ["fused_style", "lean_path_reason", "load_scheduled_stylizer", "load_stylizer", "restyle", "stylize_file",
-           "stylize_live"]
+__all__ = ["fused_style", "keep_faces", "lean_path_reason", "load_scheduled_stylizer", "load_stylizer", "restyle",
+           "stylize_file", "stylize_live"]
 
 
 def stylize_file(src: str | Path, dst: str | Path, stylizer,

@@ -53,6 +53,28 @@ def check_scale_setting(value) -> float | str:
     return check_scale(scale)
 
 
+#: --faces by name: how much of the original comes back in each face (pipeline/faces.py).
+FACES_MODES = {"off": 0.0, "soft": 0.5, "keep": 1.0}
+
+
+def parse_faces(text: str | float) -> float:
+    """`keep`, `soft`, `off` or a strength 0..1; a clear one-line error otherwise."""
+    from .errors import InputError
+
+    if isinstance(text, int | float):
+        value = float(text)
+    elif str(text).lower() in FACES_MODES:
+        return FACES_MODES[str(text).lower()]
+    else:
+        try:
+            value = float(text)
+        except ValueError:
+            raise InputError(f"--faces takes keep, soft, off or a strength 0..1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise InputError(f"face strength must be between 0 and 1, got {value:g}")
+    return value
+
+
 def file_parallel_frames() -> int:
     """Frames the lean CPU path computes at once for files (`--parallel-frames`): two, on two cores
     or more. A 640x360 clip, whole process on 2 cores: 1.15x the fps of one at a time (quality model,
@@ -97,11 +119,13 @@ class ConvertConfig:
     smooth: str = "none"  # temporal smoother: none, ema, adaptive, flow
     smooth_strength: float = SMOOTH_STRENGTH
     scale: float = 1.0  # stylize at this fraction of the (resized) frame and enlarge back: larger strokes
+    faces: float = 0.0  # how much of the original comes back in faces, 0..1 (pipeline/faces.py)
 
     def __post_init__(self) -> None:
         from .errors import InputError
 
         check_scale(self.scale)
+        parse_faces(self.faces)
 
         if self.batch is not None and not 1 <= self.batch <= 256:
             raise InputError(f"batch must be between 1 and 256, got {self.batch}")

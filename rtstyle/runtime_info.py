@@ -31,7 +31,18 @@ def runtime_info() -> dict:
         report["tensorrt"] = tensorrt.__version__
     except ImportError:
         report["tensorrt"] = "not installed (pip install 'rtstyle[tensorrt]')"
+    report["preview window"] = _preview_window()
     return report
+
+
+def _preview_window() -> str:
+    """pygame-ce's version, read from its metadata: `info` imports no display library."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"pygame-ce {version('pygame-ce')} (SDL2)"
+    except PackageNotFoundError:
+        return "not installed (pip install 'rtstyle[live]')"
 
 
 def _torch_info(torch) -> dict:

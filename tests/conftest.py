@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from rtstyle.io.synthetic import write_clip
 
@@ -17,10 +16,19 @@ SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:  # the lean install (pip install "rtstyle[live]"): its tests need no torch
+        return False
+    return torch.cuda.is_available()
+
+
 def pytest_collection_modifyitems(config, items):
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
-    for item in items:
-        if "gpu" in item.keywords and not torch.cuda.is_available():
+    gpu = [item for item in items if "gpu" in item.keywords]
+    if gpu and not _cuda():
+        for item in gpu:
             item.add_marker(skip_gpu)
 
 

@@ -33,6 +33,24 @@ def test_stylize_a_photo_and_a_clip_without_torch(tmp_path, clip, shared_data):
     assert (tmp_path / "photo.png").stat().st_size > 0 and (tmp_path / "clip.mp4").stat().st_size > 0
 
 
+DISPLAY_LIBRARIES = ("pygame", "tkinter", "PyQt5", "PyQt6", "PySide2", "PySide6", "gi", "Xlib", "wx")
+
+
+def test_files_and_serve_import_no_display_library(tmp_path, shared_data):
+    """A conversion or a server runs where there is no display and no display library: the preview
+    window's pygame is imported only when a window opens."""
+    photo = shared_data / "content" / "kodim01.png"
+    code = (f"from rtstyle.cli.main import main\n"
+            f"assert main(['stylize', {str(photo)!r}, '-o', 'photo.png', '--style', 'mosaic', '--scale', '0.25', "
+            f"'-q']) == 0\n"
+            "import rtstyle.serve.server, rtstyle.serve.engine, rtstyle.api, rtstyle.io.sinks\n"
+            "from rtstyle.cli.main import build_parser\n"
+            f"shown = [m for m in sys.modules if m.split('.')[0] in {DISPLAY_LIBRARIES!r}]\n"
+            "assert not shown, shown\n")
+    done = run_without_torch(code, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_webcam_and_info_without_torch(tmp_path):
     code = ("from rtstyle.cli.main import main\n"
             "assert main(['webcam', '--synthetic', '--size', '160x96', '--fps', '10', '--no-preview',"

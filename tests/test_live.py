@@ -106,7 +106,7 @@ def test_a_failing_stage_stops_everything_within_two_seconds(where):
 
 
 class FakeWindow:
-    """Stands in for the OpenCV window: records frames, returns scripted keys."""
+    """Stands in for the preview window: records frames, returns scripted keys."""
 
     def __init__(self, keys):
         self.keys, self.shown, self.closed = list(keys), [], False
@@ -180,36 +180,53 @@ def test_the_window_opens_at_the_frame_size_fitted_to_the_screen(screen, size, e
     assert fit_to_screen(size, screen) == expected
 
 
-def test_overlay_text_grows_with_the_window_and_always_fits():
-    from rtstyle.io.display import drawn_width, text_scale
+class SizedWindow(FakeWindow):
+    """A window shown at a given size, as a real one reports it (the preview draws its text at that size)."""
 
-    line = ["29.9 fps  31 ms  drops 0"]
-    assert text_scale(1080, line, 1920) > 1.5 * text_scale(240, line, 320)
-    lines = [*line, "mosaic (3/26)  strength 0.80  smooth flow 0.60  at 0.6x"]
-    for width in range(60, 2000, 37):  # whatever this OpenCV's text metrics, outline included
-        for height in (240, 480, 1080):
-            assert max(drawn_width(text, text_scale(height, lines, width)) for text in lines) <= width
+    def __init__(self, size):
+        super().__init__([])
+        self.size = size
 
+    def fit(self, shape):
+        pass
 
-def test_opencv_without_windows_says_how_to_get_them():
-    from rtstyle.io.sinks import _no_window_reason
-
-    reason = _no_window_reason("OpenCV(4.10.0) window.cpp:1301: error: (-2:Unspecified error) The function is not "
-                               "implemented. Rebuild the library with Windows, GTK+ 2.x or Cocoa support.")
-    assert "pip uninstall -y opencv-python-headless && pip install opencv-python" in reason and "\n" not in reason
+    def display_size(self, shape):
+        return self.size
 
 
-def test_qt_gets_a_font_folder_that_exists(monkeypatch, tmp_path):
-    import os
+def _text_box(image, background):
+    """Rows and columns the overlay drew on: where the picture is no longer its plain background."""
+    drawn = np.abs(image.astype(np.int16) - background).max(axis=2) > 40
+    rows, cols = np.flatnonzero(drawn.any(axis=1)), np.flatnonzero(drawn.any(axis=0))
+    return rows.min(), rows.max(), cols.min(), cols.max()
 
-    from rtstyle.io.display import point_qt_at_fonts
 
-    monkeypatch.setenv("QT_QPA_FONTDIR", str(tmp_path / "cv2" / "qt" / "fonts"))  # what cv2's __init__ sets
-    point_qt_at_fonts()
-    assert os.path.isdir(os.environ["QT_QPA_FONTDIR"])
-    monkeypatch.setenv("QT_QPA_FONTDIR", str(tmp_path))  # one the user chose is kept
-    point_qt_at_fonts()
-    assert os.environ["QT_QPA_FONTDIR"] == str(tmp_path)
+@pytest.mark.parametrize("help_on", [False, True])
+def test_overlay_text_fits_the_window_and_grows_with_it(help_on):
+    """Checked on the pixels of what the window is given, whatever draws the text and whatever its metrics."""
+    from rtstyle.io.sources import Frame
+    from rtstyle.live.controls import LiveControls
+    from rtstyle.pipeline.metrics import Metrics
+
+    grey = 128
+    picture = np.full((240, 320, 3), grey, np.uint8)
+    controls = LiveControls(["starry-swirl-long-name", "b"])
+    heights = {}
+    for size in [(120, 90), (200, 150), (320, 240), (427, 240), (640, 480), (1280, 720), (1920, 1080), (2560, 1080)]:
+        preview = PreviewSink(controls, Metrics(), SizedWindow(size))
+        preview.help = help_on
+        shown = preview.compose(Frame(picture, 0, 0), picture)
+        assert shown.shape[:2] == (size[1], size[0])
+        if help_on:  # the darkened panel is part of the picture: the text is what is white
+            drawn = shown.min(axis=2) > 200
+            rows, cols = np.flatnonzero(drawn.any(axis=1)), np.flatnonzero(drawn.any(axis=0))
+            top, bottom, left, right = rows.min(), rows.max(), cols.min(), cols.max()
+        else:
+            top, bottom, left, right = _text_box(shown, grey)
+        # Inside, clear of every edge: no letter cut off or touching the frame.
+        assert left >= 1 and top >= 1 and right <= size[0] - 2 and bottom <= size[1] - 2, (size, left, right, bottom)
+        heights[size] = bottom - top
+    assert heights[(1920, 1080)] > 1.5 * heights[(320, 240)]  # readable on a big screen: text grows
 
 
 class Palette(Sink):
@@ -351,6 +368,15 @@ def test_no_display_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     with pytest.raises(InputError, match="no display"):
+        Window("test")
+
+
+def test_a_window_without_pygame_says_how_to_get_it(monkeypatch):
+    import sys
+
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setitem(sys.modules, "pygame", None)  # any import of pygame now fails
+    with pytest.raises(InputError, match=r"pygame-ce: pip install 'rtstyle\[live\]'.*--no-preview"):
         Window("test")
 
 

@@ -297,3 +297,33 @@ def test_training_with_the_temporal_term_records_it(folders, tmp_path):
     assert Adapter.load(result.adapter).training["loss_weights"]["temporal"] == 10.0
     with pytest.raises(InputError):
         config(folders, tmp_path / "t.safetensors", temporal_weight=-1.0)
+
+
+def test_the_face_term_is_zero_for_a_kept_face_positive_for_a_lost_one_and_off_without_faces():
+    from rtstyle.train.losses import face_structure_loss
+
+    torch.manual_seed(0)
+    inputs = torch.rand(2, 3, 32, 32)
+    masks = torch.zeros(2, 32, 32)
+    masks[0, 8:24, 8:24] = 1.0
+    assert float(face_structure_loss(inputs.clone(), inputs, masks)) == 0.0
+    flat = inputs.mean(dim=(2, 3), keepdim=True).expand_as(inputs).clone().requires_grad_(True)  # a face washed out
+    loss = face_structure_loss(flat, inputs, masks)
+    assert float(loss.detach()) > 0.1
+    loss.backward()
+    assert flat.grad[0].abs().sum() > 0 and flat.grad[1].abs().sum() == 0  # only inside the face's mask
+    assert float(face_structure_loss(flat, inputs, torch.zeros(2, 32, 32))) == 0.0
+
+
+def test_training_with_the_face_term(folders, tmp_path, shared_data):
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for name in ("astronaut", "kodim04", "kodim15", "kodim14", "kodim01"):
+        shutil.copy(shared_data / "content" / f"{name}.png", faces)
+    seen = []
+    cfg = config(folders, tmp_path / "f.safetensors", content_dir=faces, size=192, face_weight=2.0, steps=4)
+    result = train(cfg, progress=lambda step, total, terms, rate: seen.append(terms))
+    assert all("face" in terms for terms in seen) and any(terms["face"] > 0 for terms in seen)
+    assert Adapter.load(result.adapter).training["face_weight"] == 2.0
+    with pytest.raises(InputError, match="face weight"):
+        config(folders, tmp_path / "g.safetensors", face_weight=-1.0)

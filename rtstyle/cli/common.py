@@ -19,6 +19,7 @@ from ..config import (
     EngineConfig,
     check_smooth_strength,
     file_parallel_frames,
+    parse_faces,
 )
 from ..errors import RtstyleError, StyleError
 from ..model.styles import DEFAULT_STYLE, MAX_STRENGTH, StyleChoice
@@ -162,6 +163,19 @@ def add_smooth_options(group) -> None:
                        help=f"0..{MAX_SMOOTH_STRENGTH:g}: the most weight the previous frame gets, and no frame "
                             f"moves further than {SMOOTH_DRIFT_PER_STRENGTH:g} x this from its own stylization, in "
                             f"every style (default: {SMOOTH_STRENGTH}; docs/smoothing.md)")
+
+
+def add_faces_option(group) -> None:
+    group.add_argument("--faces", type=faces, default=0.0, metavar="keep|soft|off|S",
+                       help="keep faces recognisable: the original blended back into each face found, under a "
+                            "feathered ellipse; keep (1), soft (0.5), off (0, the default) or a strength 0..1")
+
+
+def faces(text: str) -> float:
+    try:
+        return parse_faces(text)
+    except RtstyleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import sys
 from ..model.styles import DEFAULT_STYLE
 from .common import (
     add_engine_options,
+    add_faces_option,
     add_scale_option,
     add_smooth_options,
     engine_config,
@@ -42,6 +43,7 @@ def add_parser(sub) -> None:
     serve.add_argument("--style-dir", help="a folder of pictures for the picker (the arbitrary model)")
     add_scale_option(add_engine_options(serve))
     add_smooth_options(serve.add_argument_group("smoothing"))
+    add_faces_option(serve)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         styles = tuple(args.styles.split(",")) if args.styles else ()
     options = style_options(args)
     config = ServeConfig(model=options.model, styles=styles, style=options.style, strength=options.strength,
-                         smooth=args.smooth, smooth_strength=args.smooth_strength, scale=args.scale,
+                         smooth=args.smooth, smooth_strength=args.smooth_strength, scale=args.scale, faces=args.faces,
                          engine=engine_config(args, live=True), host=args.host, port=args.port, token=token,
                          max_viewers=args.max_viewers, cert_file=args.cert_file, key_file=args.key_file,
                          ice_any_interface=args.ice_any_interface)

@@ -17,6 +17,7 @@ from .common import (
     EXIT_INTERRUPTED,
     StyleOptions,
     add_engine_options,
+    add_faces_option,
     add_smooth_options,
     add_style_options,
     check_stats_path,
@@ -72,6 +73,7 @@ def add_parser(sub) -> None:
     group.add_argument("--pix-fmt", help="pixel format to encode, e.g. yuv420p or yuv420p10le (default: the "
                                          "input's depth: 10-bit input gives 10-bit output)")
     add_smooth_options(group)
+    add_faces_option(group)
     group.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
     group.add_argument("--stats-json", help="write per-stage timings and throughput here")
     group.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -115,7 +117,8 @@ class StylizeRequest:
             ray = RayConfig(address=address or None, log_to_driver=not (args.json or args.quiet))
         convert = ConvertConfig(batch=args.batch, max_side=args.max_side, crf=args.crf, preset=args.preset,
                                 copy_audio=not args.no_audio, codec=args.codec, pix_fmt=args.pix_fmt,
-                                smooth=args.smooth, smooth_strength=args.smooth_strength, scale=args.scale)
+                                smooth=args.smooth, smooth_strength=args.smooth_strength, scale=args.scale,
+                                faces=args.faces)
         return cls(inputs, args.output, style_options(args), engine_config(args), convert, ray, args.segment_seconds,
                    args.skip_existing, args.overwrite, args.no_overwrite, args.json, args.stats_json,
                    args.quiet or args.json)

@@ -54,6 +54,9 @@ def add_parser(sub) -> None:
                        help="distill: pixel loss to the teacher (default: %(default)s)")
     train.add_argument("--feature-weight", type=float, default=TrainConfig.feature_weight,
                        help="distill: VGG feature loss weight (default: %(default)s)")
+    train.add_argument("--face-weight", type=float, default=TrainConfig.face_weight,
+                       help="the face term: faces found in the crops keep their shape, so the adapter leaves "
+                            "them recognisable (try 1-5; default: 0, off)")
     train.add_argument("--temporal-weight", type=float, default=TrainConfig.temporal_weight,
                        help="temporal loss on synthetic motion against flicker; a step takes 2-3x as long "
                             "(default: %(default)s)")
@@ -91,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr, perceptual=PerceptualWeights(args.content_weight, args.style_weight, args.tv_weight,
                                                  args.contrastive_weight),
         pixel_loss=args.pixel_loss, feature_weight=args.feature_weight, temporal_weight=args.temporal_weight,
+        face_weight=args.face_weight,
         vgg=args.vgg,
         vgg_weights=Path(args.vgg_weights) if args.vgg_weights else None, pool=args.pool,
         checkpoint_every=args.checkpoint_every, sample_every=args.sample_every, resume=args.resume,

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import OutputError
 from .common import (
     add_engine_options,
+    add_faces_option,
     add_scale_option,
     add_smooth_options,
     add_style_options,
@@ -25,8 +26,8 @@ from .overwrite import add_overwrite_options, may_write
 def add_parser(sub) -> None:
     webcam = sub.add_parser("webcam", help="stylize a webcam live in a preview window",
                             description="Live preview. Keys: q/Esc quit (or close the window), n/p next/previous "
-                                        "style, [ ] strength, o original / side by side, m mirror, f fullscreen, "
-                                        "s snapshot, h help.")
+                                        "style, [ ] strength, o original / side by side, m mirror, k faces "
+                                        "off / soft / kept, f fullscreen, s snapshot, h help.")
     webcam.add_argument("--camera", default="0",
                         help="camera index, name (see `rtstyle cameras`) or device path/URL (default: 0)")
     webcam.add_argument("--synthetic", action="store_true", help="use a generated moving scene instead of a camera")
@@ -40,6 +41,7 @@ def add_parser(sub) -> None:
     add_scale_option(add_engine_options(webcam))
     group = webcam.add_argument_group("output")
     add_smooth_options(group)
+    add_faces_option(group)
     group.add_argument("--record", help="also record the stylized stream to this video file")
     add_overwrite_options(group)
     group.add_argument("--no-preview", action="store_true", help="no window (record or measure only)")
@@ -93,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     stream = StreamConfig(batch=1, live=True, scale=fixed, fit_scale=auto)
     result = stylize_live(source, options.model, styles, options.strength, engine_config(args, live=True), args.smooth,
                           args.smooth_strength, record=record, window=window, preview=not args.no_preview,
-                          config=stream, duration=args.duration, preserve_color=options.preserve_color)
+                          config=stream, duration=args.duration, preserve_color=options.preserve_color,
+                          faces=args.faces)
     stats = result.metrics
     latency = stats["latency_ms"]
     fitted = " at --scale {:g} (auto: stylized at {}x{})".format(

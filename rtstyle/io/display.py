@@ -1,49 +1,17 @@
-"""What the preview window needs from the desktop: the screen's size, Qt's fonts, and text that stays
-readable whatever size the window is shown at."""
+"""What the preview window needs besides the window itself: its size on the screen, and text that stays
+readable whatever size the window is shown at. The text is drawn into the picture with OpenCV (its
+headless build draws too), at the size the picture is shown at, so it looks the same whatever shows it."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
-import logging
-import os
-import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 # Room left for a title bar, a panel or a dock when a window is fitted to the screen.
 SCREEN_USE = (0.9, 0.85)
 # Readable text on a screen, in screen pixels (the height of a capital letter, roughly).
 TEXT_PX = (15.0, 30.0)
-
-_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/fonts", "~/.fonts",
-              "/usr/X11R6/lib/X11/fonts", "/System/Library/Fonts", "/Library/Fonts")
-
-
-def screen_size() -> tuple[int, int] | None:
-    """The size in pixels of the screen a new window opens on, or None where it cannot be found.
-
-    On X11 the primary monitor (XRandR), else the whole X screen; on Windows the primary monitor;
-    elsewhere Tk's idea of the screen.
-    """
-    finders = [_windows_screen] if sys.platform == "win32" else []
-    if os.environ.get("DISPLAY") and sys.platform != "win32":
-        finders.append(_x11_screen)
-    finders.append(_tk_screen)
-    for finder in finders:
-        try:
-            size = finder()
-        except Exception as exc:  # a broken desktop library must not stop the preview: fall through
-            log.debug("screen size from %s failed: %s", finder.__name__, exc)
-            continue
-        if size and size[0] > 0 and size[1] > 0:
-            return size
-    return None
 
 
 def fit_to_screen(size: tuple[int, int], screen: tuple[int, int] | None) -> tuple[int, int]:
@@ -52,94 +20,6 @@ def fit_to_screen(size: tuple[int, int], screen: tuple[int, int] | None) -> tupl
         return size
     scale = min(1.0, screen[0] * SCREEN_USE[0] / size[0], screen[1] * SCREEN_USE[1] / size[1])
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
-
-
-def _x11_screen() -> tuple[int, int] | None:
-    name = ctypes.util.find_library("X11")
-    if not name:
-        return None
-    x11 = ctypes.CDLL(name)
-    x11.XOpenDisplay.restype = ctypes.c_void_p
-    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
-    x11.XDefaultScreen.argtypes = [ctypes.c_void_p]
-    x11.XDisplayWidth.argtypes = x11.XDisplayHeight.argtypes = [ctypes.c_void_p, ctypes.c_int]
-    x11.XDefaultRootWindow.restype = ctypes.c_ulong
-    x11.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
-    x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
-    display = x11.XOpenDisplay(None)
-    if not display:
-        return None
-    try:
-        monitor = _xrandr_primary_monitor(display, x11.XDefaultRootWindow(display))
-        screen = x11.XDefaultScreen(display)
-        return monitor or (x11.XDisplayWidth(display, screen), x11.XDisplayHeight(display, screen))
-    finally:
-        x11.XCloseDisplay(display)
-
-
-class _MonitorInfo(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_ulong), ("primary", ctypes.c_int), ("automatic", ctypes.c_int),
-                ("noutput", ctypes.c_int), ("x", ctypes.c_int), ("y", ctypes.c_int), ("width", ctypes.c_int),
-                ("height", ctypes.c_int), ("mwidth", ctypes.c_int), ("mheight", ctypes.c_int),
-                ("outputs", ctypes.c_void_p)]
-
-
-def _xrandr_primary_monitor(display: int, root: int) -> tuple[int, int] | None:
-    """With two monitors the X screen spans both; a window should fit one of them."""
-    name = ctypes.util.find_library("Xrandr")
-    if not name:
-        return None
-    xrandr = ctypes.CDLL(name)
-    xrandr.XRRGetMonitors.restype = ctypes.POINTER(_MonitorInfo)
-    xrandr.XRRGetMonitors.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
-    xrandr.XRRFreeMonitors.argtypes = [ctypes.POINTER(_MonitorInfo)]
-    count = ctypes.c_int(0)
-    monitors = xrandr.XRRGetMonitors(display, root, 1, ctypes.byref(count))
-    if not monitors:
-        return None
-    try:
-        found = [monitors[i] for i in range(count.value)]
-        chosen = next((m for m in found if m.primary), found[0] if found else None)
-        return (chosen.width, chosen.height) if chosen is not None else None
-    finally:
-        xrandr.XRRFreeMonitors(monitors)
-
-
-def _windows_screen() -> tuple[int, int]:
-    user32 = ctypes.windll.user32  # type: ignore[attr-defined]
-    return user32.GetSystemMetrics(0), user32.GetSystemMetrics(1)  # SM_CXSCREEN, SM_CYSCREEN
-
-
-def _tk_screen() -> tuple[int, int] | None:
-    import tkinter
-
-    root = tkinter.Tk()
-    try:
-        root.withdraw()
-        return root.winfo_screenwidth(), root.winfo_screenheight()
-    finally:
-        root.destroy()
-
-
-def point_qt_at_fonts() -> None:
-    """Give OpenCV's Qt a font folder that exists, before its first window.
-
-    opencv-python's `cv2/__init__` sets QT_QPA_FONTDIR to cv2/qt/fonts, a folder its wheels do not
-    ship, so Qt prints five "QFontDatabase: Cannot find font directory" warnings at the first window.
-    The system's font folder is what Qt would use anyway. Where there is none, an empty folder ends
-    the search quietly: the overlay is drawn with OpenCV's own Hershey fonts, so Qt needs no fonts.
-    """
-    current = os.environ.get("QT_QPA_FONTDIR")
-    if current and Path(current).is_dir():
-        return
-    for folder in _FONT_DIRS:
-        path = Path(folder).expanduser()
-        if path.is_dir():
-            os.environ["QT_QPA_FONTDIR"] = str(path)
-            return
-    empty = Path(tempfile.gettempdir()) / "rtstyle-qt-fonts"
-    empty.mkdir(exist_ok=True)
-    os.environ["QT_QPA_FONTDIR"] = str(empty)
 
 
 def text_scale(height: int, lines: list[str], width: int) -> float:

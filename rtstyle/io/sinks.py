@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from fractions import Fraction
 from pathlib import Path
 
@@ -105,42 +106,42 @@ class TeeSink(Sink):
 
 
 class Window:
-    """An OpenCV HighGUI window. Separate from the preview logic so tests can swap in a fake.
+    """The preview window: SDL2 through pygame-ce, so it works whichever OpenCV build is installed
+    (rtstyle depends on the headless one). Separate from the preview logic so tests can swap in a fake.
 
     It opens at the frame's size (scaled down to fit the screen), can be resized with the mouse (the
-    picture keeps its aspect), goes fullscreen and back, and notices its close button.
+    picture keeps its aspect, centred on black), goes fullscreen and back, and notices its close button.
     """
 
-    FLAGS = ("WINDOW_NORMAL", "WINDOW_KEEPRATIO", "WINDOW_GUI_NORMAL")  # resizable, no Qt toolbar or status bar
-
     def __init__(self, title: str, size: tuple[int, int] | None = None):
-        """`size`: the frames' expected (width, height), so the window opens at its size rather than
-        Qt's default and grows when the first frame comes."""
-        import cv2
-
-        from .display import point_qt_at_fonts, screen_size
+        """`size`: the frames' expected (width, height), so the window opens at its size at once; without
+        it the window stays hidden until the first frame says how big it is."""
+        from .display import fit_to_screen
 
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise InputError("no display to show a preview on (DISPLAY is not set); record to a file with "
                              "--record OUT.mp4 --no-preview")
-        self._cv2 = cv2
-        self.title = title
-        point_qt_at_fonts()
-        flags = 0
-        for name in self.FLAGS:
-            flags |= getattr(cv2, name)
+        self._pygame = pygame = _import_pygame()
         try:
-            cv2.namedWindow(title, flags)
-        except cv2.error as exc:
-            raise InputError(_no_window_reason(str(exc))) from exc
-        self.screen = screen_size()
+            pygame.display.init()  # the display alone: no audio, so no sound-system messages
+            desktops = pygame.display.get_desktop_sizes()  # the first is the one new windows open on
+            self.screen: tuple[int, int] | None = tuple(desktops[0]) if desktops else None
+            opening = fit_to_screen(size, self.screen) if size else (640, 480)
+            self._window = pygame.Window(title, opening, resizable=True, allow_high_dpi=True, hidden=True)
+            # SDL makes a new X window at the first surface: get it now, so the window seen is the final one.
+            self._window.get_surface().fill((0, 0, 0))
+            if size is not None:
+                self._window.show()
+                self._window.flip()
+        except pygame.error as exc:
+            pygame.display.quit()
+            raise InputError(f"cannot open a preview window ({str(exc).strip() or 'SDL error'})") from exc
+        self.title = title
         self.fullscreen = False
         self.closed = False
-        self._shape: tuple[int, int] | None = None  # (height, width) of the picture the window was fitted to
-        self._normal_size: tuple[int, int] | None = None
-        self._resized_to: tuple[int, int] | None = None
-        if size is not None:
-            self.fit((size[1], size[0]))
+        self._normal: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), opening)  # position and size, windowed
+        self._shape: tuple[int, int] | None = (size[1], size[0]) if size else None  # (height, width) fitted to
+        self._keys: deque[int] = deque()
 
     def fit(self, shape: tuple[int, ...]) -> None:
         """Size the window for pictures of `shape`, when that changes (the first frame, side by side)."""
@@ -149,70 +150,92 @@ class Window:
         if self._shape == tuple(shape[:2]) or self.fullscreen or self.closed:
             return
         self._shape = (shape[0], shape[1])
-        size = fit_to_screen((shape[1], shape[0]), self.screen)
-        self._cv2.resizeWindow(self.title, *size)
-        self._resized_to = size  # HighGUI reports the new size only once it has handled the resize
+        window = self._window
+        window.size = size = fit_to_screen((shape[1], shape[0]), self.screen)
+        if self.screen is not None:  # grown (side by side): moved back onto the screen where it would stick out
+            x, y = window.position
+            window.position = (max(0, min(x, self.screen[0] - size[0])), max(0, min(y, self.screen[1] - size[1])))
+        window.show()
 
     def display_size(self, shape: tuple[int, ...]) -> tuple[int, int]:
-        """The size (width, height) pictures of `shape` are shown at now, aspect kept."""
-        if self._resized_to is not None:
-            width, height = self._resized_to
-            self._resized_to = None
-        else:
-            try:
-                _, _, width, height = self._cv2.getWindowImageRect(self.title)
-            except self._cv2.error:  # closed meanwhile
-                width = height = 0
+        """The size (width, height) in pixels pictures of `shape` are shown at now, aspect kept (on a
+        HiDPI screen the window's pixels outnumber its points)."""
+        width, height = self._window.get_surface().get_size() if not self.closed else (0, 0)
         if width <= 0 or height <= 0:
             return shape[1], shape[0]
         scale = min(width / shape[1], height / shape[0])
         return max(1, round(shape[1] * scale)), max(1, round(shape[0] * scale))
 
     def show(self, rgb: np.ndarray) -> int:
-        """Show a frame; return the key pressed meanwhile (-1 for none)."""
+        """Show a frame, centred; return a key pressed since the last call (-1 for none)."""
+        self._events()
         if self.closed:
-            return -1  # imshow would open the window again
-        self._cv2.imshow(self.title, self._cv2.cvtColor(rgb, self._cv2.COLOR_RGB2BGR))
-        key = self._cv2.waitKey(1)
-        self.closed = self._gone()
-        return key
+            return self._keys.popleft() if self._keys else -1
+        pygame = self._pygame
+        if rgb.dtype != np.uint8:
+            rgb = (rgb >> 8).astype(np.uint8)
+        rgb = np.ascontiguousarray(rgb)
+        surface = self._window.get_surface()
+        width, height = surface.get_size()
+        x, y = (width - rgb.shape[1]) // 2, (height - rgb.shape[0]) // 2
+        if x > 0 or y > 0:
+            surface.fill((0, 0, 0))
+        surface.blit(pygame.image.frombuffer(rgb, (rgb.shape[1], rgb.shape[0]), "RGB"), (x, y))
+        self._window.flip()
+        return self._keys.popleft() if self._keys else -1
 
-    def _gone(self) -> bool:
-        """The user closed the window (its close button, Alt+F4): HighGUI destroys it."""
-        try:
-            return self._cv2.getWindowProperty(self.title, self._cv2.WND_PROP_VISIBLE) < 1
-        except self._cv2.error:
-            return True
+    def _events(self) -> None:
+        """Keys as character codes (what the key types, so Shift, Caps Lock and the keyboard's layout count;
+        Esc is 27), and the close button (a window manager's close, Alt+F4)."""
+        pygame = self._pygame
+        for event in pygame.event.get():
+            if event.type in (pygame.QUIT, pygame.WINDOWCLOSE):
+                self.closed = True
+            elif event.type == pygame.KEYDOWN:
+                typed = event.unicode if len(event.unicode) == 1 else ""
+                code = ord(typed) if typed else (event.key if event.key < 256 else -1)
+                if code >= 0:
+                    self._keys.append(code)
 
     def toggle_fullscreen(self) -> None:
-        cv2 = self._cv2
+        window = self._window
+        if window is None:
+            return
         self.fullscreen = not self.fullscreen
         if self.fullscreen:
-            self._normal_size = cv2.getWindowImageRect(self.title)[2:]
+            self._normal = window.position, window.size
             if self.screen is not None:
-                # Qt asks the window manager for fullscreen; with none (a bare X server, a kiosk)
+                # SDL asks the window manager for fullscreen; with none (a bare X server, a kiosk)
                 # nothing would happen, so the window also covers the screen by itself.
-                cv2.moveWindow(self.title, 0, 0)
-                cv2.resizeWindow(self.title, *self.screen)
-            cv2.setWindowProperty(self.title, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_FULLSCREEN)
+                window.borderless = True
+                window.position, window.size = (0, 0), self.screen
+            window.set_fullscreen(desktop=True)  # the desktop's mode: no change of video mode
         else:
-            cv2.setWindowProperty(self.title, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_NORMAL)
-            if self._normal_size is not None:
-                cv2.resizeWindow(self.title, *self._normal_size)
+            window.set_windowed()
+            window.borderless = False
+            window.size, window.position = self._normal[1], self._normal[0]
 
     def close(self) -> None:
-        if not self.closed:
-            self._cv2.destroyWindow(self.title)
-            self._cv2.waitKey(1)  # HighGUI takes the window down while it handles events
+        if getattr(self, "_window", None) is not None:
+            self._window.destroy()
+            self._window = None
+            self._pygame.display.quit()
         self.closed = True
 
 
-def _no_window_reason(error: str) -> str:
-    if "not implemented" in error.lower():  # opencv-python-headless: no HighGUI windows at all
-        return ("this OpenCV has no windows (opencv-python-headless); for the preview: pip uninstall -y "
-                "opencv-python-headless && pip install opencv-python, or run without it: --no-preview "
-                "with --virtual-cam or --record")
-    return f"cannot open a preview window ({error.strip().splitlines()[-1]})"
+def _import_pygame():
+    """pygame-ce, without the banner it prints at import (the CLI owns the terminal)."""
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    os.environ.setdefault("SDL_VIDEO_X11_WMCLASS", "rtstyle")  # pygame's import sets the script's name else
+    try:
+        import pygame
+    except ImportError:
+        raise InputError("the preview window needs pygame-ce: pip install 'rtstyle[live]', or run without it: "
+                         "--no-preview with --virtual-cam or --record") from None
+    if not hasattr(pygame, "Window"):  # the original pygame, or pygame-ce before 2.5: no pygame.Window
+        raise InputError("the preview window needs pygame-ce 2.5 or later (pip install 'rtstyle[live]'; "
+                         "pygame and pygame-ce cannot both be installed)")
+    return pygame
 
 
 PREVIEW_KEYS = (
@@ -223,6 +246,7 @@ PREVIEW_KEYS = (
     (("[", "]"), "strength", "weaker / stronger style"),
     (("o",), "view", "stylized / side by side / original"),
     (("m",), "mirror", "mirror the preview"),
+    (("k",), "faces", "faces stylized / soft / kept"),
     (("f",), "fullscreen", "fullscreen on / off"),
     (("s",), "snapshot", "save a snapshot PNG"),
     (("h",), "help", "show / hide this help"),
@@ -242,15 +266,18 @@ class PreviewSink(Sink):
     """Shows the stylized stream with an fps/latency overlay and handles the keys of PREVIEW_KEYS:
 
     q / Esc (or the window's close button) quit, n / p next / previous style, [ / ] strength down / up,
-    o stylized -> side by side -> original, m mirror, f fullscreen, s save a snapshot PNG, h help.
+    o stylized -> side by side -> original, m mirror, k faces off -> soft -> kept (with a face stage),
+    f fullscreen, s save a snapshot PNG, h help.
     Mirroring is for the preview only (a self-view); snapshots and other sinks get the picture as is.
     """
 
     KEYS = _key_codes()
 
     def __init__(self, controls, metrics, window: Window | None = None, snapshot_dir: Path | None = None,
-                 title: str = "rtstyle"):
+                 title: str = "rtstyle", faces=None):
+        """`faces`: the stream's face stage (pipeline/faces.py), which the k key turns off, soft or kept."""
         self.controls = controls
+        self.faces = faces
         self.metrics = metrics
         self.window = window or Window(title)
         self.snapshot_dir = snapshot_dir or Path.cwd()
@@ -294,8 +321,9 @@ class PreviewSink(Sink):
         style, strength = self.controls.state()
         loading = "" if self.controls.active in (None, (style, strength)) else " (loading)"
         size = f"  at {self.metrics.scale:g}x" if self.metrics.scale < 1 else ""
+        faces = f"  {self.faces.describe()}" if self.faces is not None and self.faces.describe() else ""
         lines = [f"{self.metrics.live_fps():.1f} fps  {self.metrics.last_latency_ms():.0f} ms  "
-                 f"drops {self.metrics.drops}{size}", f"{style} x{strength:.1f}{loading}   h: help"]
+                 f"drops {self.metrics.drops}{size}", f"{style} x{strength:.1f}{loading}{faces}   h: help"]
         notice = self.controls.recent_notice()
         if notice:  # a style left out, for a few seconds; short, so the text above keeps its size
             lines.append(notice if len(notice) <= 48 else notice[:47] + "...")
@@ -348,6 +376,8 @@ class PreviewSink(Sink):
             self.controls.cycle_view()
         elif action == "mirror":
             self.mirror = not self.mirror
+        elif action == "faces" and self.faces is not None:
+            self.faces.cycle()
         elif action == "help":
             self.help = not self.help
         elif action == "fullscreen" and hasattr(self.window, "toggle_fullscreen"):

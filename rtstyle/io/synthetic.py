@@ -79,3 +79,30 @@ def _write_tone(container, stream, seconds: float, sample_rate: int) -> None:
         frame.time_base = Fraction(1, sample_rate)
         container.mux(stream.encode(frame))
     container.mux(stream.encode(None))
+
+
+def pan_matrix(shape: tuple[int, ...], index: int, width: int, height: int, fps: float = 30.0,
+               centre: tuple[float, float] = (0.5, 0.5)) -> np.ndarray:
+    """The 2x3 affine map from a photo of `shape` to frame `index` of `panned_frame` (the exact motion,
+    for measures that need the true flow)."""
+    t = index / fps
+    rows, cols = shape[:2]
+    w = min(cols * (0.675 + 0.075 * math.sin(t * 0.9)), rows * width / height)
+    h = w * height / width
+    x = cols * centre[0] - w / 2 + 0.1 * w * math.sin(t * 1.3)
+    y = rows * centre[1] - h / 2 + 0.1 * h * math.cos(t * 1.1)
+    x, y = min(max(0.0, x), cols - w), min(max(0.0, y), rows - h)
+    return np.float32([[width / w, 0, -x * width / w], [0, height / h, -y * height / h]])
+
+
+def panned_frame(photo: np.ndarray, index: int, width: int, height: int, fps: float = 30.0,
+                 centre: tuple[float, float] = (0.5, 0.5)) -> np.ndarray:
+    """Frame `index` of a slow camera move over `photo`: a window of the output's aspect, 60-75 % of the
+    photo's width, that pans around `centre` (fractions of the photo) and zooms, scaled to width x height.
+    A moving clip of whatever the photo shows (a face, for the face tests and benchmarks)."""
+    import cv2
+
+    matrix = pan_matrix(photo.shape, index, width, height, fps, centre)
+    shrinking = matrix[0, 0] < 1
+    return cv2.warpAffine(photo, matrix, (width, height), flags=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT)

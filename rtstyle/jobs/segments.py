@@ -243,7 +243,10 @@ def stylize_segment(src: str | Path, segment: Segment, part: str | Path, stylize
     batch = config.batch or getattr(stylizer, "preferred_batch", 4)
     report = (lambda done, _total: progress(max(0, done - sink.dropped))) if progress else None
     stream = StreamConfig(batch=batch, queue_frames=config.queue_frames, scale=config.scale)
-    result = run_stream(source, stylizer, sink, stream, report, smoother=smoother)
+    from ..pipeline.faces import FaceStage
+
+    faces = FaceStage(config.faces) if config.faces > 0 else None  # tracked within the segment
+    result = run_stream(source, stylizer, sink, stream, report, smoother=smoother, faces=faces)
     if result.interrupted:
         raise KeyboardInterrupt
     if writer.frames_written == 0:

@@ -10,7 +10,8 @@ engine (or one per parallel CPU frame, where there are more), so on a GPU the ne
 uploaded and computed while the last one downloads; in live mode it hands a batch on as soon as
 it is done, and starts a newly captured frame meanwhile rather than wait for the oldest, so overlap
 never adds latency. The temporal smoother is the stream's own and runs on the engine's device between the
-engine and the download. Any failure stops every stage and is re-raised here.
+engine and the download; the face stage (`faces`, pipeline/faces.py) runs on the host pictures after
+it, so it works with every engine. Any failure stops every stage and is re-raised here.
 
 While running in the main thread, SIGINT, SIGTERM and SIGHUP do not kill the process mid-write:
 the first one drains (everything already read is still written, copied streams are cut where the
@@ -73,7 +74,7 @@ class Aborted(KeyboardInterrupt):
 
 def run_stream(source: Source, stylize: Stylizer | FrameFunction, sink: Sink, config: StreamConfig,
                progress: Progress | None = None, quit_event: threading.Event | None = None,
-               metrics: Metrics | None = None, smoother=None) -> RunResult:
+               metrics: Metrics | None = None, smoother=None, faces=None) -> RunResult:
     stages = Stages()
     scale = config.scale
     if config.fit_scale and source.size[0] > 0 and source.fps:
@@ -112,8 +113,9 @@ def run_stream(source: Source, stylize: Stylizer | FrameFunction, sink: Sink, co
     before_batch = getattr(stylize, "before_batch", None)  # a style schedule: told each batch's time
     # `smoother`: made by the stylizer (`make_smoother`), so its arrays are the stylizer's own.
     after = None if smoother is None or smoother.passthrough else smoother.apply_batch
-    # A file sink takes yuv420p straight from the GPU; frames to be enlarged stay RGB (sinks take both).
-    layout = getattr(sink, "layout", "rgb24") if scale >= 1.0 else "rgb24"
+    # A file sink takes yuv420p straight from the GPU; frames to be enlarged, or to have their faces
+    # blended back (`faces`: pipeline/faces.py's stage, on the host), stay RGB (sinks take both).
+    layout = getattr(sink, "layout", "rgb24") if scale >= 1.0 and faces is None else "rgb24"
 
     def start(images: list[np.ndarray]) -> PendingBatch:
         images = shrink(images, scale)
@@ -137,6 +139,9 @@ def run_stream(source: Source, stylize: Stylizer | FrameFunction, sink: Sink, co
             now = time.perf_counter()
             metrics.stage("stylize", now - started, len(batch))  # submitted -> pixels on the host
             metrics.stage("stylize_wait", now - waited, len(batch))  # of which the host sat waiting
+            if faces is not None:
+                images = faces.apply_batch([frame.image for frame in batch], images)
+                metrics.stage("faces", time.perf_counter() - now, len(batch))
             for frame, image in zip(batch, images):
                 stages.put(stylized, (frame, image))
 

@@ -38,6 +38,7 @@ except ImportError as exc:  # the extra is optional; the CLI turns this into one
     raise BackendError(f"rtstyle serve needs aiortc and aiohttp ({exc.name} is missing): "
                        "pip install 'rtstyle[serve]'") from None
 
+from ..config import parse_faces
 from ..model.styles import MAX_STRENGTH
 from ..pipeline.scale import AUTO, check_scale_setting
 from .engine import DEFAULT_VIEWERS_CPU, DEFAULT_VIEWERS_GPU, SharedEngine, Thumbnails
@@ -64,6 +65,7 @@ class ServeConfig:
     smooth: str = "none"
     smooth_strength: float = SMOOTH_STRENGTH
     scale: float | str = AUTO  # the size frames are stylized at until a viewer picks another (pipeline/scale.py)
+    faces: float = 0.0  # faces kept until a viewer picks otherwise, 0..1 (pipeline/faces.py)
     engine: EngineConfig = field(default_factory=EngineConfig)
     host: str = "127.0.0.1"
     port: int = 8080
@@ -88,6 +90,7 @@ class ServeConfig:
         if self.smooth not in SMOOTHERS:
             raise InputError(f"unknown smoother {self.smooth!r}; use one of {', '.join(SMOOTHERS)}")
         check_scale_setting(self.scale)
+        parse_faces(self.faces)
 
     @property
     def ice_loopback(self) -> bool:
@@ -267,8 +270,8 @@ class StyleServer:
         return web.json_response({
             "styles": self.styles, "style": self.first_style, "strength": config.strength,
             "max_strength": MAX_STRENGTH, "smoothers": list(SMOOTHERS), "smooth": config.smooth,
-            "smooth_strength": config.smooth_strength, "scale": config.scale, "engine": self.description,
-            "viewers": len(self.sessions), "max_viewers": self.max_viewers,
+            "smooth_strength": config.smooth_strength, "scale": config.scale, "faces": config.faces,
+            "engine": self.description, "viewers": len(self.sessions), "max_viewers": self.max_viewers,
             "ice": "loopback" if config.ice_loopback else "any"})
 
     async def _thumbnail(self, request: web.Request) -> web.Response:
@@ -289,7 +292,7 @@ class StyleServer:
         try:
             message = read_offer((await request.read()).decode("utf-8"))  # JSON is UTF-8, whatever charset= says
             defaults = ViewerOptions(self.first_style, self.config.strength, self.config.smooth,
-                                     self.config.smooth_strength, scale=self.config.scale)
+                                     self.config.smooth_strength, scale=self.config.scale, faces=self.config.faces)
             options = ViewerOptions.parse(message, [s["name"] for s in self.styles], defaults)
             offer = offered_session(message["sdp"])
         except (ValueError, RtstyleError) as exc:  # UnicodeDecodeError is a ValueError

@@ -35,11 +35,12 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
-from ..config import SMOOTH_STRENGTH, SMOOTHERS, check_smooth_strength
+from ..config import SMOOTH_STRENGTH, SMOOTHERS, check_smooth_strength, parse_faces
 from ..errors import InputError
 from ..io.color import ColorInfo, color_of
 from ..live.controls import LiveControls, StyleSwitcher
 from ..model.styles import MAX_STRENGTH
+from ..pipeline.faces import FaceStage
 from ..pipeline.scale import AUTO, FRAME_SHARE, check_scale_setting, enlarge, fitted_scale, scale_to_fit, shrink
 from .engine import SharedEngine
 from .stamp import read_stamp, sent_color, strip_rows, write_stamp
@@ -139,6 +140,7 @@ class ViewerOptions:
     smooth_strength: float = SMOOTH_STRENGTH
     stamped: bool = False  # the page paints a frame counter under each frame (stamp.py)
     scale: float | str = AUTO  # stylize at this fraction of the frame's size, or fitted (pipeline/scale.py)
+    faces: float = 0.0  # how much of the original comes back in faces, 0..1 (pipeline/faces.py)
 
     @classmethod
     def parse(cls, message: dict, styles: list[str], defaults: ViewerOptions) -> ViewerOptions:
@@ -157,8 +159,9 @@ class ViewerOptions:
         smooth = message.get("smooth", defaults.smooth)
         if smooth not in SMOOTHERS:
             raise InputError(f"unknown smoother {smooth!r}; use one of {', '.join(SMOOTHERS)}")
+        faces = parse_faces(message.get("faces", defaults.faces))
         return cls(style, round(round(strength / STRENGTH_STEP) * STRENGTH_STEP, 2), smooth, smooth_strength,
-                   bool(message.get("stamp", defaults.stamped)), scale)
+                   bool(message.get("stamp", defaults.stamped)), scale, faces)
 
 
 class ViewerStats:
@@ -215,6 +218,7 @@ class Viewer:
         self._size: tuple[int, int] | None = None  # the frame size being stylized, and since when
         self._size_since = 0.0
         self._size_hold = SHAPE_HOLD_S
+        self._faces: FaceStage | None = None  # made when the viewer first asks for faces kept
 
     def start(self) -> None:
         """Build the first stylizer (blocking: run it off the event loop)."""
@@ -236,6 +240,10 @@ class Viewer:
         scale = self._scale_for(picture)
         styled = self.switcher.submit(shrink([picture], scale), after).result()
         styled = (enlarge(styled, [picture]) if scale < 1.0 else styled)[0]
+        if self.options.faces > 0 or self._faces is not None:
+            self._faces = self._faces or FaceStage(self.options.faces, live=True)
+            self._faces.strength = self.options.faces  # off: the stage resets, and costs nothing
+            styled = self._faces.apply(picture, styled)
         if rows:
             out = np.empty_like(image)
             out[: len(picture)] = styled
@@ -352,7 +360,7 @@ class Viewer:
         showing = self.controls.active or (style, strength)  # differs from the choice while a stylizer builds
         return {"type": "stats", "style": style, "strength": strength,
                 "showing": {"style": showing[0], "strength": showing[1]}, "smooth": self.options.smooth,
-                "scale": self.options.scale, "scale_used": self.scale_used,
+                "faces": self.options.faces, "scale": self.options.scale, "scale_used": self.scale_used,
                 "notice": self.controls.recent_notice(), "fps": round(self.stats.fps(), 2),
                 "stylize_ms": round(self.stats.stylize_ms(), 1),
                 "received": self.stats.received, "stylized": self.stats.stylized,

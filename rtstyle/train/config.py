@@ -46,6 +46,7 @@ class TrainConfig:
     # Each step then stylizes a second, moved batch: 2.6x the time of a step without it (CPU, measured
     # by benchmarks/temporal_training.py).
     temporal_weight: float = 0.0
+    face_weight: float = 0.0  # the face term (losses.face_structure_loss) on faces found in the crops
     vgg: str = "vgg16"
     vgg_weights: Path | None = None
     pool: int = 1024  # distill: (content, teacher output) pairs made up front
@@ -66,6 +67,8 @@ class TrainConfig:
                                   ("rank", self.rank, 1)):
             if value < low:
                 raise InputError(f"{label} must be at least {low}, got {value}")
+        if not self.face_weight >= 0:
+            raise InputError(f"face weight must be 0 or more, got {self.face_weight}")
         if not self.temporal_weight >= 0:
             raise InputError(f"temporal weight must be 0 or more, got {self.temporal_weight}")
         if self.pixel_loss not in ("mse", "l1"):

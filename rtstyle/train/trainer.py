@@ -7,6 +7,9 @@ scale/shift deltas); the base weights stay bit-identical. Two modes:
 * ``distill``: targets from the Ghiasi et al. arbitrary-style teacher, with the style vector
   the mean embedding of the style folder. Works offline.
 
+Either mode can add the face term (`face_weight`): faces found in the crops keep their shape
+(losses.face_structure_loss), so the adapter learns to leave them recognisable by itself.
+
 AdamW, cosine schedule with linear warm-up, gradient clipping, mixed precision on CUDA,
 checkpoints with `resume`, sample grids, and a JSON summary beside the adapter. Under torchrun
 each process trains on its own data stream and DDP averages the adapter gradients.
@@ -33,7 +36,15 @@ from ..io.files import check_writable
 from ..model.loader import TRAINING, add_trainable_adapter, load_base, trained_adapter
 from .config import TrainConfig
 from .data import ImageSet, RandomCrops, crop_short_side, load_folder, outlier_report, to_tensor
-from .losses import FeatureNet, PerceptualLoss, gram, load_vgg, synthetic_motion, temporal_loss
+from .losses import (
+    FeatureNet,
+    PerceptualLoss,
+    face_structure_loss,
+    gram,
+    load_vgg,
+    synthetic_motion,
+    temporal_loss,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +119,14 @@ class Distiller:
         return inputs, targets
 
 
+def _face_masks(images: torch.Tensor) -> torch.Tensor:
+    """The faces in a batch of crops (found on the CPU by the face stage's detectors), as masks."""
+    from ..pipeline.faces import face_masks
+
+    pictures = _to_uint8(images.detach().cpu()).permute(0, 2, 3, 1).contiguous().numpy()
+    return torch.from_numpy(face_masks(pictures))
+
+
 def _to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.clamp(0, 1).mul(255).round().to(torch.uint8)
 
@@ -170,6 +189,9 @@ def train(config: TrainConfig, progress: Progress | None = None, loss_network: F
         terms = loss_fn(output.float(), inputs, None if targets is None else targets.to(device))
         if config.temporal_weight > 0:
             terms = _with_temporal(terms, model, inputs, output, config.temporal_weight, motion, device)
+        if config.face_weight > 0:
+            terms["face"] = face_structure_loss(output.float(), inputs, _face_masks(inputs).to(device))
+            terms["total"] = terms["total"] + config.face_weight * terms["face"]
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(terms["total"]).backward()
         scaler.unscale_(optimizer)
@@ -327,7 +349,8 @@ def _training_metadata(config: TrainConfig, styles: ImageSet, contents: ImageSet
             "lr": config.lr, "rank": config.rank, "alpha": config.alpha, "processes": world,
             "style_images": len(styles.images), "style_skipped": len(styles.skipped),
             "content_images": len(contents.images), "content_skipped": len(contents.skipped),
-            "style_dir": str(config.style_dir), "content_dir": str(config.content_dir)}
+            "style_dir": str(config.style_dir), "content_dir": str(config.content_dir),
+            "face_weight": config.face_weight}
     if config.mode == "perceptual":
         meta["loss_weights"] = {**asdict(config.perceptual), "temporal": config.temporal_weight}
     else:

@@ -21,7 +21,7 @@ const rt = window.rtstyle = {
   breakdown: () => breakdown(),
 };
 
-const ui = { style: null, strength: 1, smooth: 'none', smoothStrength: 0.7, scale: 'auto' };
+const ui = { style: null, strength: 1, smooth: 'none', smoothStrength: 0.7, scale: 'auto', faces: 0 };
 // What the engine stylizes, as a fraction of the camera's size; auto: what keeps up, timed on the first frame.
 const SCALES = [['auto', 'auto'], [1, 'full size'], [0.75, '3/4 size'], [0.5, 'half size']];
 let config = null, pc = null, channel = null, cameraStream = null, sendTrack = null, counter = 0;
@@ -46,7 +46,7 @@ async function init() {
   config = await response.json();
   $('engine').textContent = config.engine;
   Object.assign(ui, { style: config.style, strength: config.strength, smooth: config.smooth,
-                      smoothStrength: config.smooth_strength, scale: config.scale });
+                      smoothStrength: config.smooth_strength, scale: config.scale, faces: config.faces });
   const strength = $('strength');
   strength.max = config.max_strength;
   strength.value = ui.strength;
@@ -59,6 +59,12 @@ async function init() {
   const smooth = $('smooth');
   for (const kind of config.smoothers) smooth.add(new Option(kind, kind, false, kind === ui.smooth));
   smooth.addEventListener('change', () => { ui.smooth = smooth.value; sendControls(); });
+  const faces = $('faces');
+  if (![...faces.options].some((option) => Number(option.value) === ui.faces)) {
+    faces.add(new Option(`${ui.faces} of the original`, String(ui.faces)));  // --faces 0.3 on the server
+  }
+  faces.value = [...faces.options].find((option) => Number(option.value) === ui.faces).value;
+  faces.addEventListener('change', () => { ui.faces = Number(faces.value); sendControls(); });
   const scale = $('scale');
   const scales = SCALES.some(([value]) => value === ui.scale) ? SCALES : [...SCALES, [ui.scale, `${ui.scale} size`]];
   for (const [value, label] of scales) scale.add(new Option(label, value, false, value === ui.scale));
@@ -103,7 +109,7 @@ function showStyle() {
 
 function controls() {
   return { style: ui.style, strength: ui.strength, smooth: ui.smooth, smooth_strength: ui.smoothStrength,
-           scale: ui.scale };
+           scale: ui.scale, faces: ui.faces };
 }
 
 function sendControls() {
