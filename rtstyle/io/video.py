@@ -413,7 +413,7 @@ def check_encoder(codec: str, pix_fmt: str) -> None:
 _MUXER_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration", "vendor_id", "alpha_mode"}
 
 
-def _copy_tags(source: dict, target) -> None:
+def copy_tags(source: dict, target) -> None:
     """Copy metadata (title, creation time, language, ...) where the output container can hold it."""
     for key, value in source.items():
         if key.lower() not in _MUXER_TAGS:
@@ -518,8 +518,8 @@ class VideoWriter:
             stream = self._out.add_stream(codec, rate=info.rate)
             stream.width, stream.height = info.width, info.height
             stream.pix_fmt = pix_fmt
-            _copy_tags(info.tags, self._out.metadata)
-            _copy_tags(info.video_tags, stream.metadata)
+            copy_tags(info.tags, self._out.metadata)
+            copy_tags(info.video_tags, stream.metadata)
             self.layout = yuv_layout(info.color) if pix_fmt == "yuv420p" else "rgb24"
             # Tag what the samples are: the input's colour description, which write() converts to.
             context = stream.codec_context
@@ -650,7 +650,7 @@ class VideoWriter:
                 out.layout = "mono" if stream.codec_context.channels == 1 else "stereo"
             else:
                 outputs[stream.index] = out = self._out.add_stream_from_template(stream)
-            _copy_tags(dict(stream.metadata), out.metadata)
+            copy_tags(dict(stream.metadata), out.metadata)
         if transcode:
             log.info("re-encoding the audio to Opus: WebM holds only Opus and Vorbis")
             return _opus_packets(source, {s.index: outputs[s.index] for s in audio})

@@ -138,6 +138,17 @@ def convert_image(src: Path, dst: Path, stylizer: Stylizer | FrameFunction, conf
     return ConvertResult(dst, 1, time.perf_counter() - start, width=out.shape[1], height=out.shape[0])
 
 
+def file_stream(stylizer: Stylizer | FrameFunction, config: ConvertConfig
+                ) -> tuple[StreamConfig, object | None, FaceStage | None]:
+    """What a file's stream runs with, for a whole conversion and for a segment alike: the batch the
+    stylizer measured fastest (or the user's), and the stream's own smoother and face stage."""
+    batch = config.batch or getattr(stylizer, "preferred_batch", 4)
+    stream = StreamConfig(batch=batch, queue_frames=config.queue_frames, live=False, scale=config.scale)
+    make = getattr(stylizer, "make_smoother", None)
+    smoother = make(config.smooth, config.smooth_strength) if make is not None else None
+    return stream, smoother, FaceStage(config.faces) if config.faces > 0 else None
+
+
 def convert_video(src: Path, dst: Path, stylizer: Stylizer | FrameFunction, config: ConvertConfig,
                   progress: Progress | None = None) -> ConvertResult:
     gif = dst.suffix.lower() == ".gif"
@@ -155,12 +166,8 @@ def convert_video(src: Path, dst: Path, stylizer: Stylizer | FrameFunction, conf
         source.close()
         tmp.unlink(missing_ok=True)
         raise
-    batch = config.batch or getattr(stylizer, "preferred_batch", 4)
-    stream = StreamConfig(batch=batch, queue_frames=config.queue_frames, live=False, scale=config.scale)
     try:
-        make = getattr(stylizer, "make_smoother", None)
-        smoother = make(config.smooth, config.smooth_strength) if make is not None else None
-        faces = FaceStage(config.faces) if config.faces > 0 else None
+        stream, smoother, faces = file_stream(stylizer, config)
         result = run_stream(source, stylizer, FileSink(writer), stream, progress, smoother=smoother, faces=faces)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -49,13 +49,14 @@ from ..io.video import (
     VideoReader,
     VideoWriter,
     copy_attachments,
+    copy_tags,
     default_codec,
     is_cover,
     main_video,
     report_left_out,
 )
-from ..pipeline.runner import StreamConfig, run_stream
-from .convert import ConvertResult, check_paths, claim_output, temporary_path
+from ..pipeline.runner import run_stream
+from .convert import ConvertResult, check_paths, claim_output, file_stream, temporary_path
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,6 @@ log = logging.getLogger(__name__)
 #: level in 255 (strength ** frames); capped, since at the top strength that is over 100 frames.
 MAX_PREROLL = 48
 #: Tags the muxer writes itself (and would contradict if copied).
-_MUXER_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration", "vendor_id", "alpha_mode"}
 
 
 @dataclass(frozen=True)
@@ -238,14 +238,8 @@ def stylize_segment(src: str | Path, segment: Segment, part: str | Path, stylize
         source.close()
         raise
     sink = _DropPreroll(FileSink(writer), segment.first_pts)
-    make = getattr(stylizer, "make_smoother", None)
-    smoother = make(config.smooth, config.smooth_strength) if make is not None else None
-    batch = config.batch or getattr(stylizer, "preferred_batch", 4)
+    stream, smoother, faces = file_stream(stylizer, config)  # faces are tracked within the segment
     report = (lambda done, _total: progress(max(0, done - sink.dropped))) if progress else None
-    stream = StreamConfig(batch=batch, queue_frames=config.queue_frames, scale=config.scale)
-    from ..pipeline.faces import FaceStage
-
-    faces = FaceStage(config.faces) if config.faces > 0 else None  # tracked within the segment
     result = run_stream(source, stylizer, sink, stream, report, smoother=smoother, faces=faces)
     if result.interrupted:
         raise KeyboardInterrupt
@@ -274,12 +268,6 @@ def part_muxer_options(time_base: Fraction) -> dict[str, str]:
     return {"video_track_timescale": scale, "movie_timescale": scale}
 
 
-def _copy_tags(source: dict, target) -> None:
-    for key, value in source.items():
-        if key.lower() not in _MUXER_TAGS:
-            target[key] = value
-
-
 def join_segments(src: str | Path, parts: list[Path], dst: str | Path, config: ConvertConfig) -> int:
     """Mux the parts' video packets in order into `dst`, with the audio and subtitles of `src` copied once.
 
@@ -296,8 +284,8 @@ def join_segments(src: str | Path, parts: list[Path], dst: str | Path, config: C
         template = first.streams.video[0]
         extradata = template.codec_context.extradata
         video = out.add_stream_from_template(template)
-        _copy_tags(dict(source.metadata), out.metadata)
-        _copy_tags(dict(main_video(source).metadata), video.metadata)
+        copy_tags(dict(source.metadata), out.metadata)
+        copy_tags(dict(main_video(source).metadata), video.metadata)
         dropped = _copy_chapters(src, out)
         copied = _copied_streams(source, out, config.copy_audio, dropped)
         report_left_out(dst, dropped)
@@ -367,7 +355,7 @@ def _copied_streams(source, out, copy_audio: bool, dropped: list[str] | None = N
             made.disposition = stream.disposition
         elif stream.type == "audio" and copy_audio or stream.type == "subtitle" and stream.codec_context.name in takes:
             copied[stream.index] = made = out.add_stream_from_template(stream)
-            _copy_tags(dict(stream.metadata), made.metadata)
+            copy_tags(dict(stream.metadata), made.metadata)
         elif stream.type == "subtitle":
             log.warning("subtitle stream %d (%s) left out: %s output does not hold it", stream.index,
                         stream.codec_context.name, Path(out.name).suffix)
