@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from ..config import SMOOTH_STRENGTH, SMOOTHERS, EngineConfig
+from ..config import SMOOTH_STRENGTH, SMOOTHERS, EngineConfig, parse_faces
 from ..errors import BackendError, InputError, RtstyleError
 
 try:
@@ -38,13 +38,21 @@ except ImportError as exc:  # the extra is optional; the CLI turns this into one
     raise BackendError(f"rtstyle serve needs aiortc and aiohttp ({exc.name} is missing): "
                        "pip install 'rtstyle[serve]'") from None
 
-from ..config import parse_faces
 from ..model.styles import MAX_STRENGTH
 from ..pipeline.scale import AUTO, check_scale_setting
 from .engine import DEFAULT_VIEWERS_CPU, DEFAULT_VIEWERS_GPU, SharedEngine, Thumbnails
 from .guard import TOKEN_COOKIE, TOKEN_HEADER, Guard, check_token, http_logger, is_loopback  # noqa: F401 (CLI's)
 from .ice import ice_configuration, loopback_candidates_only, loopback_only
-from .viewer import MESSAGE_FIELDS, BadMessage, StylizedTrack, Viewer, ViewerOptions, check_fields, read_message
+from .viewer import (
+    MESSAGE_FIELDS,
+    BadMessage,
+    StylizedTrack,
+    Viewer,
+    ViewerOptions,
+    check_fields,
+    json_object,
+    read_message,
+)
 
 log = logging.getLogger(__name__)
 STATS_EVERY_S = 1.0
@@ -111,12 +119,7 @@ class BadOffer(ValueError):
 
 def read_offer(body: str) -> dict:
     """The offer's fields, checked (its SDP by `offered_session`); BadOffer with why if not."""
-    try:
-        message = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser's stack
-        raise BadOffer("not JSON") from None
-    if not isinstance(message, dict):
-        raise BadOffer("not a JSON object")
+    message = json_object(body, BadOffer)
     if message.get("type") != "offer":
         raise BadOffer(f"type must be 'offer', got {str(message.get('type'))[:40]!r}")
     try:

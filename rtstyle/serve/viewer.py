@@ -68,18 +68,24 @@ class BadMessage(ValueError):
     """A data-channel message that is not one the page sends."""
 
 
+def json_object(text: str, error: type[Exception]) -> dict:
+    """`text` as a JSON object, or `error` saying why not (never a RecursionError or a traceback)."""
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser's stack
+        raise error("not JSON") from None
+    if not isinstance(message, dict):
+        raise error("not a JSON object")
+    return message
+
+
 def read_message(data) -> dict:
     """A data-channel message as a dict of the fields its type has, with their JSON types; BadMessage if not."""
     if not isinstance(data, str):
         raise BadMessage("not text")
     if len(data) > MESSAGE_MAX_CHARS:
         raise BadMessage(f"{len(data)} characters, more than {MESSAGE_MAX_CHARS}")
-    try:
-        message = json.loads(data)
-    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser's stack
-        raise BadMessage("not JSON") from None
-    if not isinstance(message, dict):
-        raise BadMessage("not a JSON object")
+    message = json_object(data, BadMessage)
     fields = MESSAGE_FIELDS.get(message.get("type")) if isinstance(message.get("type"), str) else None
     if fields is None:
         raise BadMessage(f"unknown type {str(message.get('type'))[:40]!r}")
