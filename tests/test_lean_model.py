@@ -131,7 +131,7 @@ def test_template_with_fused_weights_runs_like_the_torch_network(model):
 
 @pytest.mark.parametrize("model", [*MODELS, "arbitrary"])
 def test_cpu_rewrites_leave_the_output_alone(model):
-    """The template's sub-pixel and space-to-depth convs (backends/onnx_rewrites.py) against the
+    """The template's sub-pixel and space-to-depth convs (tools/onnx_rewrites.py) against the
     plain export of the same weights, at sides that are multiples of 4 but not of 8 or 16, and tiny."""
     import onnx
     import onnxruntime as ort
