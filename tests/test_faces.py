@@ -281,6 +281,25 @@ def test_serve_viewers_pick_faces_and_bad_values_are_refused():
     assert 'id="faces"' in page and "faces: ui.faces" in (ROOT / "rtstyle" / "serve" / "static" / "app.js").read_text()
 
 
+def test_every_control_the_page_sends_is_one_the_server_takes():
+    """The page's controls() keys, read from app.js, pass the offer's and the data channel's checks
+    (a key added on one side only made every browser viewer's offer fail with 'unknown key')."""
+    pytest.importorskip("aiortc")
+    import re
+
+    from rtstyle.serve.server import read_offer
+    from rtstyle.serve.viewer import read_message
+
+    script = (ROOT / "rtstyle" / "serve" / "static" / "app.js").read_text()
+    body = re.search(r"function controls\(\) \{\s*return \{(.*?)\};", script, re.S).group(1)
+    keys = re.findall(r"(\w+):", body)
+    assert {"style", "strength", "faces"} <= set(keys)
+    values = {"style": "mosaic", "smooth": "flow", "scale": "auto"}
+    sent = {key: values.get(key, 0.5) for key in keys}
+    assert read_message(json.dumps({"type": "controls", **sent}))["faces"] == 0.5
+    assert read_offer(json.dumps({"type": "offer", "sdp": "v=0", "stamp": True, **sent}))["faces"] == 0.5
+
+
 def test_blend_keeps_the_stylized_picture_where_no_face_is():
     picture = np.zeros((50, 60, 3), np.uint8)
     out = blend(picture, picture + 7, [], 1.0)

@@ -60,7 +60,7 @@ _NUMBER = (int, float)
 MESSAGE_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "ping": {"type": str, "id": int},
     "controls": {"type": str, "style": str, "strength": _NUMBER, "smooth": str, "smooth_strength": _NUMBER,
-                 "scale": (int, float, str), "stamp": bool},
+                 "scale": (int, float, str), "stamp": bool, "faces": (int, float, str)},
 }
 
 
