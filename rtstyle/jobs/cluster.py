@@ -34,13 +34,13 @@ from ..config import ConvertConfig, EngineConfig
 from ..errors import BackendError, PipelineError, RtstyleError
 from .batch import BatchResult, Job, JobResult, job_totals, run_job
 from .convert import ConvertResult, check_paths, claim_output
+from .parts import parts_folder
 from .segments import (
     Segment,
     check_segmentable,
     frame_size,
     join_into,
     part_path,
-    parts_folder,
     plan_segments,
     preroll_frames,
     segment_config,
