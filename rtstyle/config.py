@@ -55,6 +55,7 @@ def check_scale_setting(value) -> float | str:
 
 #: --faces by name: how much of the original comes back in each face (pipeline/faces.py).
 FACES_MODES = {"off": 0.0, "soft": 0.5, "keep": 1.0}
+MAX_ENCODERS = 16  # encoders one file conversion runs at once (jobs/encoders.py)
 
 
 def parse_faces(text: str | float) -> float:
@@ -120,12 +121,16 @@ class ConvertConfig:
     smooth_strength: float = SMOOTH_STRENGTH
     scale: float = 1.0  # stylize at this fraction of the (resized) frame and enlarge back: larger strokes
     faces: float = 0.0  # how much of the original comes back in faces, 0..1 (pipeline/faces.py)
+    encoders: int | str = "auto"  # encoders writing chunks of one output at once (jobs/encoders.py), or auto
 
     def __post_init__(self) -> None:
         from .errors import InputError
 
         check_scale(self.scale)
         parse_faces(self.faces)
+        if self.encoders != "auto" and (isinstance(self.encoders, bool) or not isinstance(self.encoders, int)
+                                        or not 1 <= self.encoders <= MAX_ENCODERS):
+            raise InputError(f"encoders must be auto or 1 to {MAX_ENCODERS}, got {self.encoders!r}")
 
         if self.batch is not None and not 1 <= self.batch <= 256:
             raise InputError(f"batch must be between 1 and 256, got {self.batch}")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import ConvertConfig, EngineConfig
+from ..config import MAX_ENCODERS, ConvertConfig, EngineConfig
 from ..errors import InputError, OutputError
 from ..model.styles import StyleChoice
 from .common import (
@@ -70,6 +70,10 @@ def add_parser(sub) -> None:
     group.add_argument("--codec", default=defaults.codec,
                        help="video encoder: libx264, libx265, libvpx-vp9, libsvtav1, or a hardware one such as "
                             "h264_nvenc where FFmpeg has it (default: libx264; libvpx-vp9 for .webm)")
+    group.add_argument("--encoders", type=encoder_setting, default=defaults.encoders, metavar="N",
+                       help="encoders writing chunks of one video at once, joined without re-encoding, for when "
+                            "the encoder bounds the speed (x264/x265 to .mp4, .mov, .mkv); auto: as many as the "
+                            "cores feed on a GPU, one on a CPU (default: auto)")
     group.add_argument("--pix-fmt", help="pixel format to encode, e.g. yuv420p or yuv420p10le (default: the "
                                          "input's depth: 10-bit input gives 10-bit output)")
     add_smooth_options(group)
@@ -118,7 +122,7 @@ class StylizeRequest:
         convert = ConvertConfig(batch=args.batch, max_side=args.max_side, crf=args.crf, preset=args.preset,
                                 copy_audio=not args.no_audio, codec=args.codec, pix_fmt=args.pix_fmt,
                                 smooth=args.smooth, smooth_strength=args.smooth_strength, scale=args.scale,
-                                faces=args.faces)
+                                faces=args.faces, encoders=args.encoders)
         return cls(inputs, args.output, style_options(args), engine_config(args), convert, ray, args.segment_seconds,
                    args.skip_existing, args.overwrite, args.no_overwrite, args.json, args.stats_json,
                    args.quiet or args.json)
@@ -130,6 +134,19 @@ class StylizeRequest:
         return (len(self.inputs) > 1 or single.is_dir()
                 or not single.exists() and any(c in self.inputs[0] for c in "*?[")
                 or out.endswith(("/", "\\")) or bool(out) and Path(out).is_dir())
+
+
+def encoder_setting(text: str) -> int | str:
+    """`--encoders`: auto or a count from 1 to MAX_ENCODERS."""
+    if text == "auto":
+        return text
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes auto or a number, got {text!r}") from None
+    if not 1 <= count <= MAX_ENCODERS:
+        raise argparse.ArgumentTypeError(f"takes auto or 1 to {MAX_ENCODERS}, got {count}")
+    return count
 
 
 def _default_output(src: Path, choice: StyleChoice, scheduled: bool = False) -> Path:

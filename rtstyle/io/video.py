@@ -654,7 +654,10 @@ class VideoWriter:
         if transcode:
             log.info("re-encoding the audio to Opus: WebM holds only Opus and Vorbis")
             return _opus_packets(source, {s.index: outputs[s.index] for s in audio})
-        return ((packet, outputs[packet.stream.index]) for packet in source.demux(*covers, *audio, *subtitles))
+        copied = [*covers, *audio, *subtitles]
+        if not copied:  # demux() of no stream would read every stream
+            return iter(())
+        return ((packet, outputs[packet.stream.index]) for packet in source.demux(*copied))
 
     def _mux_audio_until(self, limit: float | None) -> None:
         """Interleave: send the audio packets that start by `limit` seconds (all of them for None)."""

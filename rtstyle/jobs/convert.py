@@ -35,6 +35,8 @@ from ..pipeline.runner import FrameFunction, Progress, StreamConfig, engine_fail
 from ..pipeline.scale import enlarge, shrink
 from ..stylizers.base import Stylizer
 from .animation import animates, convert_animation
+from .encoders import ChunkedSink, chunkable, encoder_count
+from .parts import parts_folder
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +151,21 @@ def file_stream(stylizer: Stylizer | FrameFunction, config: ConvertConfig
     return stream, smoother, FaceStage(config.faces) if config.faces > 0 else None
 
 
+def _file_sink(src: Path, dst: Path, tmp: Path, info, stylizer, config: ConvertConfig,
+               stack: contextlib.ExitStack) -> FileSink | ChunkedSink:
+    """One encoder writing `tmp`, or several writing parts that are joined into it (`--encoders`)."""
+    if dst.suffix.lower() == ".gif":
+        return FileSink(GifWriter(tmp, info))
+    encoders = encoder_count(config.encoders, stylizer)
+    why_not = chunkable(dst, info, config) if encoders > 1 else None
+    if why_not and config.encoders != "auto":
+        log.info("one encoder: %s", why_not)
+    if encoders > 1 and why_not is None:
+        return ChunkedSink(src, tmp, info, config, encoders, stack.enter_context(parts_folder(dst)))
+    return FileSink(VideoWriter(tmp, info, crf=config.crf, preset=config.preset, copy_audio=config.copy_audio,
+                                codec=config.codec, pix_fmt=config.pix_fmt))
+
+
 def convert_video(src: Path, dst: Path, stylizer: Stylizer | FrameFunction, config: ConvertConfig,
                   progress: Progress | None = None) -> ConvertResult:
     gif = dst.suffix.lower() == ".gif"
@@ -158,20 +175,20 @@ def convert_video(src: Path, dst: Path, stylizer: Stylizer | FrameFunction, conf
         log.warning("HDR input (%s): stylized on its coded values and written with the same tags, "
                     "without tone mapping", info.color.describe())
     tmp = temporary_path(dst)
-    try:
-        writer = GifWriter(tmp, info) if gif else VideoWriter(
-            tmp, info, crf=config.crf, preset=config.preset, copy_audio=config.copy_audio, codec=config.codec,
-            pix_fmt=config.pix_fmt)
-    except BaseException:
-        source.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    try:
-        stream, smoother, faces = file_stream(stylizer, config)
-        result = run_stream(source, stylizer, FileSink(writer), stream, progress, smoother=smoother, faces=faces)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with contextlib.ExitStack() as stack:
+        try:
+            sink = _file_sink(src, dst, tmp, info, stylizer, config, stack)
+        except BaseException:
+            source.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        try:
+            stream, smoother, faces = file_stream(stylizer, config)
+            result = run_stream(source, stylizer, sink, stream, progress, smoother=smoother, faces=faces)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    writer = sink if isinstance(sink, ChunkedSink) else sink.writer
     if writer.frames_written == 0:
         tmp.unlink(missing_ok=True)
         raise InputError(f"{src}: no frames were decoded")

@@ -51,11 +51,13 @@ def part_muxer_options(time_base: Fraction) -> dict[str, str]:
     return {"video_track_timescale": scale, "movie_timescale": scale}
 
 
-def join_segments(src: str | Path, parts: list[Path], dst: str | Path, config: ConvertConfig) -> int:
+def join_segments(src: str | Path, parts: list[Path], dst: str | Path, config: ConvertConfig,
+                  audio_until: float | None = None) -> int:
     """Mux the parts' video packets in order into `dst`, with the audio and subtitles of `src` copied once.
 
     Returns the video packets written. The parts must come from one encoder setup (their codec
-    parameters are compared), as `stylize_segment` makes them.
+    parameters are compared), as `stylize_segment` makes them. `audio_until`: seconds after which
+    nothing more is copied (a conversion stopped early ends its audio with its video).
     """
     import av
 
@@ -90,7 +92,7 @@ def join_segments(src: str | Path, parts: list[Path], dst: str | Path, config: C
                     packet.stream = video
                     out.mux(packet)
                     written += 1
-        while pending is not None:
+        while pending is not None and (audio_until is None or _starts_by(pending[0], audio_until)):
             pending = _mux_copy(out, pending, others)
     return written
 
