@@ -131,6 +131,22 @@ def test_tracking_steadies_a_jittering_box_and_follows_a_moving_one():
     assert abs(face.cx - (200 + 6 * 29)) < 8
 
 
+def test_no_face_mask_carries_across_a_scene_cut(shared_data):
+    """A lost face keeps its mask for two frames (above), but not into a new shot: there it would
+    show the new shot's own unstylized pixels through the last shot's oval."""
+    import cv2
+
+    astronaut = photo(shared_data, "astronaut")
+    room = cv2.resize(photo(shared_data, "coffee"), astronaut.shape[1::-1])  # a cup, no face
+    for live in (False, True):
+        stage = FaceStage(1.0, live=live)
+        for _ in range(4):
+            stage.apply(astronaut, 255 - astronaut)
+        assert stage.last  # the face is tracked
+        out = stage.apply(room, 255 - room)
+        assert not stage.last and np.array_equal(out, 255 - room)
+
+
 def test_live_detects_every_third_frame_and_carries_the_boxes_between(shared_data):
     from rtstyle.io.synthetic import panned_frame
 

@@ -216,6 +216,8 @@ def test_malformed_offers_get_400_without_a_traceback(server, caplog):
         {"type": "offer"}, {**good, "strength": "strong"}, {**good, "stamp": "yes"}, {**good, "style": ["x"]},
         {**good, "unknown": 1}, {**good, "sdp": "v=0\r\n"}, {**good, "sdp": "garbage"},
         {**good, "sdp": good["sdp"].replace("m=video", "m=audio")}, [good], "offer", 5, None,
+        {**good, "strength": 10**400}, {**good, "scale": -(10**400)}, {**good, "faces": 10**30},
+        {**good, "smooth_strength": 1e308},
     ]
     caplog.set_level(logging.DEBUG)
     for body in bodies:
@@ -249,6 +251,7 @@ def test_read_message():
     assert read_message('{"type": "controls", "style": "a", "strength": 1, "scale": "auto"}')["strength"] == 1
     for bad in ("[" * 2000 + "]" * 2000, '"x"', "{", '{"type": "controls", "strength": true}',
                 '{"type": "controls", "evil": 1}', '{"type": "shutdown"}', '{"type": ["ping"]}',
+                '{"type": "controls", "strength": ' + "9" * 400 + "}", '{"type": "ping", "id": ' + "9" * 30 + "}",
                 '{"type": "ping", "id": [1]}', b'{"type": "ping"}', "x" * 10_000, None):
         with pytest.raises(BadMessage):
             read_message(bad)

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..config import FACES_MODES, parse_faces  # noqa: F401  (the setting's rules live with the config)
 from ..errors import InputError
+from ..temporal.cuts import CutDetector
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +264,7 @@ class FaceStage:
         self.every = every or (3 if live else 1)
         self._detectors = detectors  # loaded at the first detection: a stage that stays off costs nothing
         self.tracker = FaceTracker()
+        self.cuts = CutDetector()  # a new shot's faces are not the last shot's: no track carries across a cut
         self._frame = 0
         self.last: list[Track] = []
 
@@ -275,6 +277,9 @@ class FaceStage:
             if self._frame:
                 self.reset()
             return stylized
+        if self.cuts(original if original.dtype == np.uint8 else (original >> 8).astype(np.uint8)):
+            self.tracker = FaceTracker()
+            self._frame = 0  # and detect on this frame
         detect = self._frame % self.every == 0
         self._frame += 1
         found = self.detect(original) if detect else None
@@ -308,6 +313,7 @@ class FaceStage:
     def reset(self) -> None:
         """A new stream (a new viewer, a new file): no track carries over."""
         self.tracker = FaceTracker()
+        self.cuts.reset()
         self._frame = 0
 
 

@@ -418,6 +418,14 @@ def serve_forever(config: ServeConfig, ready: Callable[[str], None]) -> None:
     asyncio.run(main())
 
 
+async def _end_other_tasks() -> None:
+    """Cancel every task on this loop but the caller, and wait until they have ended."""
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class ServerThread:
     """A server on its own event loop in a daemon thread (tests, benchmarks, notebooks).
 
@@ -442,6 +450,9 @@ class ServerThread:
 
     def __exit__(self, *exc_info) -> None:
         asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(timeout=30)
+        # A viewer still closing (its watchdog, aiortc's ICE monitor) ends here, not in a loop closed under it
+        # ("Task was destroyed but it is pending"), as asyncio.run ends what is left of serve_forever.
+        asyncio.run_coroutine_threadsafe(_end_other_tasks(), self.loop).result(timeout=30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
         self.loop.close()

@@ -57,6 +57,7 @@ SHAPE_CALM_S = 10.0  # and back to SHAPE_HOLD_S after a size held this long
 FITTED_KEEP = 8  # --scale auto: fitted scales kept per viewer, by frame size
 MESSAGE_MAX_CHARS = 4096  # a controls message is about 120
 _NUMBER = (int, float)
+MAX_NUMBER = 1e9  # beyond any control's range, and within a float's
 MESSAGE_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "ping": {"type": str, "id": int},
     "controls": {"type": str, "style": str, "strength": _NUMBER, "smooth": str, "smooth_strength": _NUMBER,
@@ -101,6 +102,8 @@ def check_fields(message: dict, fields: dict[str, type | tuple[type, ...]]) -> N
         wanted = fields[key]
         if isinstance(value, bool) != (wanted is bool) or not isinstance(value, wanted):  # JSON true is no number
             raise BadMessage(f"{key} is a {type(value).__name__}")
+        if isinstance(value, int | float) and not abs(value) <= MAX_NUMBER:  # NaN fails too; 10**400 is no float
+            raise BadMessage(f"{key} is out of range")
 
 
 class Ended(Exception):
