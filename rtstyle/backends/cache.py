@@ -1,10 +1,11 @@
 """The compiled-engine cache: files named by what they were built from, written atomically.
 
-A file's key hashes everything that makes it invalid: the fused weights (so adapters and
-strengths), the code that defines and exports the graph, precision, shape profile, library
-versions and the GPU; a change to any of them is a different file, so a stale one is never
-picked up. Each file ends with the SHA-256 of its contents, and a file that fails that check or
-fails to load is deleted and rebuilt, so a corrupt one is never used either.
+A file's key hashes everything that makes it invalid: the fused conv weights (a graph that takes
+the style's norms as inputs is shared by the styles and strengths that change only those), the
+code that defines and exports the graph, precision, shape profile, library versions and the GPU;
+a change to any of them is a different file, so a stale one is never picked up. Each file ends
+with the SHA-256 of its contents, and a file that fails that check or fails to load is deleted and
+rebuilt, so a corrupt one is never used either.
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ class LiveControls:
 class BackgroundBuild:
     """One stylizer being built on a daemon thread (a build cannot be interrupted; exit need not wait).
 
-    `shape` (batch, width, height): the stylizer is warmed up for it before it is handed over, so
+    `shape` (batch, height, width): the stylizer is warmed up for it before it is handed over, so
     a compiled engine does not compile on the stream's next frame.
     """
 

@@ -5,8 +5,8 @@ norms' parameters turned into inputs (`styled_graph`): the fused conv weights of
 (model/weights.py) are its external initializers, and the style's norm parameters are fed with
 every batch. So nothing is exported or rewritten at run time, and a new style, blend, strength or
 picture that leaves the convs alone is a new set of inputs (`set_norms`), not a new session.
-uint8 frames go in and out; the conversion to float, the padding to a multiple of 4 and the
-smoothing happen here in numpy.
+uint8 frames go in and out (uint16 for sources above 8 bits); the conversion to float, the padding
+to a multiple of 4 and the smoothing happen here in numpy.
 """
 
 from __future__ import annotations

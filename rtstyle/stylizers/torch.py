@@ -1,6 +1,6 @@
-"""The stylize stage's work: uint8 frames in, uint8 frames out, through an engine.
+"""The stylize stage's work: integer frames in and out (uint8; uint16 above 8 bits), through an engine.
 
-Only uint8 crosses the bus: conversion to the engine's dtype, stylization, smoothing and the
+Only those integers cross the bus: conversion to the engine's dtype, stylization, smoothing and the
 conversion back to uint8 all run on the engine's device.
 
 On CUDA a batch is *submitted* and its pixels are collected later, so several batches can be in
@@ -35,7 +35,7 @@ DeviceStep = Callable[[list[np.ndarray], torch.Tensor, torch.Tensor], torch.Tens
 
 
 class TorchStylizer:
-    """Runs batches of H x W x 3 uint8 RGB frames through an engine.
+    """Runs batches of H x W x 3 RGB frames (uint8, or uint16 above 8 bits) through an engine.
 
     Holds no per-stream state beyond reusable staging buffers: a temporal smoother belongs to
     the stream and is passed to `submit` by the stream runner. One stream at a time.
