@@ -12,9 +12,10 @@ Sections:
 - parity: each engine's output on those photos against eager fp32 with TF32 off; fp16 engines on
   extreme 4K frames (black, white, saturated, noise) must stay finite.
 - profile: torch.profiler over one 1080p batch 8 of the quality model, top kernels by GPU time.
-- end_to_end: a 1080p H.264 clip with audio (made here) converted file to file through the real
-  pipeline (PyAV decode, stylize, PyAV encode, audio copied), plus decode-only and encode-only
-  rates to show what bounds it.
+- end_to_end: each stage alone on one 1080p clip with audio (the shared film excerpt enlarged):
+  decode, stylize with host memory in and out, encode on the frames the pipeline really wrote; then
+  file to file through the real pipeline with one encoder and with `--encoders auto`, the bitrate
+  beside each fps, and the efficiency (end-to-end fps over the slowest stage alone).
 - live: the synthetic camera in real time (720p at 60 fps, 1080p at 30 fps), batch 1, live queues.
 - training: distill mode, fast model, 256 px, images per second.
 
@@ -280,78 +281,78 @@ def make_clip(path: Path, width: int, height: int, frames: int, fps: int = 30) -
     return path
 
 
+def e2e_clip(s: Session, folder: Path) -> Path:
+    """The end-to-end clip: the shared film excerpt enlarged to 1080p and played `clip_frames` long
+    (its 240 frames looped, audio copied by each pass), else the synthetic scene."""
+    from encoders import CLIP, enlarge_clip
+
+    width, height = s.size(1920, 1080)
+    if not CLIP.exists():
+        return make_clip(folder / "in.mp4", width, height, s.clip_frames)
+    return enlarge_clip(CLIP, (width, height), folder, frames=s.clip_frames)
+
+
 def end_to_end(s: Session) -> None:
+    """Each stage alone on the same clip, then file to file with one encoder and with several.
+
+    Stages (issue #25): decode (RGB out, as the pipeline reads); stylize with frames in and out of host
+    memory; encode on the frames the first run really wrote (decoded back), from RGB and from the
+    yuv420p planes the GPU path hands over; and, for comparison with runs 1-3 only, the old figure:
+    one frame written over and over. Efficiency: end-to-end fps over the slowest stage alone.
+    """
     import av
+    from encoders import encode, source_frames, stylize_all, to_yuv420p
 
     from rtstyle.api import load_stylizer
-    from rtstyle.io.video import VideoReader, VideoWriter
     from rtstyle.jobs.convert import convert_file
 
     s.summary["av"] = {"version": av.__version__,
                        "hardware_codecs": sorted(c for c in av.codecs_available
                                                  if any(k in c for k in ("nvenc", "cuvid", "nvdec", "qsv", "vaapi")))}
-    width, height = s.size(1920, 1080)
     with tempfile.TemporaryDirectory() as tmp:
-        clip = make_clip(Path(tmp) / "in.mp4", width, height, s.clip_frames)
-        start = time.perf_counter()
-        with VideoReader(clip) as reader:
-            count = sum(1 for _ in reader)
-        decode_fps = count / (time.perf_counter() - start)
-        with VideoReader(clip) as reader:
-            first = next(iter(reader)).image
-            info = reader.info
-        writer = VideoWriter(Path(tmp) / "enc.mp4", info, copy_audio=False)
-        start = time.perf_counter()
-        for index in range(count):
-            writer.write(first, index)
-        writer.close()
-        encode_fps = count / (time.perf_counter() - start)
-        from rtstyle.stylizers.torch import TorchStylizer
-
-        planes = TorchStylizer.to_yuv420p(torch.from_numpy(first).permute(2, 0, 1)[None].float().div(255))[0].numpy()
-        writer = VideoWriter(Path(tmp) / "enc_yuv.mp4", info, copy_audio=False)
-        start = time.perf_counter()
-        for index in range(count):
-            writer.write(planes, index)
-        writer.close()
-        encode_yuv_fps = count / (time.perf_counter() - start)
-        try:  # NVDEC through FFmpeg's CUDA hwaccel: frames come back to host memory for the RGB conversion
-            from av.codec.hwaccel import HWAccel
-
-            start = time.perf_counter()
-            with av.open(str(clip), hwaccel=HWAccel(device_type="cuda", allow_software_fallback=False)) as hw:
-                hw_count = sum(1 for f in hw.decode(video=0) if f.to_ndarray(format="rgb24") is not None)
-            s.summary["hwaccel_decode_rgb_fps"] = round(hw_count / (time.perf_counter() - start), 1)
-        except Exception as exc:  # noqa: BLE001 - reported, not needed
-            s.summary["not_run"].append(f"NVDEC decode: {exc.__class__.__name__}: {str(exc)[:200]}")
-        s.summary["host_video"] = {"width": width, "height": height, "decode_rgb_fps": round(decode_fps, 1),
-                                   "encode_libx264_veryfast_fps": round(encode_fps, 1),
-                                   "encode_libx264_veryfast_from_yuv420p_fps": round(encode_yuv_fps, 1)}
-        print(json.dumps(s.summary["host_video"]), flush=True)
-        codecs = ["libx264"] + [c for c in ("h264_nvenc",) if c in av.codecs_available]
+        folder = Path(tmp)
+        clip = e2e_clip(s, folder)
+        frames, info, decode_fps = source_frames(clip, None)
+        seconds = len(frames) / float(info.rate)
+        stages: dict = {"clip": clip.name, "frames": len(frames), "width": info.width, "height": info.height,
+                        "decode_rgb_fps": round(decode_fps, 1)}
         for model in ("quality", "fast"):
             stylizer = load_stylizer(model, StyleChoice({STYLE: 1.0}), EngineConfig(device=s.device))
-            for codec in codecs if model == "quality" else ["libx264"]:
-                for smooth in ("none", "flow") if codec == "libx264" else ("none",):
-                    if model == "fast" and smooth != "none":
+            first = folder / f"first-{model}.mp4"
+            runs = []
+            for encoders in (1, "auto"):
+                for smooth in ("none", "flow") if model == "quality" else ("none",):
+                    if encoders == "auto" and smooth == "flow":
                         continue
-                    out = Path(tmp) / f"out-{model}-{codec}-{smooth}.mp4"
-                    try:
-                        result = convert_file(clip, out, stylizer, ConvertConfig(batch=8, codec=codec, smooth=smooth))
-                    except Exception as exc:  # noqa: BLE001 - a hardware encoder may be listed but not work
-                        s.summary["not_run"].append(f"end_to_end {model} {codec}: {exc.__class__.__name__}: {exc}")
-                        continue
+                    out = first if (encoders, smooth) == (1, "none") else folder / f"out-{model}.mp4"
+                    config = ConvertConfig(batch=8, smooth=smooth, encoders=encoders)
+                    result = convert_file(clip, out, stylizer, config)
                     with av.open(str(out)) as check:
                         streams = [st.type for st in check.streams]
                         decoded = sum(1 for _ in check.decode(video=0))
-                    row = {"model": model, "width": width, "height": height, "codec": codec, "smooth": smooth,
-                           "engine": stylizer.describe(), "frames": result.frames, "decoded_back": decoded,
-                           "streams": streams, "fps": round(result.fps, 1),
+                    row = {"model": model, "width": info.width, "height": info.height, "codec": "libx264",
+                           "smooth": smooth, "encoders": encoders, "engine": stylizer.describe(),
+                           "frames": result.frames, "decoded_back": decoded, "streams": streams,
+                           "fps": round(result.fps, 1), "mbit_s": round(out.stat().st_size * 8 / seconds / 1e6, 1),
                            "stage_ms_per_frame": (result.metrics or {}).get("stage_ms_per_frame")}
+                    runs.append(row)
                     s.summary["end_to_end"].append(row)
                     print(json.dumps(row), flush=True)
                     s.save()
-            del stylizer
+            _, stylize_io_fps = stylize_all(frames, stylizer, 8)
+            written, _, _ = source_frames(first, None)  # what the encoder really got, as it decodes back
+            encode_rgb = encode(written, info, folder / "enc-rgb.mp4")
+            encode_yuv = encode(to_yuv420p(written, info), info, folder / "enc-yuv.mp4")
+            repeated = encode([written[0]] * len(written), info, folder / "enc-repeated.mp4")
+            slowest = min(decode_fps, stylize_io_fps, encode_yuv["fps"])
+            stages[model] = {"stylize_host_io_fps": round(stylize_io_fps, 1), "encode_stylized_rgb": encode_rgb,
+                             "encode_stylized_yuv420p": encode_yuv, "encode_one_frame_repeated_old": repeated,
+                             "slowest_stage_fps": round(slowest, 1),
+                             "efficiency_one_encoder": round(runs[0]["fps"] / slowest, 2)}
+            print(json.dumps({model: stages[model]}), flush=True)
+            s.summary["stages"] = stages
+            s.save()
+            del stylizer, written
             empty_cache(s)
 
 

