@@ -16,6 +16,7 @@ from ..config import (
     SMOOTH_DRIFT_PER_STRENGTH,
     SMOOTH_STRENGTH,
     SMOOTHERS,
+    ConvertConfig,
     EngineConfig,
     check_smooth_strength,
     file_parallel_frames,
@@ -157,7 +158,7 @@ def add_scale_option(group) -> None:
 
 
 def add_smooth_options(group) -> None:
-    group.add_argument("--smooth", choices=SMOOTHERS, default="none",
+    group.add_argument("--smooth", choices=SMOOTHERS, default=ConvertConfig.smooth,
                        help="temporal smoothing against flicker: flow is steadiest (default: none)")
     group.add_argument("--smooth-strength", type=smooth_strength, default=SMOOTH_STRENGTH,
                        help=f"0..{MAX_SMOOTH_STRENGTH:g}: the most weight the previous frame gets, and no frame "
@@ -166,7 +167,7 @@ def add_smooth_options(group) -> None:
 
 
 def add_faces_option(group) -> None:
-    group.add_argument("--faces", type=faces, default=0.0, metavar="keep|soft|off|S",
+    group.add_argument("--faces", type=faces, default=ConvertConfig.faces, metavar="keep|soft|off|S",
                        help="keep faces recognisable: the original blended back into each face found, under a "
                             "feathered ellipse; keep (1), soft (0.5), off (0, the default) or a strength 0..1")
 
