@@ -175,11 +175,38 @@ def test_skip_existing_checks_pictures_and_gifs_as_it_checks_videos(tmp_path, ca
     assert not is_complete(gif_job)
 
 
-def test_ctrl_c_in_a_batch_counts_what_happened_and_names_the_partial_file(tmp_path):
+def test_skip_existing_checks_every_frame_of_an_animation_and_big_pictures_quietly(tmp_path):
+    import warnings
+
+    frames = [Image.fromarray(np.full((32, 48, 3), 40 * n, np.uint8)) for n in range(6)]
+    src, made = tmp_path / "in.png", tmp_path / "out.png"
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=80)
+    job = Job(src, made)
+    frames[0].save(made, save_all=True, append_images=frames[1:], duration=80)
+    assert is_complete(job)
+    frames[0].save(made, save_all=True, append_images=frames[1:3], duration=80)  # whole, but 3 of 6 frames
+    assert not is_complete(job)
+    frames[0].save(made, save_all=True, append_images=frames[1:], duration=80)
+    data = made.read_bytes()
+    made.write_bytes(data[: len(data) // 3])  # cut in its third frame: the first still decodes
+    assert not is_complete(job)
+    # A finished picture above Pillow's limit but within rtstyle's: complete, and no two-line warning.
+    big = Job(photo(tmp_path / "still.png"), tmp_path / "big.png")
+    Image.new("L", (10_000, 9_000)).save(big.output)
+    Image.MAX_IMAGE_PIXELS = 89_478_485  # Pillow's own, as in a process that opened no picture yet
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert is_complete(big)
+    assert not [w for w in caught if "Decompression" in w.category.__name__]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_in_a_batch_counts_what_happened_and_names_the_partial_file(tmp_path, stop):
     src = tmp_path / "in"
     src.mkdir()
     photo(src / "a.png")
     write_clip(src / "b.mp4", seconds=20, width=320, height=180, fps=24)
+    photo(src / "c.png", seed=2)  # never started: listed as not tried
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "rtstyle.cli.main", "stylize", str(src), "-o", f"{out}/",
@@ -189,10 +216,10 @@ def test_ctrl_c_in_a_batch_counts_what_happened_and_names_the_partial_file(tmp_p
     while not any(p.stat().st_size > 20_000 for p in out.glob(f".*{PARTIAL}*")) if out.exists() else True:
         assert time.monotonic() < deadline and proc.poll() is None, "the batch never started writing b.mp4"
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     printed, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert printed.strip() == "1 done, 0 skipped, 0 failed, 1 interrupted"
+    assert proc.returncode == 128 + stop, err  # as a single file's conversion says which signal stopped it
+    assert printed.strip() == "1 done, 0 skipped, 0 failed, 1 interrupted, 1 not tried"
     kept = [line for line in err.splitlines() if "holds the first" in line]
     assert len(kept) == 1 and str(out / "b.mp4") in kept[0] and "--skip-existing redoes it" in kept[0]
     frames = int(kept[0].split("holds the first ")[1].split()[0])

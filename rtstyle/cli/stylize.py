@@ -290,7 +290,7 @@ def stylize_batch(request: StylizeRequest) -> int:
         print(f"rtstyle: interrupted: {line}", file=sys.stderr)
     print(json.dumps(batch.summary(), indent=2) if request.json else batch.line())
     if batch.interrupted:
-        return EXIT_INTERRUPTED
+        return 128 + batch.signal if batch.signal else EXIT_INTERRUPTED
     return 1 if counts["failed"] else 0
 
 

@@ -25,8 +25,9 @@ from pathlib import Path
 
 from ..config import ConvertConfig
 from ..errors import InputError, OutputError, RtstyleError
-from ..io.images import IMAGE_SUFFIXES, is_image_path
+from ..io.images import IMAGE_SUFFIXES, is_image_path, open_image
 from ..io.video import VIDEO_SUFFIXES
+from .animation import animates, frame_count
 from .convert import convert_file
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class JobResult:
     error: str = ""
     attempts: int = 1  # more than 1 where a Ray worker died on it and Ray retried it
     disk_full: bool = False  # its failure was the disk (or quota) running out: no later file can succeed
+    signal: int | None = None  # the signal that interrupted it (SIGINT, SIGTERM), where one did
 
 
 STATUSES = ("done", "skipped", "failed", "interrupted", "not tried")
@@ -69,6 +71,11 @@ class BatchResult:
     def interrupted(self) -> bool:
         return any(r.status == "interrupted" for r in self.results)
 
+    @property
+    def signal(self) -> int | None:
+        """The signal that interrupted it, where known (a single file's exit code says it too)."""
+        return next((r.signal for r in self.results if r.signal), None)
+
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(STATUSES, 0)
         for result in self.results:
@@ -77,7 +84,7 @@ class BatchResult:
 
     def summary(self) -> dict:
         """What `--json` prints: every file with its status, frames, seconds and error, and the counts."""
-        files = [{k: v for k, v in asdict(r).items() if k != "disk_full"} for r in self.results]
+        files = [{k: v for k, v in asdict(r).items() if k not in ("disk_full", "signal")} for r in self.results]
         counts = {status.replace(" ", "_"): n for status, n in self.counts().items()}
         return {"files": files, **counts, **({"stopped": self.stopped} if self.stopped else {})}
 
@@ -205,7 +212,7 @@ def is_complete(job: Job) -> bool:
         return False
     try:
         if is_image_path(job.output):
-            return _picture_decodes(job.output)
+            return _picture_complete(job.source, job.output)
         if job.output.suffix.lower() == ".gif":
             return _gif_complete(job.source, job.output)
         import av
@@ -216,13 +223,18 @@ def is_complete(job: Job) -> bool:
         return False
 
 
-def _picture_decodes(path: Path) -> bool:
-    """Every pixel decodes: a PNG or JPEG cut short opens (its header is whole) but fails here."""
-    from PIL import Image
+def _picture_complete(source: Path, made: Path) -> bool:
+    """Every pixel of every frame decodes (a PNG or JPEG cut short opens, its header being whole, but
+    fails here), and an animation has as many frames as its source. Opened under rtstyle's pixel
+    limit, not Pillow's (whose warning would reach the terminal)."""
+    from PIL import ImageSequence
 
-    with Image.open(path) as image:
-        image.load()
-    return True
+    with open_image(made) as image:
+        frames = 0
+        for frame in ImageSequence.Iterator(image):
+            frame.load()
+            frames += 1
+    return frames >= (frame_count(source) if animates(source, made, []) else 1)
 
 
 def _gif_complete(source: Path, made: Path) -> bool:
@@ -285,7 +297,7 @@ def run_job(job: Job, stylizer, config: ConvertConfig, skip_existing: bool = Fal
         return JobResult(str(job.source), str(job.output), "failed", seconds=round(time.perf_counter() - started, 3),
                          error=failure_line(job, exc), disk_full=_no_space(exc))
     return JobResult(str(job.source), str(job.output), "interrupted" if result.interrupted else "done",
-                     result.frames, round(time.perf_counter() - started, 3))
+                     result.frames, round(time.perf_counter() - started, 3), signal=result.signal)
 
 
 def _no_space(exc: BaseException | None) -> bool:
@@ -334,8 +346,6 @@ def run_batch(jobs: list[Job], stylizer, config: ConvertConfig, skip_existing: b
                 break
             if result.disk_full:
                 batch.stopped = DISK_FULL
-                left = jobs[len(batch.results):]
-                batch.results += [JobResult(str(j.source), str(j.output), "not tried") for j in left]
                 break
             done += frames
             if progress:
@@ -343,4 +353,6 @@ def run_batch(jobs: list[Job], stylizer, config: ConvertConfig, skip_existing: b
     except KeyboardInterrupt:  # between files, or in one that cannot drain (a picture): nothing half-written kept
         if current is not None:
             batch.results.append(JobResult(str(current.source), str(current.output), "interrupted"))
+    # Stopped early (Ctrl-C, a full disk): the files never started are listed, and counted, as not tried.
+    batch.results += [JobResult(str(j.source), str(j.output), "not tried") for j in jobs[len(batch.results):]]
     return batch
