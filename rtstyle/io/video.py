@@ -338,6 +338,7 @@ def default_pix_fmt(info: VideoInfo, codec: str = "libx264", dropped: list[str] 
     if info.alpha:
         alpha = [f for f in (ENCODER_ALPHA.get(codec), *ALPHA_FORMATS) if f in formats]
         if alpha:
+            _name_what_alpha_costs(alpha[0], chroma, info.bit_depth, codec, dropped)
             return alpha[0]
         if dropped is not None:
             dropped.append(f"the alpha channel ({codec} holds none)")
@@ -353,6 +354,22 @@ def default_pix_fmt(info: VideoInfo, codec: str = "libx264", dropped: list[str] 
         log.warning("%s has no 10-bit %s: writing 8 bits (--codec libx264 keeps 10)", codec, name)
         return name
     return f"{name}10le"
+
+
+def _name_what_alpha_costs(pix_fmt: str, chroma: str, bit_depth: int, codec: str, dropped: list[str] | None) -> None:
+    """The chroma and depth an encoder's alpha format keeps less of than the input had (libvpx's alpha
+    is 4:2:0 at 8 bits, whatever came in: a ProRes 4444 12-bit source loses both)."""
+    import av
+
+    if dropped is None:
+        return
+    layout = av.VideoFormat(pix_fmt, 16, 16)  # sized: the planes' widths tell the subsampling
+    kept = chroma_of(layout)
+    if int(kept) < int(chroma):
+        dropped.append(f"4:{chroma[1]}:{chroma[2]} chroma ({codec} with alpha writes 4:{kept[1]}:{kept[2]})")
+    bits = max(component.bits for component in layout.components)
+    if bits < bit_depth:
+        dropped.append(f"{bit_depth}-bit depth ({codec} with alpha writes {bits} bits)")
 
 
 def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
@@ -432,7 +449,10 @@ SUBTITLE_CODECS = {"mp4": {"mov_text"}, "mov": {"mov_text"}, "ipod": {"mov_text"
 ALPHA_CODECS = {".mov": "prores_ks", ".webm": "libvpx-vp9", ".mkv": "libvpx-vp9"}
 #: Containers that hold chapters, and attached pictures (cover art), as FFmpeg writes them.
 CHAPTER_FORMATS = {"mp4", "mov", "ipod", "matroska", "webm"}
-COVER_FORMATS = {"mp4", "ipod"}  # QuickTime drops them; Matroska keeps covers as attachments, which PyAV cannot write
+#: QuickTime drops covers; Matroska keeps them as attachments, which PyAV cannot write; the iPod muxer (.m4v)
+#: takes no picture stream (it refused the output as a whole: "'ipod' format does not support 'mjpeg' codec").
+COVER_FORMATS = {"mp4"}
+COVER_LEFT_OUT = "the cover picture (written to .mp4 only)"
 
 
 def default_codec(path: Path, alpha: bool = False) -> str:
@@ -554,7 +574,7 @@ class VideoWriter:
             copy_attachments(info, self._out, dropped)
             self._covers = info.covers if self._out.format.name in COVER_FORMATS else 0
             if info.covers and not self._covers:
-                dropped.append("the cover picture (written to .mp4 and .m4v only)")
+                dropped.append(COVER_LEFT_OUT)
             self._audio_in = None
             if (copy_audio and info.audio_streams) or info.subtitle_streams or self._covers:
                 self._audio_in = av.open(str(info.path), metadata_errors="ignore")

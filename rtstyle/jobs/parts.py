@@ -21,6 +21,7 @@ from ..errors import OutputError
 from ..io.video import (
     CHAPTER_FORMATS,
     COVER_FORMATS,
+    COVER_LEFT_OUT,
     SUBTITLE_CODECS,
     VideoReader,
     copy_attachments,
@@ -124,7 +125,7 @@ def _copy_chapters(src: Path, out) -> list[str]:
     elif info.chapters:
         dropped.append(f"{len(info.chapters)} chapters ({Path(out.name).suffix} holds none)")
     if info.covers and out.format.name not in COVER_FORMATS:
-        dropped.append("the cover picture (written to .mp4 and .m4v only)")
+        dropped.append(COVER_LEFT_OUT)
     copy_attachments(info, out, dropped)
     return dropped
 
