@@ -271,4 +271,16 @@ def test_a_really_full_disk_stops_the_batch(tmp_path):
     summary = json.loads(printed + "}")
     assert statuses(summary, src) == {"a.mp4": "done", "b.mp4": "failed", "c.mp4": "not tried"}
     assert "no space left" in summary["files"][1]["error"] and summary["stopped"]
+    assert PARTIAL not in summary["files"][1]["error"]  # named as the output, not as its temporary file
     assert listing.split() == ["a.mp4"]  # the file that did not fit is not left taking the space
+
+
+def test_a_picture_that_cannot_be_written_is_named_as_its_output(tmp_path):
+    from rtstyle.errors import OutputError
+    from rtstyle.io.images import write_image
+    from rtstyle.io.locks import temporary_name
+
+    dst = tmp_path / "gone" / "out.png"  # its folder is not there: the save fails
+    with pytest.raises(OutputError) as caught:
+        write_image(temporary_name(dst), np.zeros((8, 8, 3), np.uint8))
+    assert str(dst) in str(caught.value) and PARTIAL not in str(caught.value)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OutputError
+from .locks import shown_path
 from .video import VideoInfo, report_left_out
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ class GifWriter:
         try:
             out = av.open(str(self.path), "w", format="gif")
         except (av.error.FFmpegError, OSError) as exc:
-            raise OutputError(f"cannot write {self.path} ({exc})") from exc
+            raise OutputError(f"cannot write {shown_path(self.path)} ({exc.strerror or exc})") from exc
         try:
             with av.open(str(self._spool_path)) as spool:
                 stream = out.add_stream("gif", rate=round(min(MAX_FPS, float(self.info.rate))) or 1)
@@ -158,7 +159,7 @@ class GifWriter:
             out.close()
         except (av.error.FFmpegError, OSError) as exc:
             _close_quietly(out)
-            raise OutputError(f"cannot write {self.path} ({exc})") from exc
+            raise OutputError(f"cannot write {shown_path(self.path)} ({exc.strerror or exc})") from exc
 
     @staticmethod
     def _mux(out, packets, following: dict[int, int]) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, OutputError
+from .locks import shown_path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 SIXTEEN_BIT_SUFFIXES = {".png", ".tif", ".tiff"}
@@ -175,7 +176,7 @@ def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None,
     try:
         image.save(path, format=_format_for(path), **options)
     except OSError as exc:
-        raise OutputError(f"cannot write {path} ({exc})") from exc
+        raise OutputError(f"cannot write {shown_path(path)} ({exc.strerror or exc})") from exc
 
 
 def _write_16_bit(path: Path, rgb: np.ndarray, alpha: np.ndarray | None) -> None:
@@ -188,9 +189,9 @@ def _write_16_bit(path: Path, rgb: np.ndarray, alpha: np.ndarray | None) -> None
         # OpenCV picks the encoder from the extension; the temporary name keeps it (.x.png).
         ok = cv2.imwrite(str(path), pixels)
     except cv2.error as exc:
-        raise OutputError(f"cannot write {path} ({str(exc).strip().splitlines()[-1]})") from exc
+        raise OutputError(f"cannot write {shown_path(path)} ({str(exc).strip().splitlines()[-1]})") from exc
     if not ok:
-        raise OutputError(f"cannot write {path}")
+        raise OutputError(f"cannot write {shown_path(path)}")
 
 
 def _format_for(path: Path) -> str:

@@ -220,6 +220,13 @@ def partial_token(path: Path) -> tuple[str, str]:
     return stem + suffix, tail.rsplit("-", 1)[0]
 
 
+def shown_path(path: Path) -> Path:
+    """The output a temporary file will become, for messages (the user never asked for the hidden name)."""
+    if path.name.startswith(".") and PARTIAL in path.name:
+        return path.with_name(partial_token(path)[0])
+    return path
+
+
 def temporary_name(dst: Path) -> Path:
     """A hidden name beside `dst` that names this process's claim on it (or its pid, outside a claim)."""
     token = _claims.get(str(lock_path(dst).absolute()), str(os.getpid()))

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputError, OutputError
 from .color import FULL, LIMITED, ColorInfo, color_of, yuv_layout
+from .locks import shown_path
 
 #: Containers read and written as video (a .gif is decoded and encoded like one).
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm", ".gif"}
@@ -467,10 +468,7 @@ def report_left_out(path: Path, dropped: list[str]) -> None:
     """One warning line for everything of the input that `path` does not get (named as the output is,
     not as its temporary file)."""
     if dropped:
-        from .locks import PARTIAL, partial_token
-
-        name = partial_token(path)[0] if path.name.startswith(".") and PARTIAL in path.name else path.name
-        log.warning("%s leaves out %s", name, "; ".join(dropped))
+        log.warning("%s leaves out %s", shown_path(path).name, "; ".join(dropped))
 
 
 def copy_attachments(info: VideoInfo, out, dropped: list[str]) -> None:
@@ -533,7 +531,7 @@ class VideoWriter:
         try:
             self._out = av.open(str(self.path), mode="w", options=container_options or {})
         except (av.error.FFmpegError, ValueError) as exc:
-            raise OutputError(f"cannot create {self.path} ({exc})") from exc
+            raise OutputError(f"cannot create {shown_path(self.path)} ({exc})") from exc
         try:
             stream = self._out.add_stream(codec, rate=info.rate)
             stream.width, stream.height = info.width, info.height
@@ -584,7 +582,7 @@ class VideoWriter:
         except Exception as exc:
             self._out.close()
             if isinstance(exc, av.error.FFmpegError | ValueError):
-                raise OutputError(f"cannot set up {self.path} ({exc})") from exc
+                raise OutputError(f"cannot set up {shown_path(self.path)} ({exc})") from exc
             raise
         self.frames_written = 0
         self._last_pts = -1
