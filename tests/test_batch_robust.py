@@ -137,7 +137,10 @@ def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path, capsys):
     photo(src / "sub" / "b.png")
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
     for target, message in ((f"{blocker}/", "a file of that name is in the way"),
+                            (f"{dangling}/", "a link to nowhere is in the way"),
                             (f"{blocker}/deeper/", "Not a directory"), ("/proc/rtstyle-out/", "cannot make")):
         code, out, err = run(capsys, src, "-o", target)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and "internal" not in err, err

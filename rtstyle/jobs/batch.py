@@ -190,7 +190,8 @@ def make_output_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise OutputError(f"cannot make the output folder {folder}: a file of that name is in the way") from None
+        what = "a link to nowhere" if folder.is_symlink() and not folder.exists() else "a file of that name"
+        raise OutputError(f"cannot make the output folder {folder}: {what} is in the way") from None
     except OSError as exc:
         raise OutputError(f"cannot make the output folder {folder}: {exc.strerror or exc}") from None
 
