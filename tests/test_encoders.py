@@ -142,3 +142,14 @@ def test_cli_encoders_option(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "rtstyle.cli.main", "stylize", "in.mp4", "--encoders", "0"],
                          capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 2 and "--encoders" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_nvenc_takes_the_quality_and_preset_in_its_own_terms():
+    """--crf and --preset reach NVENC as constant quality (vbr, cq, no bitrate cap) and its p1-p7 presets;
+    the encoder itself needs an NVIDIA card with NVENC, which no machine here has."""
+    from rtstyle.io.video import encoder_options
+
+    assert encoder_options("h264_nvenc", 18, "veryfast") == {"rc": "vbr", "cq": "18", "b": "0", "preset": "p3",
+                                                             "tune": "hq"}
+    assert encoder_options("hevc_nvenc", 23, "slower")["preset"] == "p7"
+    assert encoder_options("h264_vaapi", 18, "veryfast") == {}

@@ -61,11 +61,12 @@ def add_parser(sub) -> None:
     group.add_argument("--scale", type=file_scale, default=1.0,
                        help="stylize at this fraction of the frame's size and enlarge the result to it: larger "
                             "strokes on big frames, fewer pixels through the network (0.25..1, default: 1)")
-    group.add_argument("--crf", type=int, default=defaults.crf, help=f"x264 quality, 0-51 (default: {defaults.crf})")
+    group.add_argument("--crf", type=int, default=defaults.crf,
+                       help=f"quality, 0-51, lower is better: x264/x265's crf, NVENC's cq (default: {defaults.crf})")
     group.add_argument("--preset", default=defaults.preset,
                        choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"),
-                       help=f"x264 speed against file size; at 1080p on a GPU the encoder bounds the speed "
-                            f"(default: {defaults.preset})")
+                       help=f"encoder speed against file size (x264/x265; NVENC's p1-p7 by the same names); at "
+                            f"1080p on a GPU the encoder bounds the speed: see --encoders (default: {defaults.preset})")
     group.add_argument("--no-audio", action="store_true", help="drop the audio instead of copying it")
     group.add_argument("--codec", default=defaults.codec,
                        help="video encoder: libx264, libx265, libvpx-vp9, libsvtav1, or a hardware one such as "

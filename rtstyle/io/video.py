@@ -382,7 +382,19 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
     if codec == "libvpx-vp9":
         # Constant quality (b=0); VP9's crf scale runs to 63, and 18 + 14 looks like x264's 18.
         return {"crf": str(min(63, crf + 14)), "b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"}
-    return {}  # hardware encoders have knobs of their own
+    if codec in NVENC_CODECS:
+        # NVENC's constant quality: variable rate with a quality target and no bitrate cap. Its cq runs
+        # 0-51 like crf; the x264 preset names map onto NVENC's p1 (fastest) .. p7 (best).
+        return {"rc": "vbr", "cq": str(max(1, crf)), "b": "0", "preset": NVENC_PRESETS.get(preset, "p4"),
+                "tune": "hq"}
+    return {}  # other hardware encoders have knobs of their own
+
+
+#: NVIDIA's hardware encoders (consumer and workstation cards, and data-centre cards such as the T4, L4
+#: and L40S; the A100, H100 and H200 have none). FFmpeg opens them only where the driver is there.
+NVENC_CODECS = {"h264_nvenc", "hevc_nvenc", "av1_nvenc"}
+NVENC_PRESETS = {"ultrafast": "p1", "superfast": "p2", "veryfast": "p3", "faster": "p4", "fast": "p5",
+                 "medium": "p5", "slow": "p6", "slower": "p7"}
 
 
 def _opus_packets(source, outputs: dict):
