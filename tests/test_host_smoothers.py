@@ -139,3 +139,13 @@ def test_bad_settings_match_the_torch_errors():
 def test_import_pulls_in_no_torch():
     code = "import sys, rtstyle.temporal.host; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_flow_runs_at_a_size_chosen_for_the_frame():
+    """Half the frame's long side, kept between 256 and 480 (never above the frame's own), in proportion."""
+    from rtstyle.temporal.host import flow_side, small_size
+
+    assert [flow_side(h, w) for h, w in ((120, 160), (360, 640), (480, 640), (1080, 1920), (2160, 3840))] == [
+        160, 320, 320, 480, 480]
+    assert small_size(1080, 1920, 480) == (480, 270) and small_size(1920, 1080, 480) == (270, 480)
+    assert small_size(120, 160, 320) == (160, 120)  # a small frame keeps its size
