@@ -82,7 +82,7 @@ def test_an_interrupted_batch_resumes(tree, tmp_path, capsys):
 
     first = cluster.run_ray_batch(jobs, "fast", StyleChoice(), EngineConfig(device="cpu"), ConvertConfig(),
                                   cluster.RayConfig(), progress=ctrl_c_once_a_file_is_done)
-    assert first.interrupted
+    assert first.interrupted and len(first.results) == len(jobs)  # every file listed, those never started too
     finished = {Path(r.source).relative_to(tree).as_posix() for r in first.results if r.status == "done"}
     assert len(finished) < len(jobs) - 1  # (the file whose output stopped it may not be reported yet)
     (out / "sub").mkdir(exist_ok=True)

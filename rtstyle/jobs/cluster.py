@@ -317,6 +317,8 @@ def run_ray_batch(jobs: list[Job], model: str, style, engine: EngineConfig, conf
             batch.results.append(_as_result(job, shipped[i], results[i], attempts.get(i, 1)))
         elif interrupted and any(key == i for key, _ in pool.running.values()):
             batch.results.append(JobResult(str(job.source), str(job.output), "interrupted"))
+        elif interrupted:  # never started: listed, as the in-process batch lists them
+            batch.results.append(JobResult(str(job.source), str(job.output), "not tried"))
     return batch
 
 
