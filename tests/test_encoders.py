@@ -13,7 +13,7 @@ import av
 import numpy as np
 import pytest
 from test_interruptions import stream_ends
-from test_segments import keyframed_clip, pixels, streams_of
+from test_segments import keyframed_clip, pixels, streams_of, with_subtitles
 
 from rtstyle.config import ConvertConfig
 from rtstyle.errors import InputError, PipelineError
@@ -31,24 +31,9 @@ def film(tmp_path_factory) -> Path:
     """10 s at 24 fps with B-frames, AAC audio, subtitles, chapters and a title: 240 frames, chunks of 96 (4 s)."""
     folder = tmp_path_factory.mktemp("encoders")
     video = keyframed_clip(folder / "video.mp4", seconds=10.0, gop=48)
-    srt = folder / "s.srt"
-    srt.write_text("1\n00:00:00,200 --> 00:00:01,000\nBonjour\n\n2\n00:00:02,200 --> 00:00:03,800\nAu revoir\n")
-    src = folder / "film.mkv"
-    with av.open(str(video)) as clip, av.open(str(srt)) as subs, av.open(str(src), "w") as out:
-        out.metadata["title"] = "Le film"
-        out.set_chapters([{"id": n + 1, "start": n * 5000, "end": (n + 1) * 5000, "time_base": Fraction(1, 1000),
-                           "metadata": {"title": title}} for n, title in enumerate(["Opening", "Ending"])])
-        streams = {s.index: out.add_stream_from_template(s) for s in clip.streams}
-        text = out.add_stream_from_template(subs.streams[0])
-        for packet in clip.demux():
-            if packet.size:
-                packet.stream = streams[packet.stream.index]
-                out.mux(packet)
-        for packet in subs.demux():
-            if packet.size:
-                packet.stream = text
-                out.mux(packet)
-    return src
+    chapters = [{"id": n + 1, "start": n * 5000, "end": (n + 1) * 5000, "time_base": Fraction(1, 1000),
+                 "metadata": {"title": title}} for n, title in enumerate(["Opening", "Ending"])]
+    return with_subtitles(video, folder / "film.mkv", chapters)
 
 
 def keyframes(path: Path) -> list[int]:

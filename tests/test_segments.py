@@ -135,12 +135,14 @@ def test_a_phone_video_turned_with_a_coarse_time_base(tmp_path, stylizer):
         assert (frame.width, frame.height) == (96, 160)  # stored upright: the rotation was applied once
 
 
-def test_subtitles_and_metadata_come_once_from_the_source(long_clip, stylizer, tmp_path):
-    srt = tmp_path / "s.srt"
+def with_subtitles(clip: Path, dst: Path, chapters: list | None = None) -> Path:
+    """`clip` in Matroska with two French subtitles (from 0.2 s and 2.2 s), a title and `chapters`."""
+    srt = dst.with_suffix(".srt")
     srt.write_text("1\n00:00:00,200 --> 00:00:01,000\nBonjour\n\n2\n00:00:02,200 --> 00:00:02,800\nAu revoir\n")
-    src = tmp_path / "with_subs.mkv"
-    with av.open(str(long_clip)) as video, av.open(str(srt)) as subs, av.open(str(src), "w") as out:
+    with av.open(str(clip)) as video, av.open(str(srt)) as subs, av.open(str(dst), "w") as out:
         out.metadata["title"] = "Le film"
+        if chapters:
+            out.set_chapters(chapters)
         streams = {s.index: out.add_stream_from_template(s) for s in video.streams}
         text = out.add_stream_from_template(subs.streams[0])
         text.metadata["language"] = "fra"
@@ -152,6 +154,11 @@ def test_subtitles_and_metadata_come_once_from_the_source(long_clip, stylizer, t
             if packet.size:
                 packet.stream = text
                 out.mux(packet)
+    return dst
+
+
+def test_subtitles_and_metadata_come_once_from_the_source(long_clip, stylizer, tmp_path):
+    src = with_subtitles(long_clip, tmp_path / "with_subs.mkv")
     single = convert_file(src, tmp_path / "single.mkv", stylizer, ConvertConfig())
     joined = convert_segmented(src, tmp_path / "joined.mkv", stylizer, ConvertConfig(), seconds=1.0)
     assert streams_of(joined.output) == streams_of(single.output)

@@ -141,11 +141,8 @@ def encoder_setting(text: str) -> int | str:
     """`--encoders`: auto or a count from 1 to MAX_ENCODERS."""
     if text == "auto":
         return text
-    try:
-        count = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"takes auto or a number, got {text!r}") from None
-    if not 1 <= count <= MAX_ENCODERS:
+    count = positive_int(text)
+    if count > MAX_ENCODERS:
         raise argparse.ArgumentTypeError(f"takes auto or 1 to {MAX_ENCODERS}, got {count}")
     return count
 
