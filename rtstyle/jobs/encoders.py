@@ -72,8 +72,8 @@ def chunkable(dst: Path, info: VideoInfo, config: ConvertConfig) -> str | None:
         return f"{codec} is written by one encoder"
     if dst.suffix.lower() not in CHUNKED_SUFFIXES:
         return f"{dst.suffix} is written by one encoder"
-    if info.alpha and dst.suffix.lower() in (".mov", ".mkv"):
-        return "the alpha channel is kept by one encoder"
+    if info.alpha:  # kept, or named as one writer names it
+        return "the alpha channel is handled by one encoder"
     return None
 
 
@@ -93,8 +93,8 @@ def chunking(info: VideoInfo, encoders: int, layout: str) -> tuple[int, int]:
 class _Chunk:
     """One part: its frames in a queue, filled by the stream's sink thread, emptied by an encoder thread."""
 
-    def __init__(self, index: int, path: Path):
-        self.index, self.path = index, path
+    def __init__(self, index: int, folder: Path):
+        self.index, self.path = index, folder / f"part-{index:05d}.mp4"
         self.frames: queue.SimpleQueue = queue.SimpleQueue()
         self.count = 0
 
@@ -119,7 +119,7 @@ class ChunkedSink(Sink):
         self._config = replace(config, codec=codec)
         threads = max(1, (os.cpu_count() or 1) // encoders)
         self._options = {**part_encoder_options(self._config, path), "threads": str(threads)}
-        first = self._writer(0)  # the encoder opens now: a bad codec or pixel format fails before any frame
+        first = self._writer(_Chunk(0, folder))  # the encoder opens now: a bad codec or pixel format fails at once
         self.layout = first.layout
         self.chunk_frames, buffered = chunking(info, encoders, self.layout)
         self._room = threading.BoundedSemaphore(buffered)
@@ -127,16 +127,17 @@ class ChunkedSink(Sink):
         self._chunks: list[_Chunk] = []
         self._futures: list[Future] = []
         self._stop = threading.Event()
+        self._failure: BaseException | None = None  # the first encoder's error (not a _Stopped)
         self._first_writer: VideoWriter | None = first
         self._last_pts = -1
         self._audio_until: float | None = None
         self.frames_written = 0
         log.info("%d encoders, chunks of %d frames", encoders, self.chunk_frames)
 
-    def _writer(self, index: int) -> VideoWriter:
-        path = self.folder / f"part-{index:05d}.mp4"
-        return VideoWriter(path, self._part_info, crf=self._config.crf, preset=self._config.preset, copy_audio=False,
-                           codec=self._config.codec, pix_fmt=self._config.pix_fmt, options=self._options,
+    def _writer(self, chunk: _Chunk) -> VideoWriter:
+        config = self._config
+        return VideoWriter(chunk.path, self._part_info, crf=config.crf, preset=config.preset, copy_audio=False,
+                           codec=config.codec, pix_fmt=config.pix_fmt, options=self._options,
                            container_options=part_muxer_options(self._time_base))
 
     def write(self, frame: Frame, image: np.ndarray) -> None:
@@ -156,14 +157,15 @@ class ChunkedSink(Sink):
     def _start_chunk(self) -> None:
         if self._chunks:
             self._chunks[-1].frames.put(self._END)
-        index = len(self._chunks)
-        chunk = _Chunk(index, self.folder / f"part-{index:05d}.mp4")
+        chunk = _Chunk(len(self._chunks), self.folder)
         self._chunks.append(chunk)
         writer, self._first_writer = self._first_writer, None
-        self._futures.append(self._pool.submit(self._encode, chunk, writer))
+        future = self._pool.submit(self._encode, chunk, writer)
+        future.add_done_callback(self._note_failure)
+        self._futures.append(future)
 
     def _encode(self, chunk: _Chunk, writer: VideoWriter | None) -> int:
-        writer = writer or self._writer(chunk.index)
+        writer = writer or self._writer(chunk)
         try:
             while (item := chunk.frames.get()) is not self._END:
                 if self._stop.is_set():
@@ -177,10 +179,15 @@ class ChunkedSink(Sink):
             raise
         return writer.frames_written
 
+    def _note_failure(self, future: Future) -> None:
+        error = None if future.cancelled() else future.exception()
+        if error is not None and not isinstance(error, _Stopped) and self._failure is None:
+            self._failure = error
+
     def _raise_failure(self) -> None:
-        for future in self._futures:
-            if future.done() and future.exception() is not None and not isinstance(future.exception(), _Stopped):
-                raise PipelineError(f"encoder failed: {future.exception()}") from future.exception()
+        """Checked on every frame: one attribute, whatever the number of chunks so far."""
+        if self._failure is not None:
+            raise PipelineError(f"encoder failed: {self._failure}") from self._failure
 
     def end_early(self) -> None:
         self._audio_until = float((self._last_pts + 1 / (self._rate * self._time_base)) * self._time_base)
