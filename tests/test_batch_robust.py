@@ -287,3 +287,11 @@ def test_a_picture_that_cannot_be_written_is_named_as_its_output(tmp_path):
     with pytest.raises(OutputError) as caught:
         write_image(temporary_name(dst), np.zeros((8, 8, 3), np.uint8))
     assert str(dst) in str(caught.value) and PARTIAL not in str(caught.value)
+
+
+def test_json_is_printed_when_a_batch_cannot_start(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, printed, err = run(capsys, empty, "-o", f"{tmp_path / 'out'}/", "--json")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert json.loads(printed) == {"error": "no video or image files in the inputs", "exit_code": 2}

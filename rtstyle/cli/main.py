@@ -7,6 +7,7 @@ what was written and exits 130.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
@@ -49,12 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"rtstyle: error: {exc}{_memory_hint(exc)}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _json_error(args, exc, EXIT_FAILURE)
     except RtstyleError as exc:
         if args.debug:
             raise
         print(f"rtstyle: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _json_error(args, exc, EXIT_USAGE)
     except KeyboardInterrupt:
         print("rtstyle: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -65,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rtstyle: {what}: {exc.__class__.__name__}: {exc}{_memory_hint(exc)} (rerun with --debug for details)",
               file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _json_error(args, exc: BaseException, code: int) -> int:
+    """With --json, stdout gets JSON whatever happened: a script reading it sees the error, not nothing."""
+    if getattr(args, "json", False):
+        print(json.dumps({"error": str(exc), "exit_code": code}))
+    return code
 
 
 def _out_of_memory(exc: BaseException | None) -> bool:
