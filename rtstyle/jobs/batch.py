@@ -27,7 +27,7 @@ from ..config import ConvertConfig
 from ..errors import InputError, OutputError, RtstyleError
 from ..io.images import IMAGE_SUFFIXES, is_image_path, open_image
 from ..io.video import VIDEO_SUFFIXES
-from .animation import animates, frame_count
+from .animation import ANIMATED_OUTPUTS, frame_count
 from .convert import convert_file
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ def _picture_complete(source: Path, made: Path) -> bool:
         for frame in ImageSequence.Iterator(image):
             frame.load()
             frames += 1
-    return frames >= (frame_count(source) if animates(source, made, []) else 1)
+    return frames >= (frame_count(source) if made.suffix.lower() in ANIMATED_OUTPUTS else 1)
 
 
 def _gif_complete(source: Path, made: Path) -> bool:

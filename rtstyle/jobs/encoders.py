@@ -109,16 +109,14 @@ class ChunkedSink(Sink):
     _END = None
 
     def __init__(self, src: Path, path: Path, info: VideoInfo, config: ConvertConfig, encoders: int, folder: Path):
-        self.src, self.path, self.config, self.folder = src, Path(path), config, folder
-        self.encoders = encoders
+        self.src, self.path, self.folder = src, Path(path), folder
         self._rate, self._time_base = info.rate, info.time_base
         # A part is the whole output less what the join copies from the source.
         self._part_info = replace(info, audio_streams=0, subtitle_streams=0, tags={}, video_tags={}, alpha=False,
                                   chapters=[], covers=0, left_out=(), attachments=0)
-        codec = config.codec or default_codec(path)
-        self._config = replace(config, codec=codec)
+        self.config = replace(config, codec=config.codec or default_codec(path))  # the parts' codec, named
         threads = max(1, (os.cpu_count() or 1) // encoders)
-        self._options = {**part_encoder_options(self._config, path), "threads": str(threads)}
+        self._options = {**part_encoder_options(self.config, path), "threads": str(threads)}
         first = self._writer(_Chunk(0, folder))  # the encoder opens now: a bad codec or pixel format fails at once
         self.layout = first.layout
         self.chunk_frames, buffered = chunking(info, encoders, self.layout)
@@ -135,7 +133,7 @@ class ChunkedSink(Sink):
         log.info("%d encoders, chunks of %d frames", encoders, self.chunk_frames)
 
     def _writer(self, chunk: _Chunk) -> VideoWriter:
-        config = self._config
+        config = self.config
         return VideoWriter(chunk.path, self._part_info, crf=config.crf, preset=config.preset, copy_audio=False,
                            codec=config.codec, pix_fmt=config.pix_fmt, options=self._options,
                            container_options=part_muxer_options(self._time_base))
