@@ -30,8 +30,18 @@ import torch.nn.functional as F
 from ..config import SMOOTH_DRIFT_PER_STRENGTH, SMOOTHERS, check_smooth_strength
 from ..errors import InputError
 from .cuts import CutDetector
-from .flow import PRESETS, to_gray
-from .host import BRIGHTNESS_HIGH, BRIGHTNESS_LOW, DRIFT_STRIDE, FLOW_PRESET, flow_side, small_size
+from .flow import FlowPair, to_gray
+from .host import (
+    BRIGHTNESS_HIGH,
+    BRIGHTNESS_LOW,
+    DRIFT_STRIDE,
+    FLOW_PRESET,
+    MATCH_HIGH,
+    MATCH_LOW,
+    MATCH_WINDOW,
+    flow_side,
+    small_size,
+)
 
 
 class Smoother(ABC):
@@ -149,7 +159,7 @@ class FlowSmoother(Smoother):
         super().__init__(strength, cuts, drift_cap)
         self.flow_side = flow_side
         self.brightness = brightness
-        self._dis = cv2.DISOpticalFlow_create(PRESETS[preset])
+        self._flows = FlowPair(preset)
         self._small: tuple[int, int] | None = None
         self._last_small: np.ndarray | None = None
         self._last_small_device: torch.Tensor | None = None
@@ -176,8 +186,7 @@ class FlowSmoother(Smoother):
 
     def _blend(self, content: np.ndarray, content_on_device: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
         gray = self._gray_small(content)
-        backward = self._upload(self._dis.calc(gray, self._last_small, None), stylized.device)
-        forward = self._upload(self._dis.calc(self._last_small, gray, None), stylized.device)
+        backward, forward = (self._upload(flow, stylized.device) for flow in self._flows(gray, self._last_small))
         gray_device = self._upload(gray, stylized.device)
         confidence = flow_confidence_tensor(gray_device, self._last_small_device, backward, forward,
                                             self._small_grid, self.brightness)
@@ -201,15 +210,23 @@ def flow_confidence_tensor(gray: torch.Tensor, last_gray: torch.Tensor, backward
     """`host.flow_confidence` on tensors: (1, h, w) float32 0..1. `gray`, `last_gray`: (h, w) uint8."""
     confidence = valid_mask_tensor(backward, forward, grid)
     height, width = gray.shape
-    moved_at = grid + backward
-    inside = ((moved_at[..., 0] >= 0) & (moved_at[..., 0] <= width - 1) & (moved_at[..., 1] >= 0)
-              & (moved_at[..., 1] <= height - 1))
-    confidence = confidence * inside
     if brightness:
         moved = warp_tensor(last_gray.to(torch.float32)[None], backward, grid)
         error = (gray.to(torch.float32)[None] - moved).abs()
-        confidence = confidence * ((BRIGHTNESS_HIGH - error) * (1.0 / (BRIGHTNESS_HIGH - BRIGHTNESS_LOW))).clamp(0, 1)
-    return confidence
+        # cv2.blur's border is BORDER_REFLECT_101, torch's "reflect" padding.
+        half = MATCH_WINDOW // 2
+        local = F.avg_pool2d(F.pad(error[None], (half, half, half, half), mode="reflect"), MATCH_WINDOW, stride=1)[0]
+        confidence = torch.maximum(confidence, ramp_down_tensor(local, MATCH_LOW, MATCH_HIGH))
+        confidence = confidence * ramp_down_tensor(error, BRIGHTNESS_LOW, BRIGHTNESS_HIGH)
+    moved_at = grid + backward
+    inside = ((moved_at[..., 0] >= 0) & (moved_at[..., 0] <= width - 1) & (moved_at[..., 1] >= 0)
+              & (moved_at[..., 1] <= height - 1))
+    return confidence * inside
+
+
+def ramp_down_tensor(values: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """`host.ramp_down`: 1 up to `low`, 0 from `high`, linear between."""
+    return ((high - values) * (1.0 / (high - low))).clamp(0, 1)
 
 
 def valid_mask_tensor(backward: torch.Tensor, forward: torch.Tensor, grid: torch.Tensor | None = None
