@@ -34,11 +34,12 @@ from .flow import FlowPair, to_gray
 from .host import (
     BRIGHTNESS_HIGH,
     BRIGHTNESS_LOW,
-    DRIFT_STRIDE,
+    BUDGET_STEPS,
     FLOW_PRESET,
     MATCH_HIGH,
     MATCH_LOW,
     MATCH_WINDOW,
+    drift_stride,
     flow_side,
     small_size,
 )
@@ -93,15 +94,14 @@ class Smoother(ABC):
                ) -> torch.Tensor: ...
 
     def _lerp(self, start: torch.Tensor, end: torch.Tensor, weight: float | torch.Tensor) -> torch.Tensor:
-        """`host.HostSmoother._lerp` on the device: torch.lerp with the weight scaled down to the drift
-        budget. The scale stays a tensor, so nothing waits for the device."""
+        """`host.HostSmoother._lerp` on the device: the step toward `end`, shrunk to the drift budget.
+        The threshold stays a tensor, so nothing waits for the device."""
+        step = (end - start) * weight
         if self.drift_budget is None:
-            return torch.lerp(start, end, weight)
-        step = end - start
-        sample = step[:, ::DRIFT_STRIDE, ::DRIFT_STRIDE].abs()
-        sample = sample * (weight if isinstance(weight, float) else weight[:, ::DRIFT_STRIDE, ::DRIFT_STRIDE])
-        scale = (self.drift_budget / sample.mean().clamp_min(1e-12)).clamp(max=1.0)
-        return start + step * (weight * scale)
+            return start + step
+        stride = drift_stride(*step.shape[-2:])
+        threshold = budget_threshold_tensor(step[:, ::stride, ::stride].abs(), self.drift_budget)
+        return start + (step - torch.minimum(torch.maximum(step, -threshold), threshold))
 
     def apply_batch(self, images: list[np.ndarray], inputs: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
         """A stylized batch (N, 3, H, W), smoothed frame by frame in order (a `frames.DeviceStep`)."""
@@ -203,6 +203,22 @@ class FlowSmoother(Smoother):
                                    dim=-1)
         moved = warp_tensor(self.previous, backward, self._grid)
         return self._lerp(stylized, moved, (self.strength * confidence).to(stylized.dtype))
+
+
+def budget_threshold_tensor(sample: torch.Tensor, budget: float) -> torch.Tensor:
+    """`host.budget_threshold` on the device, as a 0-d tensor: the same Newton steps, all taken (a
+    step past the root changes nothing), so no value comes back to the host."""
+    values = sample.reshape(-1).to(torch.float32)
+    threshold = torch.zeros((), dtype=torch.float32, device=values.device)
+    if values.numel() == 0:
+        return threshold
+    for _ in range(BUDGET_STEPS):
+        above = values > threshold
+        count = above.sum()
+        excess = (torch.where(above, values, 0.0).sum() - threshold * count) / values.numel() - budget
+        threshold = threshold + torch.where((excess > 0) & (count > 0), excess * values.numel() / count.clamp_min(1),
+                                            0.0)
+    return threshold.to(sample.dtype)
 
 
 def flow_confidence_tensor(gray: torch.Tensor, last_gray: torch.Tensor, backward: torch.Tensor,
