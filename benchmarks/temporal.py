@@ -4,8 +4,11 @@ For each model (fast, quality) and each of its 26 built-in styles, the frames of
 ../shared/data (frames/* and a window of video/*) are stylized one by one on the lean path (ONNX
 Runtime on the CPU), then each smoother runs over them with the host smoothers the lean path uses:
 none, ema, adaptive, the flow smoother as it was before issue 26 ("flow-old", loaded from git at
-BASELINE), the current one ("flow", at several strengths) and the current one without its drift cap
-("flow-uncapped"). Reported per style and smoother:
+BASELINE), as it was before its flow went one pyramid level finer and its confidence took in warps
+that match ("flow-fast", loaded from git at PREVIOUS), the current one ("flow", at several
+strengths) and the current one without its drift cap ("flow-uncapped"). Besides the shared clips,
+two clips of camera motion over photos (pan, zoom, roll and sensor noise over kodim05 and kodim14 of
+../shared/data/content) stand in for live action, which the data lacks. Reported per style and smoother:
 
 * warp error (Lai et al. 2018): mean over consecutive pairs of the occlusion-masked squared change
   of the output along the *input's* flow. The flow is OpenCV's Farneback (an estimator the smoothers
@@ -17,8 +20,8 @@ BASELINE), the current one ("flow", at several strengths) and the current one wi
 * at the clip's hard cut: the mean absolute difference, in levels, of the first frame after it
   from its per-frame stylization (a ghost of the last shot shows here).
 
-A second part times the lean path at 640x480 (stylize + smoother, fast model) with flow-old and
-flow in one run, frame by frame alternately, so both see the same machine.
+A second part times the lean path at 640x480 (stylize + smoother, fast model) with flow-old,
+flow-fast and flow in one run, frame by frame alternately, so all see the same machine.
 
 Run: python benchmarks/temporal.py [--quick]   (2 shared CPU cores: --quick about 3 min, full about 20 min)
 Writes benchmarks/results/temporal.{json,md,png} and temporal_strip.png.
@@ -51,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 BASELINE = "f4461c2"  # the flow smoother before issue 26
+PREVIOUS = "b9a2f55"  # DIS "fast", forward-backward check only, drift estimated on every 4th pixel
 STRENGTH = 0.7
 
 
@@ -64,7 +68,25 @@ def load_frames(side: int, count: int) -> dict[str, list[np.ndarray]]:
     for clip in sorted((DATA / "video").glob("*.mp4")):
         with VideoReader(clip) as reader:
             clips[clip.stem] = [resize(f.image, side) for _, f in zip(range(count), reader)]
+    for seed, name in enumerate(("kodim05", "kodim14")):
+        clips[f"photo_motion_{name}"] = photo_motion(DATA / "content" / f"{name}.png", side, count, seed)
     return clips
+
+
+def photo_motion(path: Path, side: int, count: int, seed: int) -> list[np.ndarray]:
+    """A camera moving over a photo: pan (2.5, 1 px a frame at full size), zoom (0.6 %), roll (0.3
+    degrees) and Gaussian sensor noise (2 levels), at long side `side`."""
+    image = np.asarray(Image.open(path).convert("RGB"))
+    height, width = image.shape[:2]
+    rng = np.random.default_rng(seed)
+    frames = []
+    for t in range(count):
+        matrix = cv2.getRotationMatrix2D((width / 2 + 3 * t, height / 2), 0.3 * t, 1.0 + 0.006 * t)
+        matrix[:, 2] += (2.5 * t, 1.0 * t)
+        moved = resize(cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR,
+                                      borderMode=cv2.BORDER_REFLECT), side)
+        frames.append(np.clip(moved + rng.normal(0, 2.0, moved.shape), 0, 255).astype(np.uint8))
+    return frames
 
 
 def cut_window(side: int, before: int = 4, after: int = 3) -> tuple[list[np.ndarray], int]:
@@ -95,27 +117,29 @@ def resize(image: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-def old_host_module():
-    """rtstyle/temporal/host.py as it was at BASELINE, importable beside the current package."""
-    folder = Path(tempfile.mkdtemp()) / "old_temporal"
+def old_host_module(commit: str):
+    """rtstyle/temporal/host.py as it was at `commit`, importable beside the current package."""
+    package_name = f"temporal_{commit}"
+    folder = Path(tempfile.mkdtemp()) / package_name
     folder.mkdir()
-    for name in ("host", "flow"):
-        text = subprocess.run(["git", "show", f"{BASELINE}:rtstyle/temporal/{name}.py"], cwd=ROOT, check=True,
-                              capture_output=True, text=True).stdout
-        text = text.replace("from ..config", "from rtstyle.config").replace("from ..errors", "from rtstyle.errors")
-        (folder / f"{name}.py").write_text(text)
+    for name in ("host", "flow", "cuts"):
+        shown = subprocess.run(["git", "show", f"{commit}:rtstyle/temporal/{name}.py"], cwd=ROOT,
+                               capture_output=True, text=True)
+        if shown.returncode == 0:  # cuts.py came after BASELINE
+            text = shown.stdout.replace("from ..config", "from rtstyle.config")
+            (folder / f"{name}.py").write_text(text.replace("from ..errors", "from rtstyle.errors"))
     (folder / "__init__.py").write_text("")
-    spec = importlib.util.spec_from_file_location("old_temporal", folder / "__init__.py",
+    spec = importlib.util.spec_from_file_location(package_name, folder / "__init__.py",
                                                   submodule_search_locations=[str(folder)])
     package = importlib.util.module_from_spec(spec)
-    sys.modules["old_temporal"] = package
+    sys.modules[package_name] = package
     spec.loader.exec_module(package)
-    return importlib.import_module("old_temporal.host")
+    return importlib.import_module(f"{package_name}.host")
 
 
-def smoother_for(name: str, strength: float, old):
-    if name == "flow-old":
-        return old.make_host_smoother("flow", strength)
+def smoother_for(name: str, strength: float, old: dict):
+    if name in old:
+        return old[name].make_host_smoother("flow", strength)
     if name == "flow-uncapped":
         return make_host_smoother("flow", strength, drift_cap=False)
     return make_host_smoother(name, strength)
@@ -140,7 +164,7 @@ def drift(out: list[np.ndarray], per_frame: list[np.ndarray]) -> float:
 def run_styles(args, clips, flows, cut_frames, cut_at, old) -> tuple[list[dict], dict]:
     rows, strip = [], {}
     settings = [("none", 0.0), ("ema", STRENGTH), ("adaptive", STRENGTH), ("flow-old", STRENGTH),
-                ("flow-uncapped", STRENGTH)]
+                ("flow-fast", STRENGTH), ("flow-uncapped", STRENGTH)]
     settings += [("flow", s) for s in args.strengths]
     for model in args.models:
         stylizer = load_stylizer(model, StyleChoice({args.styles[0] if args.styles else "mosaic": 1.0}),
@@ -172,13 +196,15 @@ def run_styles(args, clips, flows, cut_frames, cut_at, old) -> tuple[list[dict],
     return rows, strip
 
 
-def latency_640x480(frames: list[np.ndarray], old, repeats: int) -> dict:
-    """Lean path at 640x480, fast model: stylize + smoother per frame, flow-old and flow alternately."""
+def latency_640x480(frames: list[np.ndarray], old: dict, repeats: int) -> dict:
+    """Lean path at 640x480, fast model: stylize + smoother per frame, flow-old, flow-fast and flow
+    alternately."""
     frames = [cv2.resize(f, (640, 480), interpolation=cv2.INTER_LINEAR) for f in frames]
     stylizer = load_stylizer("fast", StyleChoice({"mosaic": 1.0}), EngineConfig(backend="onnx", device="cpu"))
     stylizer.warm_up(1, 640, 480)
     makers = {"none": lambda: make_host_smoother("none", STRENGTH),
-              "flow-old": lambda: old.make_host_smoother("flow", STRENGTH),
+              "flow-old": lambda: old["flow-old"].make_host_smoother("flow", STRENGTH),
+              "flow-fast": lambda: old["flow-fast"].make_host_smoother("flow", STRENGTH),
               "flow": lambda: make_host_smoother("flow", STRENGTH)}
     smoothers = {name: make() for name, make in makers.items()}
     times = {name: {"total": [], "smoother": []} for name in makers}
@@ -194,6 +220,7 @@ def latency_640x480(frames: list[np.ndarray], old, repeats: int) -> dict:
                 times[name]["smoother"].append(end - middle)
     report = {name: {k: 1000 * float(np.median(v[1:])) for k, v in t.items()} for name, t in times.items()}
     report["growth_vs_old"] = report["flow"]["total"] / report["flow-old"]["total"] - 1
+    report["growth_vs_fast"] = report["flow"]["total"] / report["flow-fast"]["total"] - 1
     return report
 
 
@@ -255,8 +282,10 @@ def markdown(report: dict) -> str:
     lines += ["", "Lean path at 640x480, fast model, per frame (median): "
               f"stylize + none {lat['none']['total']:.1f} ms; "
               f"+ flow-old {lat['flow-old']['total']:.1f} ms (smoother {lat['flow-old']['smoother']:.1f}); "
+              f"+ flow-fast {lat['flow-fast']['total']:.1f} ms (smoother {lat['flow-fast']['smoother']:.1f}); "
               f"+ flow {lat['flow']['total']:.1f} ms (smoother {lat['flow']['smoother']:.1f}): "
-              f"{100 * lat['growth_vs_old']:+.0f}% against flow-old."]
+              f"{100 * lat['growth_vs_old']:+.0f}% against flow-old, {100 * lat['growth_vs_fast']:+.0f}% against "
+              "flow-fast."]
     return "\n".join(lines) + "\n"
 
 
@@ -285,10 +314,11 @@ def plot(report: dict, path: Path) -> None:
 
 
 def save_strip(strip: dict, path: Path, strength: float) -> None:
-    """Per frame, old flow, new flow at the same moment, side by side and labelled; below, the
-    middle third of each at 3x (nearest), where ghosts and smearing show."""
+    """Per frame, the flow smoother before issue 26, before its finer flow, and now, at the same
+    moment, side by side and labelled; below, the middle third of each at 3x (nearest), where ghosts
+    and smearing show."""
     panels = [("per frame", strip["per-frame"]), ("flow-old", strip[("flow-old", strength)]),
-              ("flow (new)", strip[("flow", strength)])]
+              ("flow-fast", strip[("flow-fast", strength)]), ("flow (new)", strip[("flow", strength)])]
     Image.fromarray(strip_image([image for _, image in panels], [label for label, _ in panels])).save(path)
 
 
@@ -322,7 +352,7 @@ def main() -> None:
         args.styles = args.styles or ["mosaic", "brick-blocks", "starry-swirl", "ink-wash"]
     if STRENGTH not in args.strengths:
         args.strengths.append(STRENGTH)
-    old = old_host_module()
+    old = {"flow-old": old_host_module(BASELINE), "flow-fast": old_host_module(PREVIOUS)}
     clips = load_frames(args.side, args.frames)
     flows = {name: pair_flows(frames, "farneback") for name, frames in clips.items()}
     cut_frames, cut_at = cut_window(args.side)
@@ -331,6 +361,7 @@ def main() -> None:
                               repeats=2 if args.quick else 3)
     report = {"models": args.models, "clips": list(clips), "frames": args.frames, "side": args.side,
               "metric_flow": "OpenCV Farneback (pyr 0.5, 4 levels, window 15)", "baseline": BASELINE,
+              "previous": PREVIOUS,
               "latency_640x480": latency, "rows": rows}
     report["summary"] = summarise(rows)
     args.out.mkdir(parents=True, exist_ok=True)
