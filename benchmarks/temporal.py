@@ -267,16 +267,18 @@ def markdown(report: dict) -> str:
                 row.append(f"{mark}{c['ratio']:.2f} / {c['drift']:.3f}{mark} / {c['cut_first_frame_levels']:.1f}")
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
-    lines += ["Bold: both targets met. Mean over all styles of both models:", "",
+    lines += ["Bold: both targets met (means over the clips). Mean over all styles of both models; 'styles "
+              "meeting both' by the means over the clips, then on every clip alone:", "",
               "| smoother | strength | ratio | worst ratio | drift | worst drift | styles meeting both | "
-              "ms/frame | worst cut levels |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "on every clip | ms/frame | worst cut levels |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for kind, strength in kinds:
         chosen = [s for s in summary if (s["smoother"], s["strength"]) == (kind, strength)]
         met = sum(s["ratio"] <= 0.3 and s["drift"] < 0.03 for s in chosen)
+        everywhere = sum(s["worst_ratio"] <= 0.3 and s["worst_drift"] < 0.03 for s in chosen)
         lines.append(f"| {kind} | {strength:.2f} | {np.mean([s['ratio'] for s in chosen]):.2f} | "
                      f"{max(s['worst_ratio'] for s in chosen):.2f} | {np.mean([s['drift'] for s in chosen]):.3f} | "
                      f"{max(s['worst_drift'] for s in chosen):.3f} | {met}/{len(chosen)} | "
-                     f"{np.mean([s['ms_per_frame'] for s in chosen]):.2f} | "
+                     f"{everywhere}/{len(chosen)} | {np.mean([s['ms_per_frame'] for s in chosen]):.2f} | "
                      f"{max(s['cut_first_frame_levels'] for s in chosen):.1f} |")
     lat = report["latency_640x480"]
     lines += ["", "Lean path at 640x480, fast model, per frame (median): "
@@ -346,7 +348,13 @@ def main() -> None:
     parser.add_argument("--strip-style", default="mosaic")
     parser.add_argument("--strip-clip", default="sintel_raft_demo")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--redraw", action="store_true", help="rewrite the .md and .png from the committed .json")
     args = parser.parse_args()
+    if args.redraw:
+        report = json.loads((args.out / "temporal.json").read_text())
+        (args.out / "temporal.md").write_text(markdown(report))
+        plot(report, args.out / "temporal.png")
+        return
     if args.quick:
         args.frames, args.side = 6, 256
         args.styles = args.styles or ["mosaic", "brick-blocks", "starry-swirl", "ink-wash"]
