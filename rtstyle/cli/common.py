@@ -11,6 +11,7 @@ from pathlib import Path
 from ..config import (
     BACKENDS,
     DEVICES,
+    FLOW_WEIGHT_PER_STRENGTH,
     MAX_SMOOTH_STRENGTH,
     PRECISIONS,
     SMOOTH_DRIFT_PER_STRENGTH,
@@ -161,9 +162,10 @@ def add_smooth_options(group) -> None:
     group.add_argument("--smooth", choices=SMOOTHERS, default=ConvertConfig.smooth,
                        help="temporal smoothing against flicker: flow is steadiest (default: none)")
     group.add_argument("--smooth-strength", type=smooth_strength, default=SMOOTH_STRENGTH,
-                       help=f"0..{MAX_SMOOTH_STRENGTH:g}: the most weight the previous frame gets, and no frame "
-                            f"moves further than {SMOOTH_DRIFT_PER_STRENGTH:g} x this from its own stylization, in "
-                            f"every style (default: {SMOOTH_STRENGTH}; docs/smoothing.md)")
+                       help=f"0..{MAX_SMOOTH_STRENGTH:g}: no frame moves further than {SMOOTH_DRIFT_PER_STRENGTH:g} x "
+                            "this from its own stylization, in every style; also the most weight the previous frame "
+                            f"gets (flow: {FLOW_WEIGHT_PER_STRENGTH:g} x this) (default: {SMOOTH_STRENGTH}; "
+                            "docs/smoothing.md)")
 
 
 def add_faces_option(group) -> None:

@@ -16,14 +16,21 @@ from abc import ABC, abstractmethod
 import cv2
 import numpy as np
 
-from ..config import SMOOTH_DRIFT_PER_STRENGTH, SMOOTHERS, check_smooth_strength
+from ..config import (
+    FLOW_WEIGHT_PER_STRENGTH,
+    MAX_SMOOTH_STRENGTH,
+    SMOOTH_DRIFT_PER_STRENGTH,
+    SMOOTHERS,
+    check_smooth_strength,
+)
 from ..errors import InputError
 from .cuts import CutDetector
 from .flow import FlowPair, valid_mask_warped
 
 
 class HostSmoother(ABC):
-    """Blend each stylized frame with the previous output; `strength` is the most weight it gets."""
+    """Blend each stylized frame with the previous output. `strength` sets the drift budget and the
+    most weight the past gets (more for the flow smoother: `config.FLOW_WEIGHT_PER_STRENGTH`)."""
 
     #: True only where the smoother returns its input unchanged, so callers can skip it.
     passthrough = False
@@ -215,6 +222,8 @@ class HostFlow(HostSmoother):
     def __init__(self, strength: float, flow_side: int | None = None, cuts: bool = True,
                  brightness: bool = True, preset: str = FLOW_PRESET, drift_cap: bool = True):
         super().__init__(strength, cuts, drift_cap)
+        # The most weight the past gets (the drift budget stays the strength's).
+        self.weight = min(MAX_SMOOTH_STRENGTH, FLOW_WEIGHT_PER_STRENGTH * self.strength)
         self.flow_side = flow_side
         self.brightness = brightness
         self._flows = FlowPair(preset)
@@ -254,7 +263,7 @@ class HostFlow(HostSmoother):
             backward[..., 0] *= scale[0]
             backward[..., 1] *= scale[1]
         np.add(self._grid, backward, out=self._maps)
-        confidence *= self.strength
+        confidence *= self.weight
         self._lerp(stylized, remap(self.previous, self._maps, self._moved), confidence[..., None], out)
 
 

@@ -1,7 +1,8 @@
 """Temporal smoothers: blend each stylized frame with the previous output to stop flicker.
 
 All work on float tensors (3, H, W) in 0..1 on the engine's device, frame by frame in order;
-`strength` (0..1) is the most weight the previous output can get.
+`strength` (0..0.95) sets the drift budget (`config.SMOOTH_DRIFT_PER_STRENGTH`) and the most weight
+the previous output can get (1.25 times that for ``flow``: `config.FLOW_WEIGHT_PER_STRENGTH`).
 
 * ``ema``: a fixed blend. Cheap, but moving objects leave ghosts.
 * ``adaptive``: the blend weight falls where the *input* changed, so static areas are steady
@@ -27,7 +28,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import SMOOTH_DRIFT_PER_STRENGTH, SMOOTHERS, check_smooth_strength
+from ..config import (
+    FLOW_WEIGHT_PER_STRENGTH,
+    MAX_SMOOTH_STRENGTH,
+    SMOOTH_DRIFT_PER_STRENGTH,
+    SMOOTHERS,
+    check_smooth_strength,
+)
 from ..errors import InputError
 from .cuts import CutDetector
 from .flow import FlowPair, to_gray
@@ -157,6 +164,8 @@ class FlowSmoother(Smoother):
     def __init__(self, strength: float, flow_side: int | None = None, cuts: bool = True,
                  brightness: bool = True, preset: str = FLOW_PRESET, drift_cap: bool = True):
         super().__init__(strength, cuts, drift_cap)
+        # The most weight the past gets (the drift budget stays the strength's).
+        self.weight = min(MAX_SMOOTH_STRENGTH, FLOW_WEIGHT_PER_STRENGTH * self.strength)
         self.flow_side = flow_side
         self.brightness = brightness
         self._flows = FlowPair(preset)
@@ -202,7 +211,7 @@ class FlowSmoother(Smoother):
             backward = torch.stack([full[..., 0] * (width / self._small[0]), full[..., 1] * (height / self._small[1])],
                                    dim=-1)
         moved = warp_tensor(self.previous, backward, self._grid)
-        return self._lerp(stylized, moved, (self.strength * confidence).to(stylized.dtype))
+        return self._lerp(stylized, moved, (self.weight * confidence).to(stylized.dtype))
 
 
 def budget_threshold_tensor(sample: torch.Tensor, budget: float) -> torch.Tensor:
