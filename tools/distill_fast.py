@@ -115,7 +115,9 @@ def main() -> None:
     torch.manual_seed(0)
 
     base = load_base("quality")
-    names = builtin_styles("quality")
+    # The converted styles only: the "-steady" twins (tools/steady_styles.py) carry LoRA updates, which
+    # the conditional norm tables cannot hold.
+    names = [name for name in builtin_styles("quality") if not load_style(name, "quality").lora]
     styles = [load_style(name, "quality") for name in names]
     tables = teacher_tables(base, styles)
     selector: dict = {"styles": torch.zeros(1, dtype=torch.long)}
