@@ -1,14 +1,15 @@
 """Temporal consistency of every built-in style: warp error, drift and cost of each smoother.
 
-For each model (fast, quality) and each of its 26 built-in styles, the frames of every clip in
-../shared/data (frames/* and a window of video/*) are stylized one by one on the lean path (ONNX
-Runtime on the CPU), then each smoother runs over them with the host smoothers the lean path uses:
-none, ema, adaptive, the flow smoother as it was before issue 26 ("flow-old", loaded from git at
-BASELINE), as it was before its flow went one pyramid level finer and its confidence took in warps
-that match ("flow-fast", loaded from git at PREVIOUS), the current one ("flow", at several
-strengths) and the current one without its drift cap ("flow-uncapped"). Besides the shared clips,
-two clips of camera motion over photos (pan, zoom, roll and sensor noise over kodim05 and kodim14 of
-../shared/data/content) stand in for live action, which the data lacks. Reported per style and smoother:
+For each model (fast, quality) and each of its built-in styles (26, and the quality model's three
+`-steady` twins), the frames of every clip in ../shared/data (frames/* and a window of video/*) are
+stylized one by one on the lean path (ONNX Runtime on the CPU), then each smoother runs over them
+with the host smoothers the lean path uses: none, ema, adaptive, the flow smoother as it was before
+issue 26 ("flow-old", loaded from git at BASELINE), as it was before its flow went one pyramid level
+finer and its confidence took in warps that match ("flow-fast", loaded from git at PREVIOUS), the
+current one ("flow", at several strengths) and the current one without its drift cap
+("flow-uncapped"). Besides the shared clips, two clips of camera motion over photos (pan, zoom, roll
+and sensor noise over kodim05 and kodim14 of ../shared/data/content) stand in for live action,
+which the data lacks. Reported per style and smoother:
 
 * warp error (Lai et al. 2018): mean over consecutive pairs of the occlusion-masked squared change
   of the output along the *input's* flow. The flow is OpenCV's Farneback (an estimator the smoothers

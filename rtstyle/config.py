@@ -23,8 +23,8 @@ SMOOTH_DRIFT_PER_STRENGTH = 0.042
 #: The flow smoother gives the past up to this times the strength as weight (at most
 #: MAX_SMOOTH_STRENGTH; 0.875 at the default): it blends only where the motion-compensated past is
 #: trusted, and the drift budget holds the styles that flicker much, so the calm styles, which never
-#: come near the budget, take the extra steadiness (warp error 0.43 -> 0.34 of per-frame on the
-#: calmest style's hardest clip, the busy ones unchanged; benchmarks/temporal.py).
+#: come near the budget, take the extra steadiness (warp error left on the calmest style 0.28 -> 0.19
+#: of per-frame, the busiest unchanged at 0.35; benchmarks/temporal_ablation.py).
 FLOW_WEIGHT_PER_STRENGTH = 1.25
 
 

@@ -328,6 +328,7 @@ def test_confidence_trusts_a_warp_that_matches_where_the_flow_check_fails(path, 
 
 def test_flow_pair_is_both_flows_in_sequence(shared_data):
     """The two flows computed at once on two threads are the flows computed one after the other."""
+    import cv2
     from PIL import Image
 
     from rtstyle.temporal.flow import FlowPair, create_dis, to_gray
@@ -338,7 +339,7 @@ def test_flow_pair_is_both_flows_in_sequence(shared_data):
     dis = create_dis("fine")
     np.testing.assert_array_equal(backward, dis.calc(gray, last, None))
     np.testing.assert_array_equal(forward, dis.calc(last, gray, None))
-    with pytest.raises(Exception):
+    with pytest.raises(cv2.error, match="sameSize"):
         FlowPair("fine")(gray, last[:50])  # a failure on either thread reaches the caller
 
 

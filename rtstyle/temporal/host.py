@@ -113,7 +113,7 @@ def budget_threshold(sample: np.ndarray, budget: float) -> float:
     one leaves the least flicker (the squared step not taken): it takes in the large differences
     first, where flicker is, and leaves each pixel at most t of its own. Scaling every step down by
     one factor instead left 0.46 of the per-frame warp error against 0.35 on the busiest style at
-    the same drift (benchmarks/temporal.py). mean(max(sample - t, 0)) is convex and falls in t, so
+    the same drift (benchmarks/temporal_ablation.py). mean(max(sample - t, 0)) is convex and falls in t, so
     Newton's method from t = 0 climbs to the root without overshooting.
     """
     values = sample.ravel()
@@ -203,9 +203,9 @@ def drift_stride(height: int, width: int, channels: int = 3) -> int:
 
 
 #: DIS preset of the flow smoother. "fine" ("fast" down to the finest scale 1) at half the frame's
-#: size: warp error 0.25 of per-frame, against 0.30 with "fast" and 0.40 with "ultrafast" at up to
-#: 480 (before issue 26), at about the same drift (16 styles x 5 clips, Farneback metric). It costs
-#: 6.7 ms a flow at 320x240 on this CPU against 3.9 ("medium": 15 ms, no better here).
+#: size: with "fast" as it is, the warp error left rises from 0.17 to 0.23 of per-frame at the same
+#: drift (16 styles x 5 clips, benchmarks/temporal_ablation.py). It costs 6.7 ms a flow at 320x240
+#: on 2 CPU cores against 3.9 ("medium": 15 ms).
 FLOW_PRESET = "fine"
 
 
@@ -291,9 +291,9 @@ BRIGHTNESS_LOW, BRIGHTNESS_HIGH = 16.0, 48.0
 #: Where the forward-backward check fails but the warped input matches this frame closely all
 #: around (mean gray difference over MATCH_WINDOW x MATCH_WINDOW up to MATCH_LOW: full trust, none
 #: from MATCH_HIGH), the flow is still right for the picture: DIS's two flows disagree in flat or
-#: repetitive areas and on thin moving parts whose warp is nonetheless exact. Trusting those cut the
-#: warp error left after smoothing from 0.275 to 0.246 of per-frame at the same drift (16 styles x 5
-#: clips). New content or a wrong flow never matches, so it stays rejected.
+#: repetitive areas and on thin moving parts whose warp is nonetheless exact. Without trusting those,
+#: the warp error left rises from 0.17 to 0.21 of per-frame at the same drift (16 styles x 5 clips,
+#: benchmarks/temporal_ablation.py). New content or a wrong flow never matches: it stays rejected.
 MATCH_LOW, MATCH_HIGH, MATCH_WINDOW = 4.0, 10.0, 5
 
 
