@@ -12,7 +12,7 @@ import threading
 import numpy as np
 
 #: DIS presets by name: OpenCV's preset and the finest pyramid level it stops at (None: the preset's
-#: own). "fine" is "fast" carried down one level further, as "medium" is (benchmarks/temporal.py).
+#: own). "fine" is "fast" carried down one level further, as "medium" is (host.FLOW_PRESET says why).
 PRESETS = {"ultrafast": (0, None), "fast": (1, None), "fine": (1, 1), "medium": (2, None)}
 
 

@@ -89,7 +89,7 @@ class HostSmoother(ABC):
 
     def _lerp(self, start: np.ndarray, end: np.ndarray, weight: float | np.ndarray, out: np.ndarray) -> np.ndarray:
         """start + weight * (end - start) into `out`, the step shrunk to the drift budget
-        (`shrink_to_budget`) where the frame would move further from `start` on average."""
+        (`budget_threshold`) where the frame would move further from `start` on average."""
         np.subtract(end, start, out=out)
         out *= weight
         if self.drift_budget is not None:
@@ -113,8 +113,8 @@ def budget_threshold(sample: np.ndarray, budget: float) -> float:
     one leaves the least flicker (the squared step not taken): it takes in the large differences
     first, where flicker is, and leaves each pixel at most t of its own. Scaling every step down by
     one factor instead left 0.46 of the per-frame warp error against 0.35 on the busiest style at
-    the same drift (benchmarks/temporal_ablation.py). mean(max(sample - t, 0)) is convex and falls in t, so
-    Newton's method from t = 0 climbs to the root without overshooting.
+    the same drift (benchmarks/temporal_ablation.py). mean(max(sample - t, 0)) is convex and falls
+    in t, so Newton's method from t = 0 climbs to the root without overshooting.
     """
     values = sample.ravel()
     if values.size == 0 or values.mean() <= budget:
@@ -213,8 +213,9 @@ class HostFlow(HostSmoother):
     """Warp the previous output along the input's optical flow, blend where the flow holds.
 
     The flow and its confidence are computed at `flow.flow_side` of the frame (or `flow_side`):
-    confidence is the forward-backward check (occlusions, disocclusions, motion boundaries), times
-    the input's own brightness constancy (the gray input of t-1 warped onto t must match t: where it
+    confidence is the forward-backward check (occlusions, disocclusions, motion boundaries) or, where
+    it fails, a close match of the warped input all around (`MATCH_LOW`), times the input's own
+    brightness constancy (the gray input of t-1 warped onto t must match t: where it
     does not, the flow is wrong or the content changed, so the past is a ghost), times "the pixel came
     from inside the frame". It is scaled up to the frame with the flow.
     """
