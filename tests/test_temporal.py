@@ -396,3 +396,50 @@ def test_budget_threshold_takes_in_the_large_steps_first():
     assert float(budget_threshold_tensor(torch.from_numpy(np.abs(step)), 1.0)) == 0.0
     # Odd steps (a 4-pixel texture is not aliased), every pixel of small frames, 50k values or more.
     assert [drift_stride(h, w) for h, w in [(96, 160), (180, 320), (480, 640), (1080, 1920)]] == [1, 1, 3, 11]
+
+
+@pytest.mark.parametrize("path", ["torch", "host"])
+def test_batch_flows_made_ahead_give_the_frame_by_frame_result(path, monkeypatch):
+    """A flow smoother makes a batch's flows at once before its frame-by-frame blend. Across a cut
+    inside a batch, a reset and a size change the output is bit for bit that of one frame at a time,
+    and after the first batch no flow is made on demand except where the frame size changed."""
+    import cv2
+
+    from rtstyle.temporal import flow
+    from rtstyle.temporal.host import make_host_smoother
+
+    frames, _ = cut_clip()  # five frames of a scene, a hard cut, three of a photo
+    resized = [cv2.resize(f, (128, 80), interpolation=cv2.INTER_AREA) for f in frames[:3]]
+    rng = np.random.default_rng(5)
+    stylized = [rng.random((*f.shape[:2], 3), dtype=np.float32) for f in frames + resized]
+
+    def batches(smoother, sizes):
+        out, start = [], 0
+        for size in sizes:
+            chunk = slice(start, start + size)
+            images, styled = (frames + resized)[chunk], stylized[chunk]
+            if start == 8:
+                smoother.reset()  # a new style, say, between batches
+            if path == "host":
+                out += list(smoother.apply_batch(images, np.stack(styled)))
+            else:
+                tensors = torch.stack([torch.from_numpy(s).permute(2, 0, 1) for s in styled])
+                contents = torch.stack([torch.from_numpy(f).permute(2, 0, 1) / 255.0 for f in images])
+                out += [o.permute(1, 2, 0).numpy() for o in smoother.apply_batch(images, contents, tensors)]
+            start += size
+        return out
+
+    def make():
+        return make_host_smoother("flow", 0.7) if path == "host" else make_smoother("flow", 0.7)
+
+    on_demand = []
+    original = flow.FlowPair.__call__
+    monkeypatch.setattr(flow.FlowPair, "__call__", lambda self, *a: on_demand.append(1) or original(self, *a))
+    expected = batches(make(), [1] * 11)
+    assert len(on_demand) == 8  # one at a time: every blended frame (not the first, the cut, the new size)
+    on_demand.clear()
+    got = batches(make(), [2, 4, 2, 3])  # the cut (frame 5) inside the second batch, the new size in the last
+    assert len(got) == len(expected) == 11
+    for one, other in zip(got, expected):
+        np.testing.assert_array_equal(one, other)
+    assert len(on_demand) == 1 + 2  # the first batch's second frame, and the resized batch's two blends

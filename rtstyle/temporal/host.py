@@ -25,7 +25,7 @@ from ..config import (
 )
 from ..errors import InputError
 from .cuts import CutDetector
-from .flow import FlowPair, valid_mask_warped
+from .flow import BatchFlows, FlowPair, valid_mask_warped
 
 
 class HostSmoother(ABC):
@@ -227,8 +227,9 @@ class HostFlow(HostSmoother):
         self.weight = min(MAX_SMOOTH_STRENGTH, FLOW_WEIGHT_PER_STRENGTH * self.strength)
         self.flow_side = flow_side
         self.brightness = brightness
-        self._flows = FlowPair(preset)
+        self._flows = BatchFlows(FlowPair(preset))
         self._small: tuple[int, int] | None = None
+        self._shape: tuple[int, int] | None = None
         self._last_small: np.ndarray | None = None
         self._small_grid: np.ndarray | None = None
         self._grid: np.ndarray | None = None
@@ -239,7 +240,8 @@ class HostFlow(HostSmoother):
         height, width = content.shape[:2]
         side = self.flow_side or flow_side(height, width)
         self._small = small_size(height, width, side)
-        self._last_small = self._gray_small(content)
+        self._shape = (height, width)
+        self._last_small = self._flows.gray(content, self._gray_small)
         self._small_grid = identity_grid(self._small[1], self._small[0])
         self._grid = identity_grid(height, width)
         self._maps = np.empty_like(self._grid)
@@ -251,9 +253,17 @@ class HostFlow(HostSmoother):
             gray = cv2.resize(gray, self._small, interpolation=cv2.INTER_AREA)
         return gray
 
+    def apply_batch(self, images: list[np.ndarray], outputs: np.ndarray) -> np.ndarray:
+        """`HostSmoother.apply_batch`, the batch's flows made at once first (`flow.BatchFlows`)."""
+        if self._shape is not None and len(images) > 1 and all(i.shape[:2] == self._shape for i in images):
+            self._flows.fill(images, self._gray_small, self._last_small)
+        try:
+            return super().apply_batch(images, outputs)
+        finally:
+            self._flows.clear()
+
     def _blend(self, content: np.ndarray, stylized: np.ndarray, out: np.ndarray) -> None:
-        gray = self._gray_small(content)
-        backward, forward = self._flows(gray, self._last_small)
+        gray, backward, forward = self._flows.pair(content, self._gray_small, self._last_small)
         confidence = flow_confidence(gray, self._last_small, backward, forward, self._small_grid, self.brightness)
         self._last_small = gray
         height, width = content.shape[:2]

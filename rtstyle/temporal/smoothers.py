@@ -37,7 +37,7 @@ from ..config import (
 )
 from ..errors import InputError
 from .cuts import CutDetector
-from .flow import FlowPair, to_gray
+from .flow import BatchFlows, FlowPair, to_gray
 from .host import (
     BRIGHTNESS_HIGH,
     BRIGHTNESS_LOW,
@@ -168,8 +168,9 @@ class FlowSmoother(Smoother):
         self.weight = min(MAX_SMOOTH_STRENGTH, FLOW_WEIGHT_PER_STRENGTH * self.strength)
         self.flow_side = flow_side
         self.brightness = brightness
-        self._flows = FlowPair(preset)
+        self._flows = BatchFlows(FlowPair(preset))
         self._small: tuple[int, int] | None = None
+        self._shape: tuple[int, int] | None = None
         self._last_small: np.ndarray | None = None
         self._last_small_device: torch.Tensor | None = None
         self._small_grid: torch.Tensor | None = None
@@ -178,7 +179,8 @@ class FlowSmoother(Smoother):
     def _start(self, content: np.ndarray, content_on_device: torch.Tensor, stylized: torch.Tensor) -> None:
         height, width = stylized.shape[-2:]
         self._small = small_size(height, width, self.flow_side or flow_side(height, width))
-        self._last_small = self._gray_small(content)
+        self._shape = content.shape[:2]  # the host frames' (the batch's flows are made from them)
+        self._last_small = self._flows.gray(content, self._gray_small)
         self._last_small_device = self._upload(self._last_small, stylized.device)
         self._small_grid = identity_grid(self._small[1], self._small[0], stylized.device)
         self._grid = identity_grid(height, width, stylized.device)
@@ -193,9 +195,19 @@ class FlowSmoother(Smoother):
     def _upload(array: np.ndarray, device: torch.device) -> torch.Tensor:
         return torch.from_numpy(array).to(device, non_blocking=True)
 
+    def apply_batch(self, images: list[np.ndarray], inputs: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+        """`Smoother.apply_batch`, the batch's flows made at once first (`flow.BatchFlows`): on the host,
+        while the device still works on the batch."""
+        if self._shape is not None and len(images) > 1 and all(i.shape[:2] == self._shape for i in images):
+            self._flows.fill(images, self._gray_small, self._last_small)
+        try:
+            return super().apply_batch(images, inputs, outputs)
+        finally:
+            self._flows.clear()
+
     def _blend(self, content: np.ndarray, content_on_device: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
-        gray = self._gray_small(content)
-        backward, forward = (self._upload(flow, stylized.device) for flow in self._flows(gray, self._last_small))
+        gray, backward, forward = self._flows.pair(content, self._gray_small, self._last_small)
+        backward, forward = self._upload(backward, stylized.device), self._upload(forward, stylized.device)
         gray_device = self._upload(gray, stylized.device)
         confidence = flow_confidence_tensor(gray_device, self._last_small_device, backward, forward,
                                             self._small_grid, self.brightness)
