@@ -16,6 +16,19 @@ def moving_scene(count=6, width=96, height=64):
     return [scene_frame(i, width, height, fps=6) for i in range(count)]
 
 
+def smooth_clip(path, kind, strength, frames, stylized, **options):
+    """(smoother, outputs): `stylized` (H, W, 3 float32 arrays) smoothed one frame at a time by the
+    host or the torch smoother of `kind`, outputs as arrays."""
+    from rtstyle.temporal.host import make_host_smoother
+
+    if path == "host":
+        smoother = make_host_smoother(kind, strength, **options)
+        return smoother, [smoother(f, s).copy() for f, s in zip(frames, stylized)]
+    smoother = make_smoother(kind, strength, **options)
+    return smoother, [smoother(f, torch.from_numpy(s).permute(2, 0, 1)).permute(1, 2, 0).numpy()
+                      for f, s in zip(frames, stylized)]
+
+
 def test_warping_error_zero_for_steady_output_and_high_for_flicker():
     frames = moving_scene()
     assert warping_error(frames, frames) < 0.01
@@ -142,13 +155,7 @@ def test_every_smoother_restarts_at_a_hard_cut(kind, path, shared_data):
     frames, cut = cut_clip()
     rng = np.random.default_rng(0)
     stylized = [rng.random((96, 160, 3), dtype=np.float32) for _ in frames]
-    if path == "host":
-        smoother = make_host_smoother(kind, 0.9)
-        outputs = [smoother(f, s).copy() for f, s in zip(frames, stylized)]
-    else:
-        smoother = make_smoother(kind, 0.9)
-        outputs = [smoother(f, torch.from_numpy(s).permute(2, 0, 1)).permute(1, 2, 0).numpy()
-                   for f, s in zip(frames, stylized)]
+    smoother, outputs = smooth_clip(path, kind, 0.9, frames, stylized)
     levels = [255 * float(np.abs(o - s).mean()) for o, s in zip(outputs, stylized)]
     assert levels[cut] <= 1.0
     if kind != "none":
@@ -231,7 +238,6 @@ def test_strength_is_a_drift_budget_whatever_the_flicker(kind, path):
     moves further from its own stylization than SMOOTH_DRIFT_PER_STRENGTH x strength; the calm one,
     well inside the budget, is blended exactly as without the cap."""
     from rtstyle.config import SMOOTH_DRIFT_PER_STRENGTH
-    from rtstyle.temporal.host import make_host_smoother
 
     frames = moving_scene(6, 160, 96)
     rng = np.random.default_rng(1)
@@ -241,12 +247,7 @@ def test_strength_is_a_drift_budget_whatever_the_flicker(kind, path):
     wild = [np.clip(b + rng.normal(0, 0.2, b.shape), 0, 1).astype(np.float32) for b in base]
 
     def run(stylized, cap):
-        if path == "host":
-            smoother = make_host_smoother(kind, 0.7, drift_cap=cap)
-            return [smoother(f, s).copy() for f, s in zip(frames, stylized)]
-        smoother = make_smoother(kind, 0.7, drift_cap=cap)
-        return [smoother(f, torch.from_numpy(s).permute(2, 0, 1)).permute(1, 2, 0).numpy()
-                for f, s in zip(frames, stylized)]
+        return smooth_clip(path, kind, 0.7, frames, stylized, drift_cap=cap)[1]
 
     def drifts(out, stylized):
         return [float(np.abs(o - s).mean()) for o, s in zip(out, stylized)]
@@ -267,7 +268,6 @@ def test_drift_budget_holds_for_flicker_on_a_four_pixel_grid(kind, path):
     off every 4th row and column is invisible to an estimate on every 4th pixel, which then let a
     frame drift past the budget; the estimate must see it."""
     from rtstyle.config import SMOOTH_DRIFT_PER_STRENGTH
-    from rtstyle.temporal.host import make_host_smoother
 
     frames = moving_scene(5, 160, 96)
     rng = np.random.default_rng(2)
@@ -276,13 +276,7 @@ def test_drift_budget_holds_for_flicker_on_a_four_pixel_grid(kind, path):
     off_grid[:, ::4] = 0
     stylized = [np.clip(0.5 + off_grid * rng.choice([-0.25, 0.25], (96, 160, 3)), 0, 1).astype(np.float32)
                 for _ in frames]
-    if path == "host":
-        smoother = make_host_smoother(kind, 0.7)
-        outputs = [smoother(f, s).copy() for f, s in zip(frames, stylized)]
-    else:
-        smoother = make_smoother(kind, 0.7)
-        outputs = [smoother(f, torch.from_numpy(s).permute(2, 0, 1)).permute(1, 2, 0).numpy()
-                   for f, s in zip(frames, stylized)]
+    _, outputs = smooth_clip(path, kind, 0.7, frames, stylized)
     drifts = [float(np.abs(o - s).mean()) for o, s in zip(outputs, stylized)]
     assert max(drifts) < 1.05 * SMOOTH_DRIFT_PER_STRENGTH * 0.7
     assert max(drifts) > 0.8 * SMOOTH_DRIFT_PER_STRENGTH * 0.7  # the blend did run, up to the budget
@@ -354,7 +348,6 @@ def test_a_dissolve_leaves_no_ghost_beyond_the_drift_budget(kind, path, shared_d
     from PIL import Image
 
     from rtstyle.config import SMOOTH_DRIFT_PER_STRENGTH
-    from rtstyle.temporal.host import make_host_smoother
 
     big = cv2.resize(np.asarray(Image.open(shared_data / "content" / "kodim13.png").convert("RGB")), (384, 256),
                      interpolation=cv2.INTER_AREA)
@@ -362,13 +355,7 @@ def test_a_dissolve_leaves_no_ghost_beyond_the_drift_budget(kind, path, shared_d
     fades = [np.clip((1 - t) * a + t * b + 0.5, 0, 255).astype(np.uint8) for t in np.linspace(0.125, 1, 8)]
     frames = [a.astype(np.uint8)] * 3 + fades + [b.astype(np.uint8)] * 2
     stylized = [f.astype(np.float32) / 255 for f in frames]
-    if path == "host":
-        smoother = make_host_smoother(kind, 0.7)
-        outputs = [smoother(f, s).copy() for f, s in zip(frames, stylized)]
-    else:
-        smoother = make_smoother(kind, 0.7)
-        outputs = [smoother(f, torch.from_numpy(s).permute(2, 0, 1)).permute(1, 2, 0).numpy()
-                   for f, s in zip(frames, stylized)]
+    smoother, outputs = smooth_clip(path, kind, 0.7, frames, stylized)
     ghost = [255 * float(np.abs(o - s).mean()) for o, s in zip(outputs, stylized)]
     assert smoother.cuts_seen == 0
     assert max(ghost) < 1.05 * 255 * SMOOTH_DRIFT_PER_STRENGTH * 0.7
