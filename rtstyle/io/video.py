@@ -158,6 +158,13 @@ def _alpha_decoder(stream):
     return decoder
 
 
+def side_data(frame) -> list:
+    """A frame's side data entries. PyAV's container is a Mapping whose iteration gave the entries
+    up to 18.1.0 and gives their types (its keys) from 18.1.1 on: both are taken."""
+    container = frame.side_data
+    return [entry if hasattr(entry, "type") else container[entry] for entry in container]
+
+
 def orientation(frame) -> tuple[int, bool]:
     """(degrees counter-clockwise, mirrored) that stand `frame` upright, from its display matrix.
 
@@ -166,7 +173,7 @@ def orientation(frame) -> tuple[int, bool]:
     mirror). PyAV's `frame.rotation` alone reports a mirror as a half turn, so the matrix itself
     is matched against the eight, in FFmpeg's layout (16.16 fixed point, row-major 3 x 3).
     """
-    matrix = next((np.frombuffer(bytes(side), dtype=np.int32) for side in frame.side_data
+    matrix = next((np.frombuffer(bytes(side), dtype=np.int32) for side in side_data(frame)
                    if "DISPLAYMATRIX" in str(side.type)), None)
     if matrix is None or matrix.size < 9:
         return int(round(getattr(frame, "rotation", 0) or 0)) % 360, False
