@@ -63,3 +63,23 @@ def test_a_vertical_flip_is_a_half_turn_and_a_mirror(tmp_path):
         container.mux(stream.encode(None))
     with VideoReader(path) as reader:
         assert corner(next(iter(reader)).image) == "bottom left"
+
+
+def test_side_data_entries_whichever_way_pyav_iterates_them():
+    """PyAV's side data container yielded its entries up to 18.1.0 and yields their types (its keys)
+    from 18.1.1 on; the entries come out either way."""
+    from types import SimpleNamespace
+
+    from rtstyle.io.video import side_data
+
+    entry = SimpleNamespace(type="DISPLAYMATRIX")
+
+    class KeysContainer(dict):  # 18.1.1: a plain Mapping
+        pass
+
+    class EntriesContainer(dict):  # up to 18.1.0: iteration gave the entries themselves
+        def __iter__(self):
+            return iter(self.values())
+
+    for container in (KeysContainer({"DISPLAYMATRIX": entry}), EntriesContainer({"DISPLAYMATRIX": entry})):
+        assert side_data(SimpleNamespace(side_data=container)) == [entry]
