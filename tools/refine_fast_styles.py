@@ -48,6 +48,20 @@ def training_images(max_side: int = 512) -> list[np.ndarray]:
     return images
 
 
+def lora_student(base, start, rank: int, lr: float, steps: int, warmup: int) -> tuple:
+    """(student, its trainable parameters, optimizer, schedule): the base with `start`'s norm deltas
+    and a fresh LoRA update on every conv (thin convs at the largest rank they hold), in training
+    mode, under AdamW with a cosine schedule after `warmup` steps. steady_styles.py trains the same."""
+    student = base.build()
+    convs = [name for name, module in student.named_modules() if isinstance(module, torch.nn.Conv2d)]
+    params = add_trainable_adapter(student, convs, rank, ALPHA)
+    start_from_norms(student, start)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(warmup, steps))
+    student.train()
+    return student, params, optimizer, schedule
+
+
 def refine(name: str, images: list[np.ndarray], args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     start = load_style(name, "fast")
@@ -56,14 +70,8 @@ def refine(name: str, images: list[np.ndarray], args: argparse.Namespace) -> Non
         return
     teacher = fuse(load_base("quality"), [(load_style(name, "quality"), 1.0)]).eval().requires_grad_(False)
     base = load_base("fast")
-    student = base.build()
-    convs = [name for name, module in student.named_modules() if isinstance(module, torch.nn.Conv2d)]
-    params = add_trainable_adapter(student, convs, args.rank, ALPHA)
-    start_from_norms(student, start)
+    student, params, optimizer, schedule = lora_student(base, start, args.rank, args.lr, args.steps, WARMUP)
     crops = RandomCrops(images, args.size, seed=args.seed)
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(WARMUP, args.steps))
-    student.train()
     started = time.perf_counter()
     for _ in range(args.steps):
         inputs = crops.batch(args.batch)

@@ -26,17 +26,16 @@ import time
 
 import torch
 import torch.nn.functional as F
-from refine_fast_styles import training_images
+from refine_fast_styles import ALPHA, lora_student, training_images
 
-from rtstyle.model.loader import add_trainable_adapter, fuse, load_base, start_from_norms, trained_adapter
+from rtstyle.model.loader import fuse, load_base, trained_adapter
 from rtstyle.model.styles import load_style, styles_dir
 from rtstyle.train.data import RandomCrops
 from rtstyle.train.losses import synthetic_motion, temporal_loss
-from rtstyle.train.trainer import cosine_with_warmup
 
 log = logging.getLogger("steady_styles")
 
-ALPHA, WARMUP, CLIP = 16.0, 30, 1.0
+WARMUP, CLIP = 30, 1.0
 METHOD = "steadied: LoRA fine-tune against the style's own output with the temporal term"
 #: The styles whose flicker the default smoother cannot take down to 0.3 within its drift budget
 #: (benchmarks/results/temporal.md), all of the quality model.
@@ -50,15 +49,9 @@ def steady(name: str, model: str, images: list, args: argparse.Namespace) -> Non
         raise SystemExit(f"{name} ({model}) already has a LoRA update; only norm-only styles are supported")
     base = load_base(model)
     teacher = fuse(base, [(original, 1.0)]).eval().requires_grad_(False)
-    student = base.build()
-    convs = [n for n, module in student.named_modules() if isinstance(module, torch.nn.Conv2d)]
-    params = add_trainable_adapter(student, convs, args.rank, ALPHA)
-    start_from_norms(student, original)
+    student, params, optimizer, schedule = lora_student(base, original, args.rank, args.lr, args.steps, WARMUP)
     crops = RandomCrops(images, args.size, seed=args.seed)
     motion = torch.Generator().manual_seed(args.seed)
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(WARMUP, args.steps))
-    student.train()
     started = time.perf_counter()
     for step in range(args.steps):
         first = crops.batch(args.batch)
