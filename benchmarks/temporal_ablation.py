@@ -64,7 +64,8 @@ def variants(old) -> dict[str, Callable[[], object]]:
             return smoother
         return make
 
-    return {"flow": flow(), "- fine flow": flow(preset="fast"), "- matching warps": flow(no_match=True),
+    # "- matching warps" is the current smoother with host.MATCH_* turned off while it runs (main).
+    return {"flow": flow(), "- fine flow": flow(preset="fast"), "- matching warps": flow(),
             "- soft threshold": flow(scaled=True), "- flow weight": flow(weight=SMOOTH_STRENGTH),
             "flow-fast": lambda: old.make_host_smoother("flow", SMOOTH_STRENGTH)}
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import queue
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -124,16 +125,21 @@ class BatchFlows:
         self.flows = flows
         self._ahead: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
-    def fill(self, frames: list[np.ndarray], gray_of: Callable[[np.ndarray], np.ndarray],
-             last_gray: np.ndarray) -> None:
-        grays = [gray_of(frame) for frame in frames]
-        flows = self.flows.chain(grays, last_gray)
-        previous = [last_gray, *grays[:-1]]
-        self._ahead = {id(frame): (gray, last, backward, forward)
-                       for frame, gray, last, (backward, forward) in zip(frames, grays, previous, flows)}
-
-    def clear(self) -> None:
-        self._ahead = {}
+    @contextmanager
+    def ahead(self, frames: list[np.ndarray], shape: tuple[int, int] | None,
+              gray_of: Callable[[np.ndarray], np.ndarray], last_gray: np.ndarray | None) -> Iterator[None]:
+        """Within it, `frames`' flows are made already, where the stream has begun (`shape` and
+        `last_gray`, the stream's frame size and last gray copy) and every frame has that size."""
+        if last_gray is not None and len(frames) > 1 and all(frame.shape[:2] == shape for frame in frames):
+            grays = [gray_of(frame) for frame in frames]
+            flows = self.flows.chain(grays, last_gray)
+            previous = [last_gray, *grays[:-1]]
+            self._ahead = {id(frame): (gray, last, backward, forward)
+                           for frame, gray, last, (backward, forward) in zip(frames, grays, previous, flows)}
+        try:
+            yield
+        finally:
+            self._ahead = {}
 
     def gray(self, frame: np.ndarray, gray_of: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """The frame's gray copy, made ahead where it was."""

@@ -255,12 +255,8 @@ class HostFlow(HostSmoother):
 
     def apply_batch(self, images: list[np.ndarray], outputs: np.ndarray) -> np.ndarray:
         """`HostSmoother.apply_batch`, the batch's flows made at once first (`flow.BatchFlows`)."""
-        if self._shape is not None and len(images) > 1 and all(i.shape[:2] == self._shape for i in images):
-            self._flows.fill(images, self._gray_small, self._last_small)
-        try:
+        with self._flows.ahead(images, self._shape, self._gray_small, self._last_small):
             return super().apply_batch(images, outputs)
-        finally:
-            self._flows.clear()
 
     def _blend(self, content: np.ndarray, stylized: np.ndarray, out: np.ndarray) -> None:
         gray, backward, forward = self._flows.pair(content, self._gray_small, self._last_small)

@@ -198,12 +198,8 @@ class FlowSmoother(Smoother):
     def apply_batch(self, images: list[np.ndarray], inputs: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
         """`Smoother.apply_batch`, the batch's flows made at once first (`flow.BatchFlows`): on the host,
         while the device still works on the batch."""
-        if self._shape is not None and len(images) > 1 and all(i.shape[:2] == self._shape for i in images):
-            self._flows.fill(images, self._gray_small, self._last_small)
-        try:
+        with self._flows.ahead(images, self._shape, self._gray_small, self._last_small):
             return super().apply_batch(images, inputs, outputs)
-        finally:
-            self._flows.clear()
 
     def _blend(self, content: np.ndarray, content_on_device: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
         gray, backward, forward = self._flows.pair(content, self._gray_small, self._last_small)
