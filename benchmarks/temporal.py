@@ -1,7 +1,8 @@
 """Temporal consistency of every built-in style: warp error, drift and cost of each smoother.
 
-For each model (fast, quality) and each of its built-in styles (26, and the quality model's three
-`-steady` twins), the frames of every clip in ../shared/data (frames/* and a window of video/*) are
+For each model (fast, quality) and each of its 26 built-in styles (the busiest as shipped, steadied
+for video by tools/steady_styles.py; benchmarks/steady_styles.py compares them with their
+originals), the frames of every clip in ../shared/data (frames/* and a window of video/*) are
 stylized one by one on the lean path (ONNX Runtime on the CPU), then each smoother runs over them
 with the host smoothers the lean path uses: none, ema, adaptive, the flow smoother as it was before
 issue 26 ("flow-old", loaded from git at BASELINE), as it was before its flow went one pyramid level

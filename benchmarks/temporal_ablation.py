@@ -1,7 +1,8 @@
 """What each part of the flow smoother buys: the current one, and the same with one part taken out.
 
-On 16 built-in styles (8 of each model: the calmest, the busiest and some between) and the clips of
-benchmarks/temporal.py, the per-frame stylizations (lean path) are smoothed by
+On 16 built-in styles (8 of each model: the calmest, the busiest and some between; the ones that
+tools/steady_styles.py steadied as they were before, from tools/originals, so the smoother meets
+its hardest input) and the clips of benchmarks/temporal.py, the per-frame stylizations (lean path) are smoothed by
 
 * "flow": the current flow smoother at the default strength;
 * "- fine flow": the same with DIS's `fast` preset as it is (one pyramid level coarser);
@@ -21,7 +22,9 @@ Writes benchmarks/results/temporal_ablation.{json,md}.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from temporal import PREVIOUS, RESULTS, drift, load_frames, old_host_module, smooth
@@ -31,6 +34,9 @@ from rtstyle.config import SMOOTH_STRENGTH, EngineConfig
 from rtstyle.model.styles import StyleChoice
 from rtstyle.temporal import host
 from rtstyle.temporal.metrics import pair_flows, warping_error_from
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from teachers import original_path  # noqa: E402  (the busiest styles before they were steadied)
 
 STYLES = {"fast": ["dusk-oil", "color-field", "comic-outline", "ink-wash", "paper-cutout", "stained-glass",
                    "night-brush", "mosaic"],
@@ -49,6 +55,11 @@ def scaled_lerp(self, start, end, weight, out):
             out *= np.float32(self.drift_budget / drifted)
     out += start
     return out
+
+
+def unsteadied(model: str, style: str) -> StyleChoice:
+    path = original_path(style, model)
+    return StyleChoice({str(path) if path.is_file() else style: 1.0})
 
 
 def variants(old) -> dict[str, Callable[[], object]]:
@@ -75,10 +86,10 @@ def main() -> None:
     flows = {name: pair_flows(frames, "farneback") for name, frames in clips.items()}
     stylized = {}
     for model, names in STYLES.items():
-        stylizer = load_stylizer(model, StyleChoice({names[0]: 1.0}), EngineConfig(backend="onnx", device="cpu"))
+        stylizer = load_stylizer(model, unsteadied(model, names[0]), EngineConfig(backend="onnx", device="cpu"))
         for style in names:
-            if not restyle(stylizer, model, StyleChoice({style: 1.0})):
-                stylizer = load_stylizer(model, StyleChoice({style: 1.0}), EngineConfig(backend="onnx", device="cpu"))
+            if not restyle(stylizer, model, unsteadied(model, style)):
+                stylizer = load_stylizer(model, unsteadied(model, style), EngineConfig(backend="onnx", device="cpu"))
             for clip, frames in clips.items():
                 stylized[(model, style, clip)] = stylizer(frames)
     report = {"clips": list(clips), "styles": STYLES, "strength": SMOOTH_STRENGTH, "previous": PREVIOUS, "rows": {}}

@@ -31,6 +31,24 @@ def test_builtin_models_ship_at_least_eight_styles(model):
         assert adapter.provenance.get("licence") == "Apache-2.0"
 
 
+def test_steadied_styles_keep_their_converted_original():
+    """A style steadied for video (tools/steady_styles.py) names its original, which is kept in
+    tools/originals: the converted style (no LoRA, the teacher's index), for the same base."""
+    from pathlib import Path
+
+    originals = Path(__file__).resolve().parents[1] / "tools" / "originals"
+    steadied = [name for name in builtin_styles("quality")
+                if "steadied_from" in load_style(name, "quality").provenance]
+    assert "night-brush" in steadied
+    for name in steadied:
+        adapter = load_style(name, "quality")
+        original = load_style(str(originals / "quality" / f"{name}.safetensors"), "quality")
+        assert adapter.provenance["steadied_from"] == f"tools/originals/quality/{name}.safetensors"
+        assert adapter.lora and not original.lora and original.base_hash == adapter.base_hash
+        assert isinstance(original.provenance["teacher_style"], int)
+        assert adapter.training["temporal_weight"] > 0
+
+
 def test_shipped_weights_are_small():
     from importlib import resources
 

@@ -23,12 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from teachers import original_style
 from torch import nn
 
 from rtstyle.model.adapters import Adapter
 from rtstyle.model.loader import BaseModel, load_base, save_base
 from rtstyle.model.network import BUILTIN_SPECS, StyleNet
-from rtstyle.model.styles import builtin_styles, load_style, styles_dir
+from rtstyle.model.styles import builtin_styles, styles_dir
 from rtstyle.model.weights import builtin_model_path
 
 log = logging.getLogger("distill_fast")
@@ -115,10 +116,10 @@ def main() -> None:
     torch.manual_seed(0)
 
     base = load_base("quality")
-    # The converted styles only: the "-steady" twins (tools/steady_styles.py) carry LoRA updates, which
-    # the conditional norm tables cannot hold.
-    names = [name for name in builtin_styles("quality") if not load_style(name, "quality").lora]
-    styles = [load_style(name, "quality") for name in names]
+    # The styles as converted: the steadied ones (tools/steady_styles.py) carry LoRA updates, which the
+    # conditional norm tables cannot hold, so their teacher is the original kept in tools/originals.
+    names = builtin_styles("quality")
+    styles = [original_style(name) for name in names]
     tables = teacher_tables(base, styles)
     selector: dict = {"styles": torch.zeros(1, dtype=torch.long)}
     teacher = conditional(base.build(), tables, selector).requires_grad_(False)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from teachers import original_style
 
 from rtstyle.model.loader import add_trainable_adapter, fuse, load_base, start_from_norms, trained_adapter
 from rtstyle.model.styles import builtin_styles, load_style, styles_dir
@@ -68,7 +69,7 @@ def refine(name: str, images: list[np.ndarray], args: argparse.Namespace) -> Non
     if start.lora:
         log.info("%s: already refined, skipped", name)
         return
-    teacher = fuse(load_base("quality"), [(load_style(name, "quality"), 1.0)]).eval().requires_grad_(False)
+    teacher = fuse(load_base("quality"), [(original_style(name), 1.0)]).eval().requires_grad_(False)
     base = load_base("fast")
     student, params, optimizer, schedule = lora_student(base, start, args.rank, args.lr, args.steps, WARMUP)
     crops = RandomCrops(images, args.size, seed=args.seed)
