@@ -45,10 +45,10 @@ METHOD = "steadied: LoRA fine-tune against the style's own output with the tempo
 #: per-frame flicker left on some clip of benchmarks/temporal.py: past or near the 0.3 target, and
 #: no smoother does better within the budget. All five are the quality model's busiest (per-frame
 #: warp error 0.03-0.056). Each with the weight of its temporal term: abstract-strokes needs more
-#: for the same steadiness. Not here: fast dusk-oil and fast abstract-strokes, which also reach
-#: 0.30-0.34 on one or two clips, but not because of the budget. Steadied, fast abstract-strokes
-#: flickered 69 % less per frame and still kept 0.31 of that after smoothing: what is left there is
-#: where the smoother's flow and the metric's disagree, which training does not change.
+#: for the same steadiness. Not here, though they also reach 0.30-0.34 on one or two clips: fast
+#: dusk-oil, far inside its budget (a small fast object the smoother rightly does not blend), and
+#: fast abstract-strokes, which steadied flickered 69 % less per frame and still kept 0.31 of that
+#: after smoothing, so training does not help it.
 DEFAULT_STYLES = {("quality", "night-brush"): 1.0, ("quality", "stained-glass"): 1.0,
                   ("quality", "abstract-strokes"): 2.0, ("quality", "brick-blocks"): 1.0,
                   ("quality", "green-expression"): 1.0}
