@@ -32,6 +32,24 @@ def test_version_and_styles(capsys):
     assert code == 0 and len(json.loads(out)["styles"]) >= 8
 
 
+def test_a_reader_that_leaves_early_is_no_error():
+    """`rtstyle styles | head -1`: stdout is a pipe nobody reads any more. The command stops quietly
+    (exit 1, nothing on stderr), not with an internal error or Python's complaint at exit."""
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line is written
+    try:
+        done = subprocess.run([sys.executable, "-c", "import sys; from rtstyle.cli.main import main; "
+                               "sys.exit(main(['styles']))"], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                              timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1 and done.stderr == "", done.stderr
+
+
 def test_stylize_video_json_summary(capsys, clip, tmp_path):
     out = tmp_path / "o.mp4"
     code, stdout, _ = run(capsys, "stylize", clip, "-o", out, "--style", "mosaic", "--strength", "0.8",

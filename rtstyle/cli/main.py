@@ -7,8 +7,10 @@ what was written and exits 130.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import sys
 
 from .. import __version__
@@ -59,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rtstyle: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader left early (`rtstyle styles | head`): not an error of ours
+        _silence_stdout()
+        return EXIT_FAILURE
     except Exception as exc:
         if args.debug:
             raise
@@ -89,5 +94,14 @@ def _memory_hint(exc: BaseException) -> str:
 
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the flush at exit does not hit the closed pipe again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):  # a stdout without a file descriptor (a test's)
+        pass
+
+
 if __name__ == "__main__":
     sys.exit(main())
+
