@@ -102,6 +102,18 @@ def test_apply_batch_is_frame_by_frame_and_state_is_private(kind, real_frames):
     np.testing.assert_array_equal(rest, np.stack(expected[2:]))
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_views_of_any_layout_are_taken(kind, real_frames):
+    """A stylized frame may be a view (NCHW output transposed to HWC): the result is the same as for
+    a contiguous copy, and nothing of the view's layout reaches OpenCV's outputs."""
+    stylized = random_stylized(3, *real_frames[0].shape[:2], seed=5)
+    views = [np.ascontiguousarray(s.transpose(2, 0, 1)).transpose(1, 2, 0) for s in stylized]
+    assert not views[0].flags.c_contiguous
+    contiguous, viewed = make_host_smoother(kind, 0.6), make_host_smoother(kind, 0.6)
+    for frame, plain, view in zip(real_frames, stylized, views):
+        np.testing.assert_array_equal(viewed(frame, view), contiguous(frame, plain))
+
+
 @pytest.mark.parametrize("kind", ("ema", "adaptive", "flow"))
 def test_first_frame_reset_and_size_change_pass_through(kind, real_frames):
     small = [cv2.resize(f, (160, 68), interpolation=cv2.INTER_AREA) for f in real_frames[:2]]
@@ -142,10 +154,54 @@ def test_import_pulls_in_no_torch():
 
 
 def test_the_flow_runs_at_a_size_chosen_for_the_frame():
-    """Half the frame's long side, kept between 256 and 480 (never above the frame's own), in proportion."""
+    """Half the frame's long side up to 768 px, all but 384 px above it; at least 256, at most 960,
+    never above the frame's own; in proportion."""
     from rtstyle.temporal.host import flow_side, small_size
 
-    assert [flow_side(h, w) for h, w in ((120, 160), (360, 640), (480, 640), (1080, 1920), (2160, 3840))] == [
-        160, 320, 320, 480, 480]
+    sizes = ((120, 160), (240, 320), (360, 640), (480, 640), (436, 1024), (720, 1280), (1080, 1920), (2160, 3840))
+    assert [flow_side(h, w) for h, w in sizes] == [160, 256, 320, 320, 640, 896, 960, 960]
+    assert flow_side(432, 768) == 384 and flow_side(433, 769) == 385  # no step where the rules meet
     assert small_size(1080, 1920, 480) == (480, 270) and small_size(1920, 1080, 480) == (270, 480)
     assert small_size(120, 160, 320) == (160, 120)  # a small frame keeps its size
+
+
+def test_the_larger_flow_leaves_less_flicker_along_the_true_motion(shared_data):
+    """Sintel's frame 2 -> 3 ships its true flow: with the flow at the rule's 640 px for 1024x436
+    (not the 480 px of the old rule) a calm style keeps under 0.3 of its per-frame flicker, measured
+    along the true motion, with Lai et al.'s mask made from the truth (benchmarks/temporal_truth.py)."""
+    from PIL import Image
+
+    from rtstyle.api import load_stylizer
+    from rtstyle.config import SMOOTH_STRENGTH, EngineConfig
+    from rtstyle.model.styles import StyleChoice
+    from rtstyle.temporal.host import HostFlow, flow_side
+
+    clip = shared_data / "frames" / "sintel_alley_1_clean_gt"
+    frames = [np.asarray(Image.open(path).convert("RGB")) for path in sorted(clip.glob("frame_*.png"))]
+    raw = np.fromfile(clip / "gt" / "frame_0002.flo", np.float32)
+    width, height = raw[1:3].view(np.int32)
+    true_flow = raw[3:].reshape(height, width, 2)
+    maps = identity_grid(height, width) + true_flow
+    du_y, du_x = np.gradient(true_flow[..., 0])
+    dv_y, dv_x = np.gradient(true_flow[..., 1])
+    mask = ((np.asarray(Image.open(clip / "gt" / "occlusions" / "frame_0002.png")) == 0)
+            & (np.asarray(Image.open(clip / "gt" / "invalid" / "frame_0002.png")) == 0)
+            & (maps[..., 0] >= 0) & (maps[..., 0] <= width - 1) & (maps[..., 1] >= 0) & (maps[..., 1] <= height - 1)
+            & (du_x**2 + du_y**2 + dv_x**2 + dv_y**2 <= 0.01 * (true_flow**2).sum(-1) + 0.002))
+
+    def true_warp_error(outputs):
+        moved = cv2.remap(outputs[2].astype(np.float32) / 255, maps, None, cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+        return float((((outputs[1].astype(np.float32) / 255 - moved) ** 2).sum(-1))[mask].mean())
+
+    def smoothed(side):
+        smoother = HostFlow(SMOOTH_STRENGTH, flow_side=side)
+        return [(np.clip(smoother(f, s.astype(np.float32) / 255), 0, 1) * 255 + 0.5).astype(np.uint8)
+                for f, s in zip(frames, per_frame)]
+
+    stylizer = load_stylizer("fast", StyleChoice({"color-field": 1.0}), EngineConfig(backend="onnx", device="cpu"))
+    per_frame = stylizer(frames)
+    assert flow_side(height, width) == 640
+    per_frame_error = true_warp_error(per_frame)
+    now, before = true_warp_error(smoothed(None)) / per_frame_error, true_warp_error(smoothed(480)) / per_frame_error
+    assert now < 0.3 < before and now < 0.92 * before, (now, before)

@@ -57,11 +57,12 @@ class HostSmoother(ABC):
         Returns a new (H, W, 3) float32 array; the first frame, or one of a new size, passes
         through unchanged and starts the state.
         """
-        return self._step(content, stylized, np.empty_like(stylized))
+        # np.empty, not empty_like: a view's layout (a transposed output) would reach OpenCV, which refuses it.
+        return self._step(content, stylized, np.empty(stylized.shape, stylized.dtype))
 
     def apply_batch(self, images: list[np.ndarray], outputs: np.ndarray) -> np.ndarray:
         """A stylized batch (N, H, W, 3), smoothed frame by frame in order, into one new array."""
-        result = np.empty_like(outputs)
+        result = np.empty(outputs.shape, outputs.dtype)
         for image, stylized, out in zip(images, outputs, result):
             self._step(image, stylized, out)
         return result
@@ -165,7 +166,7 @@ class HostAdaptive(HostSmoother):
 
     def _start(self, content: np.ndarray, stylized: np.ndarray) -> None:
         self._last_input = content.copy()
-        self._diff = np.empty_like(content)
+        self._diff = np.empty(content.shape, content.dtype)
         self._change = np.empty(content.shape[:2], np.float32)
         self._weight = np.empty_like(self._change)
 
@@ -212,7 +213,7 @@ FLOW_PRESET = "fine"
 class HostFlow(HostSmoother):
     """Warp the previous output along the input's optical flow, blend where the flow holds.
 
-    The flow and its confidence are computed at `flow.flow_side` of the frame (or `flow_side`):
+    The flow and its confidence are computed at `flow_side(height, width)` of the frame (or the `flow_side` given):
     confidence is the forward-backward check (occlusions, disocclusions, motion boundaries) or, where
     it fails, a close match of the warped input all around (`MATCH_LOW`), times the input's own
     brightness constancy (the gray input of t-1 warped onto t must match t: where it
@@ -245,7 +246,7 @@ class HostFlow(HostSmoother):
         self._small_grid = identity_grid(self._small[1], self._small[0])
         self._grid = identity_grid(height, width)
         self._maps = np.empty_like(self._grid)
-        self._moved = np.empty_like(stylized)
+        self._moved = np.empty(stylized.shape, stylized.dtype)
 
     def _gray_small(self, content: np.ndarray) -> np.ndarray:
         gray = cv2.cvtColor(content, cv2.COLOR_RGB2GRAY)
@@ -274,14 +275,23 @@ class HostFlow(HostSmoother):
         self._lerp(stylized, remap(self.previous, self._maps, self._moved), confidence[..., None], out)
 
 
-def flow_side(height: int, width: int) -> int:
-    """Long side of the flow estimate for a frame: half the frame's, at least 256 and at most 480.
+#: The longest side the smoother's flow runs at (a 1920x1080 frame's flow: 960x540).
+FLOW_SIDE_MAX = 960
 
-    DIS's cost follows the pixel count, while a smoother only needs the motion of regions a few
-    pixels wide: at 640x480 the flow runs on 320x240, a quarter of the pixels.
+
+def flow_side(height: int, width: int) -> int:
+    """Long side of the flow estimate for a frame: half the frame's up to 768 px, all but 384 px of
+    it above that, at least 256 and at most `FLOW_SIDE_MAX` (640 for 1024x436, 896 for 1280x720).
+
+    DIS's cost follows the pixel count, and at live sizes a smoother needs only the motion of regions
+    a few pixels wide: at 640x480 the flow runs on 320x240, a quarter of the pixels. Larger frames
+    need more: on Sintel's 1024x436 pair with ground-truth flow, the flicker left by flow at 480 px
+    was over 0.3 of per-frame in 3 of 52 styles, at 640 px in none (mean 0.237 -> 0.205), for 1.5
+    times the smoother's time; scaled up to 1920 px, 480 px left 0.41 on average, 960 px 0.27
+    (benchmarks/temporal_truth.py, docs/smoothing.md "Flow size").
     """
     long = max(height, width)
-    return min(long, max(256, min(480, long // 2)))
+    return min(long, FLOW_SIDE_MAX, max(256, long // 2, long - 384))
 
 
 def small_size(height: int, width: int, side: int) -> tuple[int, int]:
