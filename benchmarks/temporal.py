@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -163,17 +164,24 @@ def drift(out: list[np.ndarray], per_frame: list[np.ndarray]) -> float:
     return float(np.mean([np.abs(a.astype(np.float32) - b) for a, b in zip(out, per_frame)]) / 255)
 
 
+def wearing_each(model: str, choices: list[StyleChoice]) -> Iterator[object]:
+    """A lean (ONNX Runtime, CPU) stylizer wearing each style in turn: restyled in place where the style
+    changes norms only, loaded anew for a style with convs of its own."""
+    stylizer = None
+    for choice in choices:
+        if stylizer is None or not restyle(stylizer, model, choice):
+            stylizer = load_stylizer(model, choice, EngineConfig(backend="onnx", device="cpu"))
+        yield stylizer
+
+
 def run_styles(args, clips, flows, cut_frames, cut_at, old) -> tuple[list[dict], dict]:
     rows, strip = [], {}
     settings = [("none", 0.0), ("ema", STRENGTH), ("adaptive", STRENGTH), ("flow-old", STRENGTH),
                 ("flow-fast", STRENGTH), ("flow-uncapped", STRENGTH)]
     settings += [("flow", s) for s in args.strengths]
     for model in args.models:
-        stylizer = load_stylizer(model, StyleChoice({args.styles[0] if args.styles else "mosaic": 1.0}),
-                                 EngineConfig(backend="onnx", device="cpu"))
-        for style in args.styles or builtin_styles(model):
-            if not restyle(stylizer, model, StyleChoice({style: 1.0})):  # a style with convs of its own
-                stylizer = load_stylizer(model, StyleChoice({style: 1.0}), EngineConfig(backend="onnx", device="cpu"))
+        names = args.styles or builtin_styles(model)
+        for style, stylizer in zip(names, wearing_each(model, [StyleChoice({n: 1.0}) for n in names])):
             for clip, frames in clips.items():
                 per_frame = stylizer(frames)
                 base = warping_error_from(flows[clip], per_frame)

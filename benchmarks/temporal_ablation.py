@@ -27,10 +27,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from temporal import PREVIOUS, RESULTS, drift, load_frames, old_host_module, smooth
+from temporal import PREVIOUS, RESULTS, drift, load_frames, old_host_module, smooth, wearing_each
 
-from rtstyle.api import load_stylizer, restyle
-from rtstyle.config import SMOOTH_STRENGTH, EngineConfig
+from rtstyle.config import SMOOTH_STRENGTH
 from rtstyle.model.styles import StyleChoice
 from rtstyle.temporal import host
 from rtstyle.temporal.metrics import pair_flows, warping_error_from
@@ -86,10 +85,7 @@ def main() -> None:
     flows = {name: pair_flows(frames, "farneback") for name, frames in clips.items()}
     stylized = {}
     for model, names in STYLES.items():
-        stylizer = load_stylizer(model, unsteadied(model, names[0]), EngineConfig(backend="onnx", device="cpu"))
-        for style in names:
-            if not restyle(stylizer, model, unsteadied(model, style)):
-                stylizer = load_stylizer(model, unsteadied(model, style), EngineConfig(backend="onnx", device="cpu"))
+        for style, stylizer in zip(names, wearing_each(model, [unsteadied(model, n) for n in names])):
             for clip, frames in clips.items():
                 stylized[(model, style, clip)] = stylizer(frames)
     report = {"clips": list(clips), "styles": STYLES, "strength": SMOOTH_STRENGTH, "previous": PREVIOUS, "rows": {}}

@@ -17,10 +17,9 @@ import json
 from collections import defaultdict
 
 import numpy as np
-from temporal import RESULTS, drift, load_frames, smooth
+from temporal import RESULTS, drift, load_frames, smooth, wearing_each
 
-from rtstyle.api import load_stylizer, restyle
-from rtstyle.config import SMOOTH_STRENGTH, EngineConfig
+from rtstyle.config import SMOOTH_STRENGTH
 from rtstyle.model.styles import StyleChoice, builtin_styles
 from rtstyle.temporal.host import make_host_smoother
 from rtstyle.temporal.metrics import pair_flows, warping_error_from
@@ -35,10 +34,7 @@ def main() -> None:
     rows = []
     for model in ("fast", "quality"):
         names = builtin_styles(model)
-        stylizer = load_stylizer(model, StyleChoice({names[0]: 1.0}), EngineConfig(backend="onnx", device="cpu"))
-        for style in names:
-            if not restyle(stylizer, model, StyleChoice({style: 1.0})):
-                stylizer = load_stylizer(model, StyleChoice({style: 1.0}), EngineConfig(backend="onnx", device="cpu"))
+        for style, stylizer in zip(names, wearing_each(model, [StyleChoice({n: 1.0}) for n in names])):
             for clip, frames in clips.items():
                 per_frame = stylizer(frames)
                 out, seconds = smooth(frames, per_frame, make_host_smoother("flow", SMOOTH_STRENGTH))

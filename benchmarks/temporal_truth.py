@@ -31,9 +31,9 @@ import time
 import cv2
 import numpy as np
 from PIL import Image
-from temporal import DATA, RESULTS, drift, smooth
+from temporal import DATA, RESULTS, drift, smooth, wearing_each
 
-from rtstyle.api import load_stylizer, restyle
+from rtstyle.api import load_stylizer
 from rtstyle.config import SMOOTH_STRENGTH, EngineConfig
 from rtstyle.model.styles import StyleChoice, builtin_styles
 from rtstyle.temporal.host import HostFlow, flow_side
@@ -83,10 +83,7 @@ def run_styles(frames: list[np.ndarray], maps: np.ndarray, mask: np.ndarray) -> 
     rows = []
     for model in ("fast", "quality"):
         names = builtin_styles(model)
-        stylizer = load_stylizer(model, StyleChoice({names[0]: 1.0}), EngineConfig(backend="onnx", device="cpu"))
-        for style in names:
-            if not restyle(stylizer, model, StyleChoice({style: 1.0})):
-                stylizer = load_stylizer(model, StyleChoice({style: 1.0}), EngineConfig(backend="onnx", device="cpu"))
+        for style, stylizer in zip(names, wearing_each(model, [StyleChoice({n: 1.0}) for n in names])):
             per_frame = stylizer(frames)
             row = {"model": model, "style": style, "per_frame": true_warp_error(per_frame, maps, mask), "sides": {}}
             for side in SIDES:
