@@ -47,12 +47,13 @@ METHOD = "steadied: LoRA fine-tune against the style's own output with the tempo
 #: motion scaled up to 1920 px (benchmarks/temporal_truth.py). Past or near the 0.3 target, and no
 #: smoother does better within the budget. The first five by the 320 px rule, mosaic (0.36 on the
 #: video, 0.32 by the truth at 1920 px) and tapestry (0.30-0.36 on three clips, 0.31) by the
-#: full-size one; all seven are the quality model's busiest (per-frame warp error 0.03-0.056 at 320
-#: px). Each with the weight of its temporal term: abstract-strokes needs more for the same
-#: steadiness. Not here, though they also reach 0.30-0.34 on one or two clips: fast dusk-oil, far
-#: inside its budget (a small fast object the smoother rightly does not blend), and fast
-#: abstract-strokes, which steadied flickered 69 % less per frame and still kept 0.31 of that after
-#: smoothing, so training does not help it.
+#: full-size one. The five are the quality model's busiest at 320 px (per-frame warp error
+#: 0.03-0.056), mosaic and tapestry the next (0.024, 0.028) and the busiest at full size. Each with
+#: the weight of its temporal term: abstract-strokes needs more for the same steadiness. Not here,
+#: though they also reach 0.30-0.34 on one or two clips: fast dusk-oil, far inside its budget (a
+#: small fast object the smoother rightly does not blend), and fast abstract-strokes, which steadied
+#: flickered 69 % less per frame and still kept 0.31 of that after smoothing, so training does not
+#: help it.
 DEFAULT_STYLES = {("quality", "night-brush"): 1.0, ("quality", "stained-glass"): 1.0,
                   ("quality", "abstract-strokes"): 2.0, ("quality", "brick-blocks"): 1.0,
                   ("quality", "green-expression"): 1.0, ("quality", "mosaic"): 1.0,
