@@ -88,7 +88,7 @@ def test_quality_styles_match_the_teacher(shared_data):
     x = (np.asarray(image, dtype=np.float32) / 255).transpose(2, 0, 1)[None].copy()
     base = load_base("quality")
     originals = Path(__file__).resolve().parents[1] / "tools" / "originals" / "quality"
-    for name in ["mosaic", "woodcut", str(originals / "tapestry.safetensors")]:
+    for name in ["mosaic", "woodcut", "starry-swirl", str(originals / "tapestry.safetensors")]:
         adapter = load_style(name, "quality")
         assert "steadied_from" not in adapter.provenance, name
         weights = np.zeros(26, np.float32)

@@ -93,15 +93,18 @@ def _memory_hint(exc: BaseException) -> str:
     return "; out of memory: a smaller --batch or --max-side needs less" if _out_of_memory(exc) else ""
 
 
-
 def _silence_stdout() -> None:
     """Point stdout at /dev/null, so that the flush at exit does not hit the closed pipe again."""
     try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError, io.UnsupportedOperation):  # a stdout without a file descriptor (a test's)
-        pass
+        target = sys.stdout.fileno()
+    except (ValueError, io.UnsupportedOperation):  # a stdout without a file descriptor (a test's)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, target)
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":
     sys.exit(main())
-
