@@ -49,12 +49,13 @@ def training_images(max_side: int = 512) -> list[np.ndarray]:
     return images
 
 
-def lora_student(base, start, rank: int, lr: float, steps: int, warmup: int) -> tuple:
+def lora_student(base, start, rank: int, lr: float, steps: int, warmup: int, norms_only: bool = False) -> tuple:
     """(student, its trainable parameters, optimizer, schedule): the base with `start`'s norm deltas
     and a fresh LoRA update on every conv (thin convs at the largest rank they hold), in training
-    mode, under AdamW with a cosine schedule after `warmup` steps. steady_styles.py trains the same."""
+    mode, under AdamW with a cosine schedule after `warmup` steps. steady_styles.py trains the same.
+    With `norms_only`, the norm deltas alone are trained and the convs stay the base's."""
     student = base.build()
-    convs = [name for name, module in student.named_modules() if isinstance(module, torch.nn.Conv2d)]
+    convs = [] if norms_only else [name for name, m in student.named_modules() if isinstance(m, torch.nn.Conv2d)]
     params = add_trainable_adapter(student, convs, rank, ALPHA)
     start_from_norms(student, start)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)

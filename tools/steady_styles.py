@@ -26,6 +26,7 @@ import argparse
 import logging
 import shutil
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -41,24 +42,38 @@ log = logging.getLogger("steady_styles")
 
 WARMUP, CLIP = 30, 1.0
 METHOD = "steadied: LoRA fine-tune against the style's own output with the temporal term"
+NORMS_METHOD = "steadied: its norm deltas fine-tuned against the style's own output with the temporal term"
+
+
+@dataclass(frozen=True)
+class Steadying:
+    """How one style is steadied: the weight of the temporal term, and whether only its norm deltas
+    are trained, so that a norm-only style stays norm-only (switchable in place, no engine of its own)."""
+
+    temporal_weight: float = 1.0
+    norms_only: bool = False
+
+
 #: The styles that the default smoother holds at its drift budget with more than 0.27 of their
 #: per-frame flicker left on some clip of benchmarks/temporal.py (long side 320), or over 0.3 at
 #: full size: on a clip at its own size (benchmarks/temporal_native.py) and along Sintel's true
 #: motion scaled up to 1920 px (benchmarks/temporal_truth.py). Past or near the 0.3 target, and no
 #: smoother does better within the budget. The first five by the 320 px rule (the quality model's
 #: busiest there, per-frame warp error 0.03-0.056), tapestry (0.30-0.36 on three clips at full size,
-#: 0.31 by the truth at 1920 px) by the full-size one. Each with the weight of its temporal term:
-#: abstract-strokes needs more for the same steadiness. Not here, though they also reach 0.30-0.36
-#: on one or two clips: quality mosaic (0.36 on the video at its own size, 0.32 by the truth at
-#: 1920 px), which steadied would carry convs of its own and so lose what its norm-only form gives
-#: (a style switch in place, without a new engine, and the TensorRT graph that takes the style as
-#: inputs: docs/pictures.md), for the style the docs and examples use most; fast dusk-oil, far inside
-#: its budget (a small fast object the smoother rightly does not blend); and fast abstract-strokes,
-#: which steadied flickered 69 % less per frame and still kept 0.31 of that after smoothing, so
-#: training does not help it.
-DEFAULT_STYLES = {("quality", "night-brush"): 1.0, ("quality", "stained-glass"): 1.0,
-                  ("quality", "abstract-strokes"): 2.0, ("quality", "brick-blocks"): 1.0,
-                  ("quality", "green-expression"): 1.0, ("quality", "tapestry"): 1.0}
+#: 0.31 by the truth at 1920 px) and mosaic (0.36 on the video at its own size, 0.32 by the truth at
+#: 1920 px) by the full-size one. Each with the weight of its temporal term: abstract-strokes needs
+#: more for the same steadiness. Mosaic has its norm deltas steadied alone: with convs of its own it
+#: would lose what its norm-only form gives (a style switch in place, without a new engine, and the
+#: TensorRT graph that takes the style as inputs: docs/pictures.md), for the style the docs and
+#: examples use most. Its norms alone take 54-66 % of its per-frame flicker at a distance from the
+#: original (0.040) like tapestry's; a LoRA took 72 %. Not here, though they also reach 0.30-0.36 on
+#: one or two clips: fast dusk-oil, far inside its budget (a small fast object the smoother rightly
+#: does not blend); and fast abstract-strokes, which steadied flickered 69 % less per frame and still
+#: kept 0.31 of that after smoothing, so training does not help it.
+DEFAULT_STYLES = {("quality", "night-brush"): Steadying(1.0), ("quality", "stained-glass"): Steadying(1.0),
+                  ("quality", "abstract-strokes"): Steadying(2.0), ("quality", "brick-blocks"): Steadying(1.0),
+                  ("quality", "green-expression"): Steadying(1.0), ("quality", "tapestry"): Steadying(1.0),
+                  ("quality", "mosaic"): Steadying(1.0, norms_only=True)}
 
 
 def original(name: str, model: str):
@@ -74,13 +89,14 @@ def original(name: str, model: str):
     return load_style(str(path), model)
 
 
-def steady(name: str, model: str, temporal_weight: float, images: list, args: argparse.Namespace) -> None:
+def steady(name: str, model: str, how: Steadying, images: list, args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     teacher_style = original(name, model)
     base = load_base(model)
     teacher = fuse(base, [(teacher_style, 1.0)]).eval().requires_grad_(False)
-    # The student starts from the original's norm deltas only; its LoRA learns the rest of the look.
-    student, params, optimizer, schedule = lora_student(base, teacher_style, args.rank, args.lr, args.steps, WARMUP)
+    # The student starts from the original's norm deltas only; its LoRA (if any) learns the rest of the look.
+    student, params, optimizer, schedule = lora_student(base, teacher_style, args.rank, args.lr, args.steps, WARMUP,
+                                                        norms_only=how.norms_only)
     crops = RandomCrops(images, args.size, seed=args.seed)
     motion = torch.Generator().manual_seed(args.seed)
     started = time.perf_counter()
@@ -93,7 +109,7 @@ def steady(name: str, model: str, temporal_weight: float, images: list, args: ar
         outputs = student(both)
         fidelity = F.mse_loss(outputs, targets)
         temporal = temporal_loss(outputs[:args.batch], outputs[args.batch:], grid, valid)
-        loss = fidelity + temporal_weight * temporal
+        loss = fidelity + how.temporal_weight * temporal
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, CLIP)
@@ -101,16 +117,18 @@ def steady(name: str, model: str, temporal_weight: float, images: list, args: ar
         schedule.step()
         if step % 50 == 0:
             log.info("%s step %d: fidelity %.5f temporal %.5f", name, step, fidelity.item(), temporal.item())
-    training = {"method": METHOD, "original": name, "steps": args.steps, "batch": args.batch, "size": args.size,
-                "rank": args.rank, "lr": args.lr, "temporal_weight": temporal_weight,
+    method = NORMS_METHOD if how.norms_only else METHOD
+    training = {"method": method, "original": name, "steps": args.steps, "batch": args.batch, "size": args.size,
+                "rank": None if how.norms_only else args.rank, "lr": args.lr, "temporal_weight": how.temporal_weight,
                 "content": "shared/data/frames + shared/data/styles", "final_fidelity": round(fidelity.item(), 6),
                 "final_temporal": round(temporal.item(), 6)}
     adapter = trained_adapter(student, base, name, ALPHA, training)
-    adapter.description = f"{teacher_style.description}; steadied for video (less flicker, softer fine texture)"
+    softer = "lower contrast" if how.norms_only else "softer fine texture"
+    adapter.description = f"{teacher_style.description}; steadied for video (less flicker, {softer})"
     # Not the teacher's style any more, so no "teacher_style" index: where the original is instead.
     kept = {key: value for key, value in teacher_style.provenance.items() if key != "teacher_style"}
     adapter.provenance = {**kept, "steadied_from": f"tools/originals/{model}/{name}.safetensors",
-                          "method": f"{teacher_style.provenance.get('method', '')}; {METHOD}"}
+                          "method": f"{teacher_style.provenance.get('method', '')}; {method}"}
     adapter.save(styles_dir(model) / f"{name}.safetensors")
     log.info("%s: made in %.0f s", name, time.perf_counter() - started)
 
@@ -121,6 +139,8 @@ def main() -> None:
     parser.add_argument("--styles", nargs="+", help="default: DEFAULT_STYLES, of both models")
     parser.add_argument("--temporal-weight", type=float,
                         help="the temporal term's weight for every style (default: each style's own in DEFAULT_STYLES)")
+    parser.add_argument("--norms-only", action="store_true",
+                        help="train only the norm deltas of every style (default: as DEFAULT_STYLES says)")
     parser.add_argument("--steps", type=int, default=250)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--size", type=int, default=192)
@@ -132,8 +152,9 @@ def main() -> None:
     images = training_images()
     chosen = [(args.model, name) for name in args.styles] if args.styles else list(DEFAULT_STYLES)
     for model, name in chosen:
-        weight = args.temporal_weight or DEFAULT_STYLES.get((model, name), 1.0)
-        steady(name, model, weight, images, args)
+        how = DEFAULT_STYLES.get((model, name), Steadying())
+        how = Steadying(args.temporal_weight or how.temporal_weight, args.norms_only or how.norms_only)
+        steady(name, model, how, images, args)
 
 
 if __name__ == "__main__":
