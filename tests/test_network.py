@@ -33,22 +33,30 @@ def test_builtin_models_ship_at_least_eight_styles(model):
         assert adapter.provenance.get("licence") == "Apache-2.0"
 
 
-def test_steadied_styles_keep_their_converted_original():
+@pytest.mark.parametrize("model", ["quality", "fast"])
+def test_steadied_styles_keep_their_original(model):
     """A style steadied for video (tools/steady_styles.py) names its original, which is kept in
-    tools/originals: the converted style (no LoRA, the teacher's index), for the same base."""
+    tools/originals, for the same base: for the quality model the converted style (no LoRA, the
+    teacher's index), for the fast model the refined one."""
     originals = Path(__file__).resolve().parents[1] / "tools" / "originals"
-    steadied = [name for name in builtin_styles("quality")
-                if "steadied_from" in load_style(name, "quality").provenance]
+    steadied = [name for name in builtin_styles(model) if "steadied_from" in load_style(name, model).provenance]
     assert "night-brush" in steadied
     for name in steadied:
-        adapter = load_style(name, "quality")
-        original = load_style(str(originals / "quality" / f"{name}.safetensors"), "quality")
-        assert adapter.provenance["steadied_from"] == f"tools/originals/quality/{name}.safetensors"
-        assert not original.lora and original.base_hash == adapter.base_hash
-        # A LoRA of its own, or (a norm-only style kept switchable in place) norm deltas retrained.
-        assert adapter.lora or any(not np.allclose(adapter.norm[k][0], original.norm[k][0]) for k in original.norm)
-        assert isinstance(original.provenance["teacher_style"], int)
+        adapter = load_style(name, model)
+        original = load_style(str(originals / model / f"{name}.safetensors"), model)
+        assert adapter.provenance["steadied_from"] == f"tools/originals/{model}/{name}.safetensors"
+        assert original.base_hash == adapter.base_hash and "steadied_from" not in original.provenance
+        if model == "quality":
+            assert not original.lora and isinstance(original.provenance["teacher_style"], int)
+        # A LoRA of its own, or (a norm-only style kept switchable in place) its norm deltas retrained.
+        assert retrained(adapter.lora, original.lora) or retrained(adapter.norm, original.norm)
         assert adapter.training["temporal_weight"] > 0
+
+
+def retrained(new: dict, old: dict) -> bool:
+    """Whether an adapter's LoRA or norm pairs differ from another's."""
+    return new.keys() != old.keys() or any(
+        x.shape != y.shape or not np.allclose(x, y) for k in new for x, y in zip(new[k], old[k]))
 
 
 def test_shipped_weights_are_small():
