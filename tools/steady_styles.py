@@ -3,8 +3,8 @@
 A style network paints each frame on its own; in the busiest styles the brush texture changes so
 much from frame to frame that no smoother can take 70 % of the flicker away without moving the
 picture more than its drift budget (docs/smoothing.md). Here the style is taught to be steady by
-itself: a copy of the base with the style's norm deltas and a fresh LoRA update on every conv is
-trained so that
+itself: a copy of the base with the style's norm deltas and a fresh LoRA update on every conv (or,
+for a norm-only style that has to stay switchable in place, its norm deltas alone) is trained so that
 
 * its output matches the original style's (MSE against base + style, the teacher), and
 * the output of a frame moved by a small known motion matches its output moved by that motion
@@ -12,7 +12,9 @@ trained so that
 
 The result replaces the built-in style of the same name; the original is kept in tools/originals/
 (`teachers.py`), where it stays the teacher of this tool and, for the quality model, of the fast
-model's styles. For the fast model this runs after distill_fast.py and refine_fast_styles.py.
+model's styles. For the fast model this runs after distill_fast.py and refine_fast_styles.py
+(after a rerun of those, delete tools/originals/fast/ first, so that the new refined style becomes
+the original).
 Training content is the frames of ../shared/data/frames and the paintings of ../shared/data/styles,
 as for the fast styles; ../shared/data/content stays unseen, so benchmarks/steady_styles.py
 measures on held-out photos. A rerun gives the same weights.
