@@ -286,9 +286,9 @@ def flow_side(height: int, width: int) -> int:
     DIS's cost follows the pixel count, and at live sizes a smoother needs only the motion of regions
     a few pixels wide: at 640x480 the flow runs on 320x240, a quarter of the pixels. Larger frames
     need more: on Sintel's 1024x436 pair with ground-truth flow, the flicker left by flow at 480 px
-    was over 0.3 of per-frame in 3 of 52 styles, at 640 px in none (mean 0.237 -> 0.204), for 1.2-1.5
-    times the smoother's time; scaled up to 1920 px, 480 px left 0.42 on average, 960 px 0.26
-    (benchmarks/temporal_truth.py, docs/smoothing.md "Flow size").
+    was over 0.3 of per-frame in 3 of 52 styles, at 640 px in none (mean 0.237 -> 0.203), for 1.2-1.5
+    times the smoother's time; scaled up to 1920 px, 480 px left 0.42 on average, 960 px 0.24
+    (benchmarks/temporal_truth.py with the styles as shipped, docs/smoothing.md "Flow size").
     """
     long = max(height, width)
     return min(long, FLOW_SIDE_MAX, max(256, long // 2, long - 384))
